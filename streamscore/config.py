@@ -61,8 +61,8 @@ def _opt(
     default: Any,
     *,
     doc: str = "",
-    min: float | None = None,  # noqa: A002 - reads as a spec
-    max: float | None = None,  # noqa: A002
+    min: float | None = None,
+    max: float | None = None,
     choices: tuple[str, ...] | None = None,
 ) -> Any:
     """A settings field: default, allowed range or choices, and a one-line doc."""
@@ -231,9 +231,7 @@ class Config:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain, JSON-ready dict with secrets masked (recorded in model manifests)."""
-        return {
-            f.name: _to_plain(getattr(self, f.name)) for f in dataclasses.fields(self)
-        }
+        return {f.name: _to_plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
 
 def _to_plain(value: Any) -> Any:
@@ -286,7 +284,7 @@ def config_from_dict(
     environ: Mapping[str, str] | None = None,
     base_dir: Path | None = None,
 ) -> Config:
-    """Build a :class:`Config` from a parsed TOML mapping (used by tests and by :func:`load_config`)."""
+    """Build a :class:`Config` from a parsed TOML mapping (tests, and :func:`load_config`)."""
     data = _deep_copy(raw)
     where = str(source) if source else "<config>"
     if environ:
@@ -360,9 +358,7 @@ def _build(
     unknown = sorted(set(data) - (set(fields) - {"source"}))
     if unknown:
         known = ", ".join(sorted(k for k in fields if k != "source"))
-        raise ConfigError(
-            f"{where}: unknown key {unknown[0]!r} in {label}; known keys: {known}"
-        )
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r} in {label}; known keys: {known}")
     kwargs: dict[str, Any] = dict(extra or {})
     for name, f in fields.items():
         if name == "source" or name not in data:
@@ -448,7 +444,7 @@ def _coerce(
             try:
                 parsed = tomllib.loads(f"v = {text}")["v"]
             except tomllib.TOMLDecodeError:
-                kind = '["a", "b"]' if origin is list else '{ key = 1.0 }'
+                kind = '["a", "b"]' if origin is list else "{ key = 1.0 }"
                 raise _fail(where, key, value, f"a TOML {origin.__name__} like {kind}") from None
         args = typing.get_args(hint)
         if origin is list:
@@ -531,9 +527,7 @@ def _check_dependent(cfg: Config, where: str) -> None:
 
 
 #: Metrics training reports; higher is better unless listed in LOWER_IS_BETTER.
-KNOWN_METRICS = frozenset(
-    {"accuracy", "f1", "roc_auc", "log_loss", "rmse", "mae", "r2"}
-)
+KNOWN_METRICS = frozenset({"accuracy", "f1", "roc_auc", "log_loss", "rmse", "mae", "r2"})
 LOWER_IS_BETTER = frozenset({"log_loss", "rmse", "mae"})
 
 

@@ -1,0 +1,54 @@
+# streamscore: `make demo` and `make test` each do all set-up on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PACKAGES := streamscore model_store training worker producer
+
+.DEFAULT_GOAL := help
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): requirements.lock requirements-dev.lock pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	@touch $@
+
+install: $(STAMP) ## create .venv and install the pinned dependencies and streamscore
+
+demo: $(STAMP) ## end-to-end demo on the embedded broker
+	$(BIN)/streamscore demo
+
+lint: $(STAMP) ## ruff lint + format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+types: $(STAMP) ## mypy (strict) on the packages
+	$(BIN)/mypy
+
+contracts: $(STAMP) ## architecture contract: scoring never imports training
+	$(BIN)/lint-imports
+
+pytest: $(STAMP) ## the test suite (real broker, real files)
+	$(BIN)/pytest
+
+test: lint types contracts pytest ## everything CI runs: lint, types, contracts, tests
+
+bench: $(STAMP) ## throughput/latency benchmark side by side with baselines
+	$(BIN)/python -m bench
+
+format: $(STAMP) ## apply ruff's formatting and safe fixes
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+broker-stop: $(STAMP) ## stop the embedded broker the demo started
+	$(BIN)/streamscore broker stop
+
+clean: ## remove runtime state (models, data, logs) but keep .venv
+	rm -rf var
+
+.PHONY: help install demo lint types contracts pytest test bench format broker-stop clean

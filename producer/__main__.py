@@ -1,0 +1,3 @@
+from producer.cli import group
+
+group()

@@ -1,0 +1,155 @@
+"""``streamscore publish`` and ``streamscore tail``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from streamscore import jsonio
+from streamscore.clitools import StreamscoreGroup, config_option, console, pass_state
+from streamscore.kafka_admin import ensure_topics
+
+
+@click.command("publish")
+@config_option
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), help="default: by extension")
+@click.option("--key-field", default=None, help="event field to use as the Kafka key")
+@click.option("--rate", type=click.FloatRange(min=0.001), default=None, help="events per second")
+@click.option("--topic", default=None, help="default: [kafka] input_topic")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="publish at most N events")
+@pass_state
+def publish(
+    state: Any,
+    file: Path,
+    fmt: str | None,
+    key_field: str | None,
+    rate: float | None,
+    topic: str | None,
+    limit: int | None,
+) -> None:
+    """Publish a JSON-lines or CSV file as events to the input topic."""
+    from itertools import islice
+
+    from producer.files import count_events, detect_format, read_events
+    from producer.publisher import Publisher
+
+    cfg = state.config
+    fmt = detect_format(file, fmt)
+    total = count_events(file, fmt)
+    if limit is not None:
+        total = min(total, limit)
+    ensure_topics(cfg.kafka)
+    events = islice(read_events(file, fmt), limit)
+    with (
+        Publisher(cfg.kafka, topic=topic) as publisher,
+        Progress(
+            TextColumn("publishing"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=False,
+        ) as progress,
+    ):
+        task = progress.add_task("publish", total=total)
+        report = publisher.publish(
+            events,
+            key_field=key_field,
+            rate=rate,
+            on_progress=lambda n: progress.advance(task, n),
+        )
+    target = topic or cfg.kafka.input_topic
+    console.print(
+        f"sent {report.sent}, failed {report.failed} to {target} "
+        f"in {report.seconds:.2f}s ({report.rate:,.0f} events/s)"
+    )
+    if report.failed:
+        console.print(f"[red]first failure:[/] {report.first_error}")
+        sys.exit(2)
+
+
+@click.command("tail")
+@config_option
+@click.option("--dead-letters", is_flag=True, help="read the dead-letter topic instead")
+@click.option("--limit", "-n", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--from-beginning", is_flag=True, help="start at the oldest record")
+@click.option("--follow", "-f", is_flag=True, help="keep printing new records")
+@click.option("--json", "as_json", is_flag=True, help="JSON lines (for piping)")
+@pass_state
+def tail(
+    state: Any, dead_letters: bool, limit: int, from_beginning: bool, follow: bool, as_json: bool
+) -> None:
+    """Print predictions (or dead letters with their error headers)."""
+    from producer.results import read_topic
+
+    cfg = state.config
+    topic = cfg.kafka.dead_letter_topic if dead_letters else cfg.kafka.output_topic
+    results = read_topic(
+        cfg.kafka, topic, limit=limit, from_beginning=from_beginning, follow=follow
+    )
+    if as_json or follow:
+        for result in results:
+            line: dict[str, Any] = {
+                "partition": result.partition,
+                "offset": result.offset,
+                "key": result.key.decode("utf-8", "replace") if result.key else None,
+            }
+            if dead_letters:
+                line["value"] = result.raw.decode("utf-8", "replace")
+                line["headers"] = result.headers
+            else:
+                line["value"] = result.value
+            sys.stdout.write(jsonio.dumps(line).decode() + "\n")
+            sys.stdout.flush()
+        return
+    rows = sorted(results, key=lambda r: (r.timestamp, r.partition, r.offset))
+    rows = rows[:limit] if from_beginning else rows[-limit:]
+    table = Table(title=f"{topic} ({len(rows)} shown)")
+    if dead_letters:
+        for column in ("partition/offset", "stage", "error", "source", "value"):
+            table.add_column(column, overflow="fold")
+        for r in rows:
+            h = r.headers
+            source = (
+                f"{h.get('streamscore.source.topic', '')}"
+                f"[{h.get('streamscore.source.partition', '')}]"
+                f"@{h.get('streamscore.source.offset', '')}"
+            )
+            table.add_row(
+                f"{r.partition}/{r.offset}",
+                h.get("streamscore.error.stage", ""),
+                f"{h.get('streamscore.error.class', '')}: {h.get('streamscore.error.message', '')}",
+                source,
+                r.raw[:80].decode("utf-8", "replace"),
+            )
+    else:
+        for column in ("id", "prediction", "probabilities", "model", "partition/offset"):
+            table.add_column(column, overflow="fold")
+        for r in rows:
+            v = r.value if isinstance(r.value, dict) else {}
+            probs = v.get("probabilities") or {}
+            model = v.get("model") or {}
+            table.add_row(
+                str(v.get("id", "")),
+                str(v.get("prediction", "")),
+                " ".join(f"{k}:{p:.3f}" for k, p in probs.items()),
+                f"{model.get('name', '')} v{model.get('version', '')}",
+                f"{r.partition}/{r.offset}",
+            )
+    console.print(table)
+
+
+@click.group("producer", cls=StreamscoreGroup)
+@config_option
+def group() -> None:
+    """Publish events and read results (python -m producer)."""
+
+
+group.add_command(publish)
+group.add_command(tail)

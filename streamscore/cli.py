@@ -1,0 +1,65 @@
+"""The ``streamscore`` command. Subcommands live with their packages and load on first use."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import click
+
+from streamscore import __version__
+from streamscore.clitools import StreamscoreGroup, config_option
+
+#: name -> "module:attribute" of a click command; imported only when that command runs, so
+#: ``streamscore worker`` never imports training code and starts fast.
+SUBCOMMANDS: dict[str, str] = {
+    "broker": "streamscore.broker_cli:broker",
+    "models": "model_store.cli:models",
+    "train": "training.cli:train",
+    "demo-data": "training.cli:demo_data",
+    "trainer": "training.service_cli:trainer",
+    "worker": "worker.cli:worker",
+    "publish": "producer.cli:publish",
+    "tail": "producer.cli:tail",
+    "demo": "streamscore.demo:demo",
+}
+
+
+class LazyGroup(StreamscoreGroup):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(SUBCOMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = SUBCOMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module_name, _, attr = target.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == module_name:
+                return None
+            raise
+        command: Any = getattr(module, attr)
+        return command  # type: ignore[no-any-return]
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@config_option
+@click.version_option(__version__, prog_name="streamscore")
+def main() -> None:
+    """Score Kafka events with a versioned scikit-learn model.
+
+    \b
+    Typical journey:
+      streamscore broker start          # embedded Kafka for local work
+      streamscore demo-data && streamscore train
+      streamscore models list
+      streamscore worker --processes 2
+      streamscore publish var/data/events.jsonl
+      streamscore tail
+    """
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,101 @@
+"""Notices on the control topic: "alias A of model M now points at version V".
+
+The model store is the source of truth; the notice only tells workers on every host to look at
+it now instead of at their next poll. Announcing is best effort: if the broker is unreachable,
+workers still see the change on their next store poll.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from kafka import KafkaConsumer, KafkaProducer
+from kafka.structs import TopicPartition
+
+from streamscore import jsonio
+from streamscore.config import KafkaConfig
+from streamscore.kafka_admin import client_kwargs
+
+log = logging.getLogger(__name__)
+
+NOTICE_ALIAS_MOVED = "alias-moved"
+
+
+def announce_alias_move(
+    kafka: KafkaConfig, *, model: str, alias: str, version: int, timeout_s: float = 3.0
+) -> bool:
+    """Publish an alias-moved notice; True when the broker acknowledged it."""
+    notice = {
+        "type": NOTICE_ALIAS_MOVED,
+        "model": model,
+        "alias": alias,
+        "version": version,
+        "at": time.time(),
+    }
+    producer: Any = None
+    try:
+        producer = KafkaProducer(**client_kwargs(kafka), max_block_ms=int(timeout_s * 1000))
+        producer.send(kafka.control_topic, value=jsonio.dumps(notice)).get(timeout=timeout_s)
+        return True
+    except Exception as exc:
+        log.warning(
+            "could not announce %s %s -> v%s on %s (%s); workers will still see it on their "
+            "next store poll",
+            model,
+            alias,
+            version,
+            kafka.control_topic,
+            exc,
+        )
+        return False
+    finally:
+        if producer is not None:
+            producer.close(timeout=1)
+
+
+class ControlListener:
+    """Reads the control topic from its end in a thread and calls ``on_notice`` for each notice."""
+
+    def __init__(self, kafka: KafkaConfig, on_notice: Callable[[dict[str, Any]], None]) -> None:
+        self.kafka = kafka
+        self.on_notice = on_notice
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="control-listener", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        consumer: Any = None
+        while not self._stop.is_set():
+            try:
+                if consumer is None:
+                    consumer = KafkaConsumer(**client_kwargs(self.kafka), enable_auto_commit=False)
+                    partitions = consumer.partitions_for_topic(self.kafka.control_topic) or {0}
+                    tps = [TopicPartition(self.kafka.control_topic, p) for p in partitions]
+                    consumer.assign(tps)
+                    consumer.seek_to_end(*tps)
+                for records in consumer.poll(timeout_ms=200).values():
+                    for record in records:
+                        try:
+                            notice = jsonio.loads(record.value)
+                        except jsonio.JSONDecodeError:
+                            continue
+                        if isinstance(notice, dict):
+                            self.on_notice(notice)
+            except Exception as exc:
+                log.warning("control topic listener: %s; retrying", exc)
+                if consumer is not None:
+                    consumer.close()
+                    consumer = None
+                self._stop.wait(1.0)
+        if consumer is not None:
+            consumer.close()

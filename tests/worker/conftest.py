@@ -1,0 +1,96 @@
+"""Fixtures for worker tests: small real models registered in a real temporary store."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_breast_cancer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from model_store import FeatureSpec, ModelStore
+
+
+@dataclass(frozen=True)
+class DemoSet:
+    names: list[str]
+    X: np.ndarray
+    y: np.ndarray
+
+    def event(self, i: int, **extra: Any) -> dict[str, Any]:
+        body: dict[str, Any] = {"id": f"e-{i}"}
+        body.update({n: float(v) for n, v in zip(self.names, self.X[i], strict=True)})
+        body.update(extra)
+        return body
+
+
+@pytest.fixture(scope="session")
+def demo_set() -> DemoSet:
+    data = load_breast_cancer()
+    names = [n.replace(" ", "_") for n in data.feature_names]
+    return DemoSet(names, data.data, data.target)
+
+
+class FailsOnMarker:
+    """A model whose predict raises on rows whose first feature equals ``marker``."""
+
+    def __init__(self, inner: Any, marker: float) -> None:
+        self.inner = inner
+        self.marker = marker
+        self.classes_ = inner.classes_
+
+    def _check(self, X: np.ndarray) -> None:
+        if (X[:, 0] == self.marker).any():
+            raise ValueError(f"cannot score a row with first feature {self.marker}")
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        self._check(X)
+        return self.inner.predict(X)
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        self._check(X)
+        return self.inner.predict_proba(X)
+
+
+RegisterFn = Callable[..., Any]
+
+
+@pytest.fixture
+def model_store(tmp_path: Path) -> ModelStore:
+    return ModelStore(tmp_path / "models", "demo")
+
+
+@pytest.fixture
+def register(model_store: ModelStore, demo_set: DemoSet) -> RegisterFn:
+    """register(C=1.0, promote=True, wrap=None) -> manifest of a fitted logistic regression."""
+
+    def _register(
+        C: float = 1.0,
+        *,
+        promote: bool = True,
+        wrap: Callable[[Any], Any] | None = None,
+    ) -> Any:
+        model: Any = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=5000))
+        model.fit(demo_set.X, demo_set.y)
+        if wrap is not None:
+            model = wrap(model)
+        features = [FeatureSpec(n, "float") for n in demo_set.names]
+        manifest = model_store.register(
+            model,
+            task="classification",
+            features=features,
+            classes=[0, 1],
+            metrics={"accuracy": 0.97},
+            estimator=f"LogisticRegression(C={C})",
+        )
+        if promote:
+            model_store.promote(manifest.version, "production")
+        return manifest
+
+    return _register

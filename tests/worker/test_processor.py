@@ -1,0 +1,126 @@
+"""BatchProcessor: consumed records in, predictions and dead letters out (no broker needed)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from streamscore import jsonio
+from tests.worker.conftest import FailsOnMarker
+from worker.processor import BatchProcessor, Destinations, ServingModel
+from worker.records import headers_dict
+from worker.validation import ValidationPolicy
+
+
+@dataclass
+class Rec:
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int
+    key: bytes | None
+    value: bytes | None
+
+
+def records(values, partition=0):
+    return [
+        Rec("in", partition, i, 1_700_000_000_000 + i, f"k{i}".encode(), v)
+        for i, v in enumerate(values)
+    ]
+
+
+def serving(model_store, policy=None, passthrough=()):
+    loaded = model_store.load("production")
+    return ServingModel(
+        loaded,
+        policy or ValidationPolicy(),
+        alias="production",
+        seq=1,
+        allowed_extra=("id", *passthrough),
+    )
+
+
+DEST = Destinations("out", "dlq", group="g", worker_id="w-1", passthrough=("label",))
+
+
+def test_process_valid_events_gives_one_prediction_each_with_contract_fields(
+    register, model_store, demo_set
+):
+    register()
+    batch = records([jsonio.dumps(demo_set.event(i, label=int(demo_set.y[i]))) for i in range(10)])
+    result = BatchProcessor(DEST).process(batch, serving(model_store))
+    assert result.scored == 10 and not result.dead_letters
+    first = result.records[0]
+    assert first.topic == "out" and first.key == b"k0"
+    body = jsonio.loads(first.value)
+    assert set(body) == {"id", "prediction", "probabilities", "model", "scored_at", "label"}
+    assert body["id"] == "e-0"
+    assert body["model"] == {"name": "demo", "version": 1}
+    assert set(body["probabilities"]) == {"0", "1"}
+    assert abs(sum(body["probabilities"].values()) - 1) < 1e-9
+    headers = headers_dict(first.headers)
+    assert headers["streamscore.source.topic"] == "in"
+    assert headers["streamscore.source.offset"] == "0"
+    assert headers["streamscore.model.version"] == "1"
+
+
+def test_process_event_without_id_falls_back_to_topic_partition_offset(
+    register, model_store, demo_set
+):
+    register()
+    event = demo_set.event(0)
+    del event["id"]
+    result = BatchProcessor(DEST).process(
+        records([jsonio.dumps(event)], partition=3), serving(model_store)
+    )
+    assert jsonio.loads(result.records[0].value)["id"] == "in/3/0"
+
+
+def test_process_dead_letters_keep_original_bytes_and_say_why(register, model_store, demo_set):
+    register()
+    missing = demo_set.event(2)
+    del missing["mean_radius"]
+    values = [
+        jsonio.dumps(demo_set.event(0)),
+        b"{not json",
+        b"[1, 2]",
+        jsonio.dumps(missing),
+        jsonio.dumps(demo_set.event(1, mean_area="big")),
+        json.dumps(demo_set.event(3, mean_texture=float("nan"))).encode(),
+        jsonio.dumps(demo_set.event(4)),
+    ]
+    result = BatchProcessor(DEST).process(records(values), serving(model_store))
+    assert result.scored == 2
+    assert result.dead_letters == {"decode": 2, "schema": 3}
+    dead = [r for r in result.records if r.topic == "dlq"]
+    assert [r.value for r in dead] == values[1:6]
+    by_offset = {
+        headers_dict(r.headers)["streamscore.source.offset"]: headers_dict(r.headers) for r in dead
+    }
+    assert by_offset["1"]["streamscore.error.stage"] == "decode"
+    assert by_offset["1"]["streamscore.error.class"] == "JSONDecodeError"
+    assert by_offset["2"]["streamscore.error.message"].endswith("got a JSON array")
+    assert by_offset["3"]["streamscore.error.stage"] == "schema"
+    assert by_offset["3"]["streamscore.error.message"] == (
+        'feature "mean_radius" missing (model demo v1 requires 30 features)'
+    )
+    assert "mean_area" in by_offset["4"]["streamscore.error.message"]
+    assert "not finite" in by_offset["5"]["streamscore.error.message"]
+    h = by_offset["3"]
+    assert h["streamscore.group"] == "g" and h["streamscore.worker"] == "w-1"
+    assert h["streamscore.source.timestamp"] == str(1_700_000_000_003)
+    assert h["streamscore.model.version"] == "1"
+
+
+def test_process_predict_failure_dead_letters_only_that_row(register, model_store, demo_set):
+    register(wrap=lambda m: FailsOnMarker(m, -1.0))
+    values = [jsonio.dumps(demo_set.event(i)) for i in range(20)]
+    values[7] = jsonio.dumps(demo_set.event(7, mean_radius=-1.0))
+    result = BatchProcessor(DEST).process(records(values), serving(model_store))
+    assert result.scored == 19
+    assert result.dead_letters == {"predict": 1}
+    [dead] = [r for r in result.records if r.topic == "dlq"]
+    h = headers_dict(dead.headers)
+    assert h["streamscore.error.stage"] == "predict"
+    assert h["streamscore.source.offset"] == "7"
+    assert h["streamscore.error.class"] == "ValueError"

@@ -1,0 +1,186 @@
+"""The worker's Kafka side on kafka-python: consume in batches, publish with per-record acks,
+commit offsets. Broker outages are waited out with backoff, never fatal.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer
+from kafka.errors import CommitFailedError, KafkaError
+from kafka.structs import OffsetAndMetadata, TopicPartition
+
+from streamscore.config import Config
+from streamscore.kafka_admin import client_kwargs
+from worker.records import OutRecord
+
+log = logging.getLogger(__name__)
+
+Partition = tuple[str, int]
+
+
+class DeliveryFailed(Exception):
+    """Outputs could not be acknowledged before shutdown; their offsets are not committed."""
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(
+        self,
+        on_assign: Callable[[list[Partition]], None],
+        on_revoke: Callable[[list[Partition]], None],
+    ) -> None:
+        self._on_assign = on_assign
+        self._on_revoke = on_revoke
+
+    def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        self._on_revoke(sorted((tp.topic, tp.partition) for tp in revoked))
+
+    def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        self._on_assign(sorted((tp.topic, tp.partition) for tp in assigned))
+
+
+class KafkaPythonTransport:
+    """Consumer + producer pair for one group member."""
+
+    def __init__(self, cfg: Config, *, client_id: str) -> None:
+        self.cfg = cfg
+        k, w = cfg.kafka, cfg.worker
+        common = client_kwargs(k)
+        common["client_id"] = client_id
+        self.consumer = KafkaConsumer(
+            **common,
+            group_id=k.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=k.session_timeout_ms,
+            heartbeat_interval_ms=k.heartbeat_interval_ms,
+            max_poll_interval_ms=k.max_poll_interval_ms,
+            max_poll_records=w.max_batch_records,
+            fetch_max_bytes=w.fetch_max_bytes,
+            max_partition_fetch_bytes=w.max_partition_fetch_bytes,
+            fetch_max_wait_ms=min(max(w.max_wait_ms, 10), 500),
+        )
+        self.producer = KafkaProducer(
+            **common,
+            acks="all",
+            linger_ms=w.linger_ms,
+            batch_size=w.producer_batch_bytes,
+            compression_type=None if w.compression == "none" else w.compression,
+            delivery_timeout_ms=max(w.delivery_timeout_ms, w.linger_ms + k.request_timeout_ms),
+        )
+        self.backoff_s = w.retry_backoff_ms / 1000
+        self.max_backoff_s = w.max_retry_backoff_ms / 1000
+        self.delivery_timeout_s = w.delivery_timeout_ms / 1000
+
+    # ------------------------------------------------------------------ consuming
+
+    def subscribe(
+        self,
+        topic: str,
+        on_assign: Callable[[list[Partition]], None],
+        on_revoke: Callable[[list[Partition]], None],
+    ) -> None:
+        self.consumer.subscribe([topic], listener=_Listener(on_assign, on_revoke))
+
+    def poll(self, timeout_ms: int, max_records: int) -> list[Any]:
+        polled = self.consumer.poll(timeout_ms=timeout_ms, max_records=max_records)
+        if not polled:
+            return []
+        if len(polled) == 1:
+            return list(next(iter(polled.values())))
+        out: list[Any] = []
+        for records in polled.values():
+            out.extend(records)
+        return out
+
+    def assignment(self) -> list[Partition]:
+        return sorted((tp.topic, tp.partition) for tp in self.consumer.assignment())
+
+    def highwater(self, topic: str, partition: int) -> int | None:
+        value = self.consumer.highwater(TopicPartition(topic, partition))
+        return int(value) if value is not None else None
+
+    def position(self, topic: str, partition: int) -> int | None:
+        try:
+            return int(self.consumer.position(TopicPartition(topic, partition), timeout_ms=100))
+        except Exception:
+            return None
+
+    # ------------------------------------------------------------------ producing
+
+    def publish(self, records: Sequence[OutRecord], stop: threading.Event) -> None:
+        """Send every record and wait until the broker acknowledged each one.
+
+        Failed sends are retried with exponential backoff for as long as the broker is away.
+        Raises :class:`DeliveryFailed` only when ``stop`` is set and records are still
+        unacknowledged, so the caller does not commit their offsets.
+        """
+        pending = list(records)
+        backoff = self.backoff_s
+        while pending:
+            send = self.producer.send
+            futures = [send(r.topic, value=r.value, key=r.key, headers=r.headers) for r in pending]
+            self.producer.flush(timeout=self.delivery_timeout_s)
+            failed: list[OutRecord] = []
+            first_error: Any = None
+            for record, future in zip(pending, futures, strict=True):
+                if future.is_done and future.succeeded():
+                    continue
+                failed.append(record)
+                if first_error is None:
+                    first_error = future.exception if future.is_done else "no ack before timeout"
+            if not failed:
+                return
+            if stop.is_set():
+                raise DeliveryFailed(
+                    f"{len(failed)} of {len(records)} records unacknowledged at shutdown: "
+                    f"{first_error}"
+                )
+            log.warning(
+                "%d of %d records not acknowledged (%s); retrying in %.1fs",
+                len(failed),
+                len(records),
+                first_error,
+                backoff,
+            )
+            stop.wait(backoff)
+            backoff = min(backoff * 2, self.max_backoff_s)
+            pending = failed
+
+    # ------------------------------------------------------------------ committing
+
+    def commit(self, offsets: dict[Partition, int], stop: threading.Event) -> bool:
+        """Commit ``partition → next offset``. False if the group moved on (a rebalance)."""
+        payload = {
+            TopicPartition(topic, partition): OffsetAndMetadata(offset, "", -1)
+            for (topic, partition), offset in offsets.items()
+        }
+        backoff = self.backoff_s
+        while True:
+            try:
+                self.consumer.commit(payload)
+                return True
+            except CommitFailedError as exc:
+                log.warning(
+                    "commit refused, the group rebalanced first (%s); these events will be "
+                    "delivered again to the new owner (at-least-once)",
+                    exc,
+                )
+                return False
+            except KafkaError as exc:
+                if stop.is_set():
+                    log.error("commit failed at shutdown: %s", exc)
+                    return False
+                log.warning("commit failed (%s); retrying in %.1fs", exc, backoff)
+                time.sleep(backoff)
+                backoff = min(backoff * 2, self.max_backoff_s)
+
+    def close(self) -> None:
+        try:
+            self.producer.close(timeout=5)
+        finally:
+            self.consumer.close(autocommit=False)

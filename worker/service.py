@@ -1,0 +1,298 @@
+"""The scoring worker: one consumer-group member that scores events in micro-batches.
+
+The loop, in order, for every batch:
+
+1. swap in a newly promoted model if the reloader prepared one (between batches only);
+2. poll until ``max_batch_records`` events or ``max_wait_ms`` have passed;
+3. score the batch (:class:`worker.processor.BatchProcessor`);
+4. publish predictions and dead letters and wait for the broker to acknowledge each one;
+5. commit the batch's offsets.
+
+An offset is committed only after its output is acknowledged, so a worker killed at any point
+loses nothing: its partitions move to another member, which resumes from the last commit
+(at-least-once). When partitions are revoked mid-batch, the records already polled are scored,
+published and committed inside the callback. ``stop()`` (SIGTERM/SIGINT) ends polling, finishes
+the batch in flight, commits, leaves the group and returns.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from model_store import ModelStore
+from streamscore.config import Config
+from streamscore.control import NOTICE_ALIAS_MOVED, ControlListener
+from streamscore.kafka_admin import ensure_topics
+from worker.kafka_io import DeliveryFailed, KafkaPythonTransport, Partition
+from worker.metrics import WorkerMetrics
+from worker.processor import BatchProcessor, Destinations, ServingModel
+from worker.records import now_ms
+from worker.reloader import ModelReloader, ReloadEvent
+from worker.validation import ValidationPolicy
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class WorkerStatus:
+    """A snapshot for health checks and the status page."""
+
+    worker_id: str
+    started_at: float
+    model: dict[str, Any] | None = None
+    assigned: list[Partition] = field(default_factory=list)
+    scored: int = 0
+    dead_letters: int = 0
+    batches: int = 0
+    last_batch_at: float | None = None
+    waiting_reason: str = ""
+
+
+class ScoringWorker:
+    def __init__(self, cfg: Config, *, index: int = 0, worker_id: str | None = None) -> None:
+        self.cfg = cfg
+        self.index = index
+        self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{index}"
+        w = cfg.worker
+        self.metrics = WorkerMetrics()
+        self.store = ModelStore.from_config(cfg)
+        extra = (w.id_field, *w.passthrough)
+        self.reloader = ModelReloader(
+            self.store,
+            cfg.model_store.alias,
+            ValidationPolicy.from_config(w),
+            poll_ms=w.reload_poll_ms,
+            allowed_extra=extra,
+            on_event=self._on_reload_event,
+        )
+        self.processor = BatchProcessor(
+            Destinations(
+                output_topic=cfg.kafka.output_topic,
+                dead_letter_topic=cfg.kafka.dead_letter_topic,
+                group=cfg.kafka.group_id,
+                worker_id=self.worker_id,
+                id_field=w.id_field,
+                passthrough=tuple(w.passthrough),
+            )
+        )
+        self.status = WorkerStatus(worker_id=self.worker_id, started_at=time.time())
+        self.model: ServingModel | None = None
+        self._stop = threading.Event()
+        self._batch: list[Any] = []
+        self._transport: KafkaPythonTransport | None = None
+        self._ready = threading.Event()
+        self._lag_checked = 0.0
+        self.http: Any = None
+
+    # ------------------------------------------------------------------ control
+
+    def stop(self) -> None:
+        """Ask the loop to finish the batch in flight, commit and exit. Signal-safe."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    @property
+    def ready(self) -> bool:
+        """A model is loaded and at least one partition is assigned."""
+        return self.model is not None and bool(self.status.assigned)
+
+    def request_reload(self) -> None:
+        self.reloader.wake()
+
+    # ------------------------------------------------------------------ main loop
+
+    def run(self) -> None:
+        cfg = self.cfg
+        self._start_http()
+        ensure_topics(cfg.kafka)
+        self.reloader.start()
+        control = ControlListener(cfg.kafka, self._on_notice)
+        control.start()
+        try:
+            if not self.reloader.wait_for_model(self._stop):
+                return
+            self._swap_model()
+            transport = KafkaPythonTransport(cfg, client_id=f"{cfg.kafka.client_id}-{self.index}")
+            self._transport = transport
+            transport.subscribe(cfg.kafka.input_topic, self._on_assign, self._on_revoke)
+            log.info(
+                "worker %s joining group %r on %s, serving %s",
+                self.worker_id,
+                cfg.kafka.group_id,
+                cfg.kafka.input_topic,
+                self.model.label if self.model else "nothing",
+            )
+            try:
+                self._loop(transport)
+            finally:
+                self._drain(transport)
+                transport.close()
+                self._transport = None
+        finally:
+            control.stop()
+            self.reloader.stop()
+            if self.http is not None:
+                self.http.stop()
+            log.info(
+                "worker %s stopped: %d scored, %d dead letters",
+                self.worker_id,
+                self.status.scored,
+                self.status.dead_letters,
+            )
+
+    def _start_http(self) -> None:
+        http = self.cfg.http
+        if not http.enabled:
+            return
+        from worker.http_api import HttpServer, build_app
+
+        port = http.port + self.index if http.port else 0
+        server = HttpServer(build_app(self, http), http.host, port)
+        try:
+            server.start()
+        except OSError as exc:
+            log.error(
+                "HTTP side not started (%s): change [http] port or set [http] enabled = false; "
+                "scoring continues without it",
+                exc,
+            )
+            return
+        self.http = server
+
+    def _loop(self, transport: KafkaPythonTransport) -> None:
+        w = self.cfg.worker
+        max_records = w.max_batch_records
+        wait_s = w.max_wait_ms / 1000
+        while not self._stop.is_set():
+            self._swap_model()
+            deadline = time.monotonic() + wait_s
+            while not self._stop.is_set():
+                remaining_ms = int((deadline - time.monotonic()) * 1000)
+                # Poll first, then extend: a revoke inside poll() hands the batch so far
+                # to _on_revoke, which replaces self._batch.
+                polled = transport.poll(max(remaining_ms, 0), max_records - len(self._batch))
+                self._batch.extend(polled)
+                if len(self._batch) >= max_records or remaining_ms <= 0:
+                    break
+            if self._batch:
+                self._handle_batch(transport)
+            self._update_lag(transport)
+
+    def _drain(self, transport: KafkaPythonTransport) -> None:
+        if self._batch:
+            try:
+                self._handle_batch(transport)
+            except DeliveryFailed as exc:
+                log.error("shutdown: %s; they will be scored again by the next owner", exc)
+                self._batch.clear()
+
+    def _handle_batch(self, transport: KafkaPythonTransport) -> None:
+        """Score, publish, wait for acks, then commit. Clears the batch."""
+        records, self._batch = self._batch, []
+        model = self.model
+        assert model is not None, "consuming without a model"
+        started = time.perf_counter()
+        result = self.processor.process(records, model)
+        self.metrics.scoring_seconds.labels(model_version=model.version_text).observe(
+            time.perf_counter() - started
+        )
+        transport.publish(result.records, self._stop)
+        offsets: dict[Partition, int] = {}
+        for record in records:
+            key = (record.topic, record.partition)
+            if record.offset >= offsets.get(key, -1):
+                offsets[key] = record.offset + 1
+        transport.commit(offsets, self._stop)
+        self._account(model, len(records), result)
+
+    def _account(self, model: ServingModel, size: int, result: Any) -> None:
+        m = self.metrics
+        version = model.version_text
+        m.batch_size.observe(size)
+        if result.scored:
+            m.events_scored.labels(model_version=version).inc(result.scored)
+            m.record_predictions(version, model.scorer.is_classifier, result.predictions)
+            now = now_ms()
+            hist = m.end_to_end_seconds
+            for ts in result.timestamps_ms:
+                hist.observe(max(now - ts, 0) / 1000)
+        dead = 0
+        for stage, n in result.dead_letters.items():
+            m.dead_letters.labels(stage=stage, model_version=version).inc(n)
+            dead += n
+        s = self.status
+        s.scored += result.scored
+        s.dead_letters += dead
+        s.batches += 1
+        s.last_batch_at = time.time()
+
+    def _update_lag(self, transport: KafkaPythonTransport) -> None:
+        now = time.monotonic()
+        if now - self._lag_checked < 1.0:
+            return
+        self._lag_checked = now
+        for topic, partition in self.status.assigned:
+            high = transport.highwater(topic, partition)
+            position = transport.position(topic, partition)
+            if high is not None and position is not None:
+                self.metrics.consumer_lag.labels(topic=topic, partition=str(partition)).set(
+                    max(high - position, 0)
+                )
+
+    # ------------------------------------------------------------------ callbacks
+
+    def _swap_model(self) -> None:
+        pending = self.reloader.take_pending()
+        if pending is None:
+            return
+        previous = self.model
+        self.model = pending
+        self.status.model = {
+            "name": pending.name,
+            "version": pending.version,
+            "alias": pending.alias,
+            "seq": pending.seq,
+        }
+        self.metrics.serving(pending.name, pending.version, pending.alias)
+        if previous is None:
+            log.info("serving %s (alias %r)", pending.label, pending.alias)
+        elif previous.version != pending.version:
+            log.info("swapped %s -> %s between batches", previous.label, pending.label)
+
+    def _on_reload_event(self, event: ReloadEvent) -> None:
+        self.metrics.model_loads.labels(outcome=event.outcome).inc()
+
+    def _on_notice(self, notice: dict[str, Any]) -> None:
+        if (
+            notice.get("type") == NOTICE_ALIAS_MOVED
+            and notice.get("model") == self.store.name
+            and notice.get("alias") == self.reloader.alias
+        ):
+            self.reloader.wake()
+
+    def _on_assign(self, partitions: list[Partition]) -> None:
+        self.status.assigned = partitions
+        self.metrics.partitions_assigned.set(len(partitions))
+        self.metrics.consumer_lag.clear()
+        shown = ", ".join(f"{t}[{p}]" for t, p in partitions) or "none"
+        log.info("worker %s owns %s", self.worker_id, shown)
+
+    def _on_revoke(self, partitions: list[Partition]) -> None:
+        if self._batch and self._transport is not None:
+            log.info("partitions revoked mid-batch: finishing %d polled events", len(self._batch))
+            try:
+                self._handle_batch(self._transport)
+            except DeliveryFailed as exc:
+                log.error("%s; the next owner will score them again", exc)
+                self._batch.clear()
+        self.status.assigned = []
+        self.metrics.partitions_assigned.set(0)
