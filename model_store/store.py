@@ -216,7 +216,7 @@ class ModelStore:
         artifact = self.folder / str(manifest.version) / manifest.artifact
         try:
             model = joblib.load(artifact)
-        except Exception as exc:  # noqa: BLE001 - unpickling can raise anything
+        except Exception as exc:
             raise IntegrityError(
                 f"{artifact}: could not be unpickled ({type(exc).__name__}: {exc})"
             ) from exc

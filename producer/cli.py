@@ -93,6 +93,9 @@ def tail(
     results = read_topic(
         cfg.kafka, topic, limit=limit, from_beginning=from_beginning, follow=follow
     )
+    if not follow:
+        ordered = sorted(results, key=lambda r: (r.timestamp, r.partition, r.offset))
+        results = iter(ordered[:limit] if from_beginning else ordered[-limit:])
     if as_json or follow:
         for result in results:
             line: dict[str, Any] = {
@@ -108,8 +111,7 @@ def tail(
             sys.stdout.write(jsonio.dumps(line).decode() + "\n")
             sys.stdout.flush()
         return
-    rows = sorted(results, key=lambda r: (r.timestamp, r.partition, r.offset))
-    rows = rows[:limit] if from_beginning else rows[-limit:]
+    rows = list(results)
     table = Table(title=f"{topic} ({len(rows)} shown)")
     if dead_letters:
         for column in ("partition/offset", "stage", "error", "source", "value"):

@@ -87,8 +87,8 @@ def read_topic(
                 for record in records:
                     yield _to_result(record)
                     yielded += 1
-                    end = remaining.get(record.partition)
-                    if end is not None and record.offset + 1 >= end:
+                    stop_at = remaining.get(record.partition)
+                    if stop_at is not None and record.offset + 1 >= stop_at:
                         del remaining[record.partition]
                     if follow and limit is not None and from_beginning and yielded >= limit:
                         return

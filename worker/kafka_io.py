@@ -107,7 +107,7 @@ class KafkaPythonTransport:
     def position(self, topic: str, partition: int) -> int | None:
         try:
             return int(self.consumer.position(TopicPartition(topic, partition), timeout_ms=100))
-        except Exception:
+        except Exception:  # noqa: BLE001
             return None
 
     # ------------------------------------------------------------------ producing

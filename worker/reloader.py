@@ -148,7 +148,7 @@ class ModelReloader:
                 loaded, self.policy, alias=self.alias, seq=seq, allowed_extra=self.allowed_extra
             )
             model.smoke_test()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001
             self._seen = state
             reason = f"{type(exc).__name__}: {exc}"
             self.last_problem = f"version {version} refused: {reason}"

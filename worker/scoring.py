@@ -47,7 +47,7 @@ class Scorer:
         try:
             predictions, proba = self._call(matrix)
             return BatchScores(list(range(n)), predictions, proba, [])
-        except Exception:
+        except Exception:  # noqa: BLE001
             return self._bisect(matrix)
 
     def _call(self, matrix: npt.NDArray[Any]) -> tuple[list[Any], npt.NDArray[np.float64] | None]:
@@ -77,7 +77,7 @@ class Scorer:
             start, stop = stack.pop()
             try:
                 preds, proba = self._call(matrix[start:stop])
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001
                 if stop - start == 1:
                     failed.append((start, type(exc).__name__, str(exc) or repr(exc)))
                 else:

@@ -166,7 +166,7 @@ class FeatureMatrixBuilder:
             if not spec.required:
                 return _default(spec)
             if self.policy.missing_feature == "impute":
-                return math.nan if spec.dtype != "category" else None
+                return math.nan
             raise _Reject(
                 f'feature "{spec.name}" missing (model {self.model_label} requires '
                 f"{self._n} features)"

@@ -141,7 +141,11 @@ def test_hot_swap_across_two_processes_within_a_second_and_rollback(
             assert version == 1, (at - promoted, version)
         elif promoted + 1.0 < at < rolled_back:
             assert version == 2, (at - promoted, version)
-    by_partition_v2 = {r.headers["streamscore.source.partition"] for r in outputs if r.value["model"]["version"] == 2}
+    by_partition_v2 = {
+        r.headers["streamscore.source.partition"]
+        for r in outputs
+        if r.value["model"]["version"] == 2
+    }
     assert by_partition_v2 == {"0", "1", "2", "3"}, "both workers swapped"
 
 
@@ -156,8 +160,11 @@ def test_two_workers_split_partitions_and_one_takes_over_when_the_other_leaves(
         t.start()
     try:
         wait_until(
-            lambda: len(a.status.assigned) + len(b.status.assigned) == 4
-            and a.status.assigned and b.status.assigned,
+            lambda: (
+                len(a.status.assigned) + len(b.status.assigned) == 4
+                and a.status.assigned
+                and b.status.assigned
+            ),
             20,
             "both workers to own partitions",
         )
@@ -177,7 +184,9 @@ def test_two_workers_split_partitions_and_one_takes_over_when_the_other_leaves(
             t.join(timeout=30)
 
 
-def test_worker_process_logs_partitions_model_and_log_file(config_factory, register, demo_set, spawn):
+def test_worker_process_logs_partitions_model_and_log_file(
+    config_factory, register, demo_set, spawn
+):
     cfg = config_factory()
     register()
     process = spawn(cfg)

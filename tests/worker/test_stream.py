@@ -34,7 +34,9 @@ def start_worker() -> Iterator[Callable[..., ScoringWorker]]:
         assert not thread.is_alive(), "worker did not stop"
 
 
-def test_worker_scores_every_event_once_and_keeps_keys(config_factory, register, demo_set, start_worker):
+def test_worker_scores_every_event_once_and_keeps_keys(
+    config_factory, register, demo_set, start_worker
+):
     cfg = config_factory()
     register()
     events = [demo_set.event(i) for i in range(300)]
@@ -58,8 +60,10 @@ def test_worker_commits_only_what_it_published(config_factory, register, demo_se
     read(cfg.kafka, cfg.kafka.output_topic, expected=100)
     wait_until(lambda: worker.status.scored == 100, 10, "100 scored")
     wait_until(
-        lambda: sum(committed_offsets(cfg.kafka, cfg.kafka.group_id, cfg.kafka.input_topic).values())
-        == 100,
+        lambda: (
+            sum(committed_offsets(cfg.kafka, cfg.kafka.group_id, cfg.kafka.input_topic).values())
+            == 100
+        ),
         10,
         "offsets committed",
     )
@@ -131,7 +135,10 @@ def test_worker_missing_id_falls_back_to_topic_partition_offset(
     produce(cfg.kafka, [event], key_field=None)
     start_worker(cfg)
     [out] = read(cfg.kafka, cfg.kafka.output_topic, expected=1)
-    assert out.value["id"] == f"{cfg.kafka.input_topic}/{out.headers['streamscore.source.partition']}/0"
+    assert (
+        out.value["id"]
+        == f"{cfg.kafka.input_topic}/{out.headers['streamscore.source.partition']}/0"
+    )
     assert out.key is None
 
 
@@ -178,7 +185,11 @@ def test_worker_hot_swaps_between_batches_and_names_the_version(
     outputs = read(cfg.kafka, cfg.kafka.output_topic, expected=40)
     late = [r.value for r in outputs if str(r.value["id"]).startswith("late-")]
     assert {v["model"]["version"] for v in late} == {2}
-    assert all(r.headers["streamscore.model.version"] == "2" for r in outputs if str(r.value["id"]).startswith("late-"))
+    assert all(
+        r.headers["streamscore.model.version"] == "2"
+        for r in outputs
+        if str(r.value["id"]).startswith("late-")
+    )
     model_store.rollback()
     wait_until(lambda: worker.model.version == 1, 1.5, "rollback to v1")
 

@@ -1,0 +1,3 @@
+from model_store.cli import models
+
+models()
