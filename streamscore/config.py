@@ -361,7 +361,18 @@ def _build(
         raise ConfigError(f"{where}: unknown key {unknown[0]!r} in {label}; known keys: {known}")
     kwargs: dict[str, Any] = dict(extra or {})
     for name, f in fields.items():
-        if name == "source" or name not in data:
+        if name == "source":
+            continue
+        hint = hints[name]
+        if name not in data and isinstance(hint, type) and dataclasses.is_dataclass(hint):
+            kwargs[name] = _build(
+                hint, {}, section=f"{section}.{name}" if section else name, where=where, base=base
+            )
+            continue
+        if name not in data:
+            default = f.default
+            if hint is Path and isinstance(default, Path) and not default.is_absolute():
+                kwargs[name] = (base / default).resolve()  # defaults resolve like values
             continue
         key = f"{section}.{name}" if section else name
         hint = hints[name]

@@ -19,11 +19,11 @@ X, Y = load_iris(return_X_y=True)
 FEATURES = [FeatureSpec(f"f{i}", "float") for i in range(4)]
 
 
-def fitted(C: float = 1.0) -> LogisticRegression:  # noqa: N803
+def fitted(C: float = 1.0) -> LogisticRegression:
     return LogisticRegression(C=C, max_iter=1000).fit(X, Y)
 
 
-def register(store: ModelStore, C: float = 1.0, **kwargs):  # noqa: N803
+def register(store: ModelStore, C: float = 1.0, **kwargs):
     return store.register(
         fitted(C),
         task="classification",
@@ -45,12 +45,31 @@ def test_register_writes_version_folder_with_artifact_and_manifest(store):
     folder = store.folder / "1"
     assert sorted(p.name for p in folder.iterdir()) == ["manifest.json", "model.joblib"]
     data = jsonio.loads((folder / "manifest.json").read_bytes())
-    for key in ("name", "version", "created_at", "task", "estimator", "libraries", "sha256",
-                "features", "classes", "metrics", "data", "config", "git_commit", "parent"):
+    for key in (
+        "name",
+        "version",
+        "created_at",
+        "task",
+        "estimator",
+        "libraries",
+        "sha256",
+        "features",
+        "classes",
+        "metrics",
+        "data",
+        "config",
+        "git_commit",
+        "parent",
+    ):
         assert key in data
     assert set(data["libraries"]) == {"python", "scikit-learn", "joblib", "numpy"}
-    assert data["features"][0] == {"name": "f0", "dtype": "float", "required": True,
-                                   "default": None, "categories": []}
+    assert data["features"][0] == {
+        "name": "f0",
+        "dtype": "float",
+        "required": True,
+        "default": None,
+        "categories": [],
+    }
     assert manifest.version == 1 and manifest.git_commit == "abc123"
 
 
@@ -87,7 +106,9 @@ def test_promote_moves_alias_and_records_history(store):
     assert store.aliases()["production"] == 2
     history = store.history("production")
     assert [(e.action, e.to_version, e.reason) for e in history] == [
-        ("promote", 1, "first"), ("promote", 2, "")]
+        ("promote", 1, "first"),
+        ("promote", 2, ""),
+    ]
     assert history[0].seq < history[1].seq
 
 
@@ -107,7 +128,7 @@ def test_rollback_returns_to_previous_versions_and_walks_back(store):
         store.promote(v)
     assert store.rollback().to_version == 2
     assert store.rollback().to_version == 1
-    with pytest.raises(NoHistoryError, match="no earlier version"):
+    with pytest.raises(NoHistoryError, match=r"no earlier version"):
         store.rollback()
     assert store.aliases()["production"] == 1
 
@@ -148,7 +169,7 @@ def test_alias_state_changes_on_every_move(store):
 
 def test_invalid_alias_name_is_refused(store):
     register(store)
-    with pytest.raises(ModelStoreError, match="invalid alias"):
+    with pytest.raises(ModelStoreError, match=r"invalid alias"):
         store.promote(1, "Prod!")
 
 
@@ -158,7 +179,7 @@ def test_tampered_artifact_is_refused_before_unpickling(store):
     data = bytearray(artifact.read_bytes())
     data[100] ^= 0x01
     artifact.write_bytes(bytes(data))
-    with pytest.raises(IntegrityError, match="does not match the manifest"):
+    with pytest.raises(IntegrityError, match=r"does not match the manifest"):
         store.load(1)
     [result] = store.verify()
     assert not result.ok and "sha256" in result.problem
@@ -175,7 +196,7 @@ def test_promoting_a_tampered_version_is_refused(store):
 def test_missing_manifest_is_refused(store):
     register(store)
     (store.folder / "1" / "manifest.json").unlink()
-    with pytest.raises(IntegrityError, match="manifest.json is missing"):
+    with pytest.raises(IntegrityError, match=r"manifest.json is missing"):
         store.load(1)
     assert store.versions() == []
     assert not store.verify()[0].ok
@@ -187,7 +208,7 @@ def test_other_sklearn_minor_version_is_refused_unless_allowed(store, tmp_path):
     data = jsonio.loads(path.read_bytes())
     data["libraries"]["scikit-learn"] = "0.24.2"
     path.write_bytes(jsonio.dumps(data))
-    with pytest.raises(IntegrityError, match="trained with scikit-learn 0.24.2"):
+    with pytest.raises(IntegrityError, match=r"trained with scikit-learn 0.24.2"):
         store.load(1)
     relaxed = ModelStore(store.root, store.name, allow_version_mismatch=True)
     assert relaxed.load(1).manifest.version == 1
@@ -202,7 +223,7 @@ def test_half_written_version_is_invisible(store):
     assert register(store).version == 2
 
 
-def _register_in_process(root: str, out: "multiprocessing.Queue[int]") -> None:
+def _register_in_process(root: str, out: multiprocessing.Queue[int]) -> None:
     store = ModelStore(Path(root), "iris")
     out.put(register(store).version)
 
@@ -210,7 +231,9 @@ def _register_in_process(root: str, out: "multiprocessing.Queue[int]") -> None:
 def test_concurrent_registrations_in_processes_get_distinct_versions(store):
     ctx = multiprocessing.get_context("spawn")
     queue: multiprocessing.Queue[int] = ctx.Queue()
-    processes = [ctx.Process(target=_register_in_process, args=(str(store.root), queue)) for _ in range(3)]
+    processes = [
+        ctx.Process(target=_register_in_process, args=(str(store.root), queue)) for _ in range(3)
+    ]
     for p in processes:
         p.start()
     for p in processes:
@@ -222,7 +245,9 @@ def test_concurrent_registrations_in_processes_get_distinct_versions(store):
 
 def test_concurrent_registrations_in_threads_get_distinct_versions(store):
     versions: list[int] = []
-    threads = [threading.Thread(target=lambda: versions.append(register(store).version)) for _ in range(4)]
+    threads = [
+        threading.Thread(target=lambda: versions.append(register(store).version)) for _ in range(4)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -239,7 +264,7 @@ def test_lock_held_by_another_writer_times_out_with_advice(store):
     fcntl.flock(fd, fcntl.LOCK_EX)
     try:
         short = ModelStore(store.root, store.name, lock_timeout_ms=100)
-        with pytest.raises(ModelStoreError, match="lock_timeout_ms"):
+        with pytest.raises(ModelStoreError, match=r"lock_timeout_ms"):
             short.promote(1)
     finally:
         os.close(fd)
@@ -248,7 +273,13 @@ def test_lock_held_by_another_writer_times_out_with_advice(store):
 def test_regression_models_have_no_classes(store):
     from sklearn.linear_model import Ridge
 
-    manifest = store.register(Ridge().fit(X, X[:, 0]), task="regression", features=FEATURES,
-                              classes=None, metrics={"rmse": 0.1}, estimator="Ridge()")
+    manifest = store.register(
+        Ridge().fit(X, X[:, 0]),
+        task="regression",
+        features=FEATURES,
+        classes=None,
+        metrics={"rmse": 0.1},
+        estimator="Ridge()",
+    )
     assert store.manifest(manifest.version).classes is None
     assert np.allclose(store.load(manifest.version).model.predict(X[:2]), X[:2, 0], atol=0.5)

@@ -105,7 +105,7 @@ def test_sigterm_of_a_worker_mid_stream_loses_and_duplicates_nothing(
     publisher.join()
     outputs = read(cfg.kafka, cfg.kafka.output_topic, expected=len(events), timeout_s=60)
     time.sleep(1.0)  # anything scored twice would arrive now
-    outputs = read(cfg.kafka, cfg.kafka.output_topic, expected=len(events) + 1, timeout_s=2)
+    outputs = read(cfg.kafka, cfg.kafka.output_topic, expected=len(events) + 1, timeout_s=8)
     counts = Counter(ids_of(outputs))
     assert set(counts) == {e["id"] for e in events}
     assert [i for i, n in counts.items() if n > 1] == []

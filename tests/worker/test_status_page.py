@@ -32,10 +32,20 @@ def chromium() -> str:
 
 def headless(browser: str, url: str, profile: Path, *extra: str) -> str:
     cmd = [
-        browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-        "--no-first-run", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", f"--user-data-dir={profile}", "--virtual-time-budget=7000",
-        "--window-size=1400,1000", *extra, url,
+        browser,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+        "--virtual-time-budget=7000",
+        "--window-size=1400,1000",
+        *extra,
+        url,
     ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=90, check=False)
     return done.stdout
@@ -59,7 +69,9 @@ def test_status_page_shows_the_numbers_of_metrics(config_factory, register, demo
         base = f"http://127.0.0.1:{worker.http.port}"
         produce(cfg.kafka, [*[demo_set.event(i) for i in range(120)], b"bad", b"[]"])
         read(cfg.kafka, cfg.kafka.output_topic, expected=120)
-        wait_until(lambda: worker.status.scored == 120 and worker.status.dead_letters == 2, 10, "counts")
+        wait_until(
+            lambda: worker.status.scored == 120 and worker.status.dead_letters == 2, 10, "counts"
+        )
         assert httpx.get(f"{base}/static/chart.umd.min.js").status_code == 200
         dom = headless(browser, f"{base}/", tmp_path / "profile", "--dump-dom")
         metrics = httpx.get(f"{base}/metrics").text
