@@ -20,8 +20,9 @@ COPY producer ./producer
 RUN pip install --no-cache-dir --no-deps .
 
 FROM python:3.11-slim-bookworm AS runtime
-RUN groupadd --system streamscore \
-    && useradd --system --gid streamscore --home-dir /var/lib/streamscore --create-home streamscore
+RUN groupadd --system --gid 10001 streamscore \
+    && useradd --system --uid 10001 --gid streamscore --home-dir /var/lib/streamscore \
+       --create-home streamscore
 COPY --from=build /opt/venv /opt/venv
 COPY config.toml /etc/streamscore/config.toml
 ENV PATH=/opt/venv/bin:$PATH \
@@ -31,7 +32,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     STREAMSCORE__WORKER__LOG_DIR=/var/lib/streamscore/log \
     STREAMSCORE__TRAINER__JOBS_DIR=/var/lib/streamscore/jobs \
     STREAMSCORE__HTTP__HOST=0.0.0.0
-USER streamscore
+USER 10001:10001
 WORKDIR /var/lib/streamscore
 EXPOSE 8080
 HEALTHCHECK --interval=15s --timeout=3s --start-period=30s --retries=3 \

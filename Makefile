@@ -26,6 +26,7 @@ demo: $(STAMP) ## end-to-end demo on the embedded broker
 lint: $(STAMP) ## ruff lint + format check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/hadolint Dockerfile
 
 types: $(STAMP) ## mypy (strict) on the packages
 	$(BIN)/mypy
