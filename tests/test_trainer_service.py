@@ -32,6 +32,8 @@ def TestClient(app) -> Iterator[httpx.Client]:  # noqa: N802 - reads like starle
             yield client
     finally:
         server.stop()
+
+
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
@@ -104,7 +106,9 @@ def test_training_lock_refuses_a_concurrent_cli_run(cfg):
 
 
 def test_failed_gate_leaves_production_untouched_and_says_why(config_factory):
-    cfg = config_factory(http={"admin_token": TOKEN}, training={"gate": {"min": {"accuracy": 1.01}}})
+    cfg = config_factory(
+        http={"admin_token": TOKEN}, training={"gate": {"min": {"accuracy": 1.01}}}
+    )
     export_demo_data(cfg)
     app, _ = build_trainer_app(cfg)
     with TestClient(app) as client:

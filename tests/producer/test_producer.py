@@ -1,0 +1,118 @@
+"""Publishing files as events and reading results back, through the CLI a user runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from producer.files import EventFileError, detect_format, read_events
+from streamscore import jsonio
+from streamscore.cli import main
+from tests.kafka_helpers import produce, read
+
+pytestmark = pytest.mark.broker
+
+
+def cli(cfg, *args: str):
+    return CliRunner().invoke(main, ["--config", str(cfg.source), *args])
+
+
+def test_read_events_from_csv_turns_numbers_into_numbers(tmp_path):
+    path = tmp_path / "e.csv"
+    path.write_text("id,x,y,name\na1,1,2.5,foo\na2,,3,bar\n")
+    assert list(read_events(path, "csv")) == [
+        {"id": "a1", "x": 1, "y": 2.5, "name": "foo"},
+        {"id": "a2", "x": None, "y": 3, "name": "bar"},
+    ]
+
+
+def test_read_events_from_bad_jsonl_names_the_line(tmp_path):
+    path = tmp_path / "e.jsonl"
+    path.write_text('{"id": 1}\n{oops\n')
+    with pytest.raises(EventFileError, match=r"e.jsonl:2: not valid JSON"):
+        list(read_events(path, "jsonl"))
+
+
+def test_unknown_extension_asks_for_format(tmp_path):
+    with pytest.raises(EventFileError, match="--format"):
+        detect_format(tmp_path / "events.txt")
+
+
+def test_publish_jsonl_with_key_field_and_final_count(config_factory, tmp_path):
+    cfg = config_factory()
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"\n".join(jsonio.dumps({"id": f"p-{i}", "x": i}) for i in range(30)) + b"\n")
+    result = cli(cfg, "publish", str(path), "--key-field", "id")
+    assert result.exit_code == 0, result.output
+    assert "sent 30, failed 0" in result.output
+    records = read(cfg.kafka, cfg.kafka.input_topic, expected=30)
+    assert sorted(r.key for r in records) == sorted(f"p-{i}".encode() for i in range(30))
+    assert {r.value["x"] for r in records} == set(range(30))
+
+
+def test_publish_csv_at_a_rate_with_limit(config_factory, tmp_path):
+    cfg = config_factory()
+    path = tmp_path / "events.csv"
+    path.write_text("id,x\n" + "".join(f"c-{i},{i}.5\n" for i in range(10)))
+    result = cli(cfg, "publish", str(path), "--rate", "200", "--limit", "6")
+    assert result.exit_code == 0, result.output
+    assert "sent 6, failed 0" in result.output
+    records = read(cfg.kafka, cfg.kafka.input_topic, expected=6)
+    assert sorted(r.value["x"] for r in records) == [0.5, 1.5, 2.5, 3.5, 4.5, 5.5]
+
+
+def test_tail_prints_latest_predictions_as_table_and_json(config_factory):
+    cfg = config_factory()
+    outputs = [
+        {
+            "id": f"o-{i}",
+            "prediction": i % 2,
+            "probabilities": {"0": 0.5, "1": 0.5},
+            "model": {"name": "demo", "version": 1},
+            "scored_at": 1,
+        }
+        for i in range(12)
+    ]
+    produce(cfg.kafka, outputs, topic=cfg.kafka.output_topic)
+    table = cli(cfg, "tail", "-n", "5")
+    assert table.exit_code == 0, table.output
+    assert "5 shown" in table.output
+    lines = cli(cfg, "tail", "-n", "3", "--json").output.strip().splitlines()
+    assert len(lines) == 3
+    assert all(json.loads(line)["value"]["model"]["version"] == 1 for line in lines)
+    everything = cli(cfg, "tail", "--from-beginning", "-n", "100", "--json").output.splitlines()
+    assert len(everything) == 12
+
+
+def test_tail_dead_letters_shows_the_error_headers(config_factory, register, demo_set):
+    import threading
+
+    from worker.service import ScoringWorker
+
+    cfg = config_factory()
+    register()
+    worker = ScoringWorker(cfg)
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    try:
+        produce(cfg.kafka, [b"{broken", demo_set.event(0)])
+        read(cfg.kafka, cfg.kafka.dead_letter_topic, expected=1)
+    finally:
+        worker.stop()
+        thread.join(timeout=30)
+    result = cli(cfg, "tail", "--dead-letters", "--json")
+    [line] = result.output.strip().splitlines()
+    data = json.loads(line)
+    assert data["value"] == "{broken"
+    assert data["headers"]["streamscore.error.stage"] == "decode"
+    table = cli(cfg, "tail", "--dead-letters")
+    assert "decode" in table.output and "JSONDecodeError" in table.output
+
+
+def test_publish_missing_file_is_a_usage_error(config_factory, tmp_path: Path):
+    cfg = config_factory()
+    result = cli(cfg, "publish", str(tmp_path / "nope.jsonl"))
+    assert result.exit_code == 2 and "does not exist" in result.output
