@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -70,7 +71,7 @@ def publish(
         f"in {report.seconds:.2f}s ({report.rate:,.0f} events/s)"
     )
     if report.failed:
-        console.print(f"[red]first failure:[/] {report.first_error}")
+        console.print(f"[red]first failure:[/] {escape(report.first_error)}")
         sys.exit(2)
 
 

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from streamscore.config import Config, load_config
 from streamscore.exceptions import GateFailed, StreamscoreError
@@ -18,7 +19,8 @@ from streamscore.exceptions import GateFailed, StreamscoreError
 F = TypeVar("F", bound=Callable[..., Any])
 
 console = Console()
-err_console = Console(stderr=True)
+# Errors are one logical line each: no wrapping, so they can be grepped and read in logs.
+err_console = Console(stderr=True, soft_wrap=True)
 
 #: Exit codes: 0 ok, 1 unexpected crash, 2 a streamscore error (bad input, refused operation),
 #: 3 the quality gate refused promotion.
@@ -69,10 +71,10 @@ class StreamscoreGroup(click.Group):
         try:
             return super().invoke(ctx)
         except GateFailed as exc:
-            err_console.print(f"[bold red]gate failed:[/] {exc}", highlight=False)
+            err_console.print(f"[bold red]gate failed:[/] {escape(str(exc))}", highlight=False)
             sys.exit(EXIT_GATE_FAILED)
         except StreamscoreError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
             sys.exit(EXIT_ERROR)
 
 

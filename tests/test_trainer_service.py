@@ -23,7 +23,7 @@ TOKEN = "trainer-token"
 
 
 @contextlib.contextmanager
-def TestClient(app) -> Iterator[httpx.Client]:  # noqa: N802 - reads like starlette's
+def TestClient(app) -> Iterator[httpx.Client]:
     """The app on a real uvicorn server on a free loopback port, and a client for it."""
     server = HttpServer(app, "127.0.0.1", 0)
     server.start()
@@ -68,7 +68,7 @@ def test_retrain_needs_the_token(cfg):
 
 
 def test_retrain_runs_a_job_that_registers_and_promotes(cfg):
-    app, runner = build_trainer_app(cfg)
+    app, _runner = build_trainer_app(cfg)
     with TestClient(app) as client:
         response = client.post("/retrain", headers=AUTH)
         assert response.status_code == 202
@@ -84,7 +84,7 @@ def test_retrain_runs_a_job_that_registers_and_promotes(cfg):
 
 
 def test_never_two_training_runs_at_once(cfg):
-    app, runner = build_trainer_app(cfg)
+    app, _runner = build_trainer_app(cfg)
     with TestClient(app) as client:
         first = client.post("/retrain", headers=AUTH)
         second = client.post("/retrain", headers=AUTH)

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from streamscore.clitools import StreamscoreGroup, config_option, console, pass_state
@@ -43,7 +44,7 @@ def train(state: Any, no_promote: bool, data_path: Path | None) -> None:
     console.print(table)
     for check in result.verdict.checks:
         mark = "[green]ok[/]" if check.passed else "[red]FAIL[/]"
-        console.print(f"  gate {mark} {check.name}: {check.detail}")
+        console.print(f"  gate {mark} {check.name}: {escape(check.detail)}")
     if result.promoted:
         console.print(
             f"[bold green]promoted[/] {result.manifest.label} to {cfg.model_store.alias!r} "

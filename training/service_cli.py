@@ -8,6 +8,7 @@ from types import FrameType
 from typing import Any
 
 import click
+from rich.markup import escape
 
 from streamscore.clitools import StreamscoreGroup, config_option, console, pass_state, setup_logging
 
@@ -67,4 +68,4 @@ def schedule(state: Any, max_runs: int | None) -> None:
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
     for job in plan.run(max_runs=max_runs):
-        console.print(f"{job.id}: {job.status} v{job.version} {job.error}")
+        console.print(f"{job.id}: {job.status} v{job.version} {escape(job.error)}", highlight=False)
