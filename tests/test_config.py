@@ -99,7 +99,7 @@ def test_env_override_with_wrong_type_names_the_variable(tmp_path):
 
 
 def test_env_override_of_unknown_key_is_an_error(tmp_path):
-    with pytest.raises(ConfigError, match="unknown key 'partitons'.*known keys:"):
+    with pytest.raises(ConfigError, match=r"unknown key 'partitons'.*known keys:"):
         load_config(write(tmp_path, ""), environ={"STREAMSCORE__KAFKA__PARTITONS": "3"})
 
 
@@ -110,13 +110,15 @@ def test_config_file_named_by_environment(tmp_path, monkeypatch):
 
 
 def test_missing_file_says_how_to_point_at_one(tmp_path):
-    with pytest.raises(ConfigError, match="does not exist: pass --config PATH or set STREAMSCORE_CONFIG"):
+    with pytest.raises(
+        ConfigError, match="does not exist: pass --config PATH or set STREAMSCORE_CONFIG"
+    ):
         load_config(tmp_path / "nope.toml", environ={})
 
 
 def test_invalid_toml_is_an_error_naming_the_file(tmp_path):
     path = write(tmp_path, "[kafka\n")
-    with pytest.raises(ConfigError, match="not valid TOML"):
+    with pytest.raises(ConfigError, match=r"not valid TOML"):
         load_config(path, environ={})
 
 
@@ -131,16 +133,22 @@ def test_unknown_key_names_file_section_key_and_known_keys(tmp_path):
 
 
 def test_unknown_section_is_an_error(tmp_path):
-    with pytest.raises(ConfigError, match="unknown key 'wroker' in top level"):
+    with pytest.raises(ConfigError, match=r"unknown key 'wroker' in top level"):
         load_config(write(tmp_path, "[wroker]\n"), environ={})
 
 
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ('[kafka]\npartitions = "4"\n', "[kafka] partitions = '4' is invalid: expected a whole number"),
+        (
+            '[kafka]\npartitions = "4"\n',
+            "[kafka] partitions = '4' is invalid: expected a whole number",
+        ),
         ("[kafka]\npartitions = 0\n", "[kafka] partitions = 0 is invalid: expected a value >= 1"),
-        ("[training]\ntest_size = 1.5\n", "[training] test_size = 1.5 is invalid: expected a value <= 0.99"),
+        (
+            "[training]\ntest_size = 1.5\n",
+            "[training] test_size = 1.5 is invalid: expected a value <= 0.99",
+        ),
         ('[worker]\nextra_fields = "drop"\n', "expected one of 'ignore', 'reject'"),
         ("[http]\nenabled = 1\n", "[http] enabled = 1 is invalid: expected true or false"),
         ('[worker]\npassthrough = "id"\n', "expected a list"),
@@ -154,18 +162,21 @@ def test_wrong_values_are_errors_with_value_and_what_is_allowed(tmp_path, text, 
 
 def test_dependent_settings_are_checked_together(tmp_path):
     text = "[kafka]\nsession_timeout_ms = 3000\nheartbeat_interval_ms = 3000\n"
-    with pytest.raises(ConfigError, match=r"heartbeat_interval_ms \(3000\) must be lower than session_timeout_ms \(3000\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"heartbeat_interval_ms \(3000\) must be lower than session_timeout_ms \(3000\)",
+    ):
         load_config(write(tmp_path, text), environ={})
 
 
 def test_topics_must_differ(tmp_path):
     text = '[kafka]\ninput_topic = "x"\noutput_topic = "x"\n'
-    with pytest.raises(ConfigError, match="four different topics"):
+    with pytest.raises(ConfigError, match=r"four different topics"):
         load_config(write(tmp_path, text), environ={})
 
 
 def test_gate_metrics_must_be_known(tmp_path):
-    with pytest.raises(ConfigError, match="min.auc is not a metric"):
+    with pytest.raises(ConfigError, match=r"min.auc is not a metric"):
         load_config(write(tmp_path, "[training.gate]\nmin = { auc = 0.9 }\n"), environ={})
 
 

@@ -64,14 +64,15 @@ class KafkaPythonTransport:
             max_partition_fetch_bytes=w.max_partition_fetch_bytes,
             fetch_max_wait_ms=min(max(w.max_wait_ms, 10), 500),
         )
-        self.producer = KafkaProducer(
+        self._producer_settings: dict[str, Any] = {
             **common,
-            acks="all",
-            linger_ms=w.linger_ms,
-            batch_size=w.producer_batch_bytes,
-            compression_type=None if w.compression == "none" else w.compression,
-            delivery_timeout_ms=max(w.delivery_timeout_ms, w.linger_ms + k.request_timeout_ms),
-        )
+            "acks": "all",
+            "linger_ms": w.linger_ms,
+            "batch_size": w.producer_batch_bytes,
+            "compression_type": None if w.compression == "none" else w.compression,
+            "delivery_timeout_ms": max(w.delivery_timeout_ms, w.linger_ms + k.request_timeout_ms),
+        }
+        self.producer = KafkaProducer(**self._producer_settings)
         self.backoff_s = w.retry_backoff_ms / 1000
         self.max_backoff_s = w.max_retry_backoff_ms / 1000
         self.delivery_timeout_s = w.delivery_timeout_ms / 1000
@@ -148,8 +149,21 @@ class KafkaPythonTransport:
                 backoff,
             )
             stop.wait(backoff)
+            self._renew_producer()
             backoff = min(backoff * 2, self.max_backoff_s)
             pending = failed
+
+    def _renew_producer(self) -> None:
+        """A fresh producer after failed deliveries.
+
+        An idempotent producer that lost its broker (a restart, a failover) can end in a fatal
+        state in which it aborts every batch; a new one starts a new producer session.
+        """
+        try:
+            self.producer.close(timeout=1)
+        except Exception:  # the old producer is being discarded anyway
+            log.debug("closing the failed producer raised", exc_info=True)
+        self.producer = KafkaProducer(**self._producer_settings)
 
     # ------------------------------------------------------------------ committing
 

@@ -1,0 +1,61 @@
+"""A broker outage makes the worker wait and retry, not exit (embedded broker only)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+
+import pytest
+
+from streamscore.broker import EmbeddedBroker, free_port
+from streamscore.config import BrokerConfig
+from streamscore.kafka_admin import ensure_topics
+from tests.kafka_helpers import produce, read, wait_until
+from worker.service import ScoringWorker
+
+pytestmark = [
+    pytest.mark.broker,
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        bool(os.environ.get("KAFKA_BOOTSTRAP_SERVERS")),
+        reason="stops and restarts its own embedded broker",
+    ),
+]
+
+
+def test_worker_survives_a_broker_outage_and_resumes(
+    config_factory, register, demo_set, tmp_path, caplog
+):
+    port = free_port()
+    broker = EmbeddedBroker(BrokerConfig(port=port, run_dir=tmp_path / "own-broker"))
+    broker.start()
+    cfg = config_factory(
+        kafka={"bootstrap_servers": f"127.0.0.1:{port}"},
+        worker={"retry_backoff_ms": 100, "max_retry_backoff_ms": 500, "delivery_timeout_ms": 2000},
+        create_topics=False,
+    )
+    ensure_topics(cfg.kafka)
+    register()
+    worker = ScoringWorker(cfg)
+    thread = threading.Thread(target=worker.run, daemon=True)
+    caplog.set_level(logging.WARNING)
+    thread.start()
+    try:
+        produce(cfg.kafka, [demo_set.event(i) for i in range(20)])
+        read(cfg.kafka, cfg.kafka.output_topic, expected=20)
+        broker.stop()
+        time.sleep(4)
+        assert thread.is_alive(), "the worker exited during the outage"
+        broker.start()  # memory-only: an empty broker comes back
+        ensure_topics(cfg.kafka)
+        produce(cfg.kafka, [demo_set.event(i, id=f"after-{i}") for i in range(20)])
+        outputs = read(cfg.kafka, cfg.kafka.output_topic, expected=20, timeout_s=90)
+        assert {r.value["id"] for r in outputs} >= {f"after-{i}" for i in range(20)}
+        assert thread.is_alive()
+    finally:
+        worker.stop()
+        thread.join(timeout=60)
+        broker.stop()
+    wait_until(lambda: not thread.is_alive(), 5, "the worker to stop")
