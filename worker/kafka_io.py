@@ -8,7 +8,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer
 from kafka.errors import CommitFailedError, KafkaError
@@ -21,6 +21,31 @@ from worker.records import OutRecord
 log = logging.getLogger(__name__)
 
 Partition = tuple[str, int]
+
+
+class Transport(Protocol):
+    """What the scoring loop needs of a Kafka client pair (kafka-python or confluent-kafka)."""
+
+    def subscribe(
+        self,
+        topic: str,
+        on_assign: Callable[[list[Partition]], None],
+        on_revoke: Callable[[list[Partition]], None],
+    ) -> None: ...
+
+    def poll(self, timeout_ms: int, max_records: int) -> list[Any]: ...
+
+    def assignment(self) -> list[Partition]: ...
+
+    def highwater(self, topic: str, partition: int) -> int | None: ...
+
+    def position(self, topic: str, partition: int) -> int | None: ...
+
+    def publish(self, records: Sequence[OutRecord], stop: threading.Event) -> None: ...
+
+    def commit(self, offsets: dict[Partition, int], stop: threading.Event) -> bool: ...
+
+    def close(self) -> None: ...
 
 
 class DeliveryFailed(Exception):

@@ -29,7 +29,7 @@ from model_store import ModelStore
 from streamscore.config import Config
 from streamscore.control import NOTICE_ALIAS_MOVED, ControlListener
 from streamscore.kafka_admin import ensure_topics
-from worker.kafka_io import DeliveryFailed, KafkaPythonTransport, Partition
+from worker.kafka_io import DeliveryFailed, KafkaPythonTransport, Partition, Transport
 from worker.metrics import WorkerMetrics
 from worker.processor import BatchProcessor, Destinations, ServingModel
 from worker.records import now_ms
@@ -52,6 +52,15 @@ class WorkerStatus:
     batches: int = 0
     last_batch_at: float | None = None
     waiting_reason: str = ""
+
+
+def make_transport(cfg: Config, *, client_id: str) -> Transport:
+    """The Kafka client pair chosen by ``[kafka] transport``."""
+    if cfg.kafka.transport == "confluent-kafka":
+        from worker.confluent_io import ConfluentTransport
+
+        return ConfluentTransport(cfg, client_id=client_id)
+    return KafkaPythonTransport(cfg, client_id=client_id)
 
 
 class ScoringWorker:
@@ -85,7 +94,7 @@ class ScoringWorker:
         self.model: ServingModel | None = None
         self._stop = threading.Event()
         self._batch: list[Any] = []
-        self._transport: KafkaPythonTransport | None = None
+        self._transport: Transport | None = None
         self._ready = threading.Event()
         self._lag_checked = 0.0
         self.http: Any = None
@@ -121,7 +130,7 @@ class ScoringWorker:
             if not self.reloader.wait_for_model(self._stop):
                 return
             self._swap_model()
-            transport = KafkaPythonTransport(cfg, client_id=f"{cfg.kafka.client_id}-{self.index}")
+            transport = make_transport(cfg, client_id=f"{cfg.kafka.client_id}-{self.index}")
             self._transport = transport
             transport.subscribe(cfg.kafka.input_topic, self._on_assign, self._on_revoke)
             log.info(
@@ -168,7 +177,7 @@ class ScoringWorker:
             return
         self.http = server
 
-    def _loop(self, transport: KafkaPythonTransport) -> None:
+    def _loop(self, transport: Transport) -> None:
         w = self.cfg.worker
         max_records = w.max_batch_records
         wait_s = w.max_wait_ms / 1000
@@ -187,7 +196,7 @@ class ScoringWorker:
                 self._handle_batch(transport)
             self._update_lag(transport)
 
-    def _drain(self, transport: KafkaPythonTransport) -> None:
+    def _drain(self, transport: Transport) -> None:
         if self._batch:
             try:
                 self._handle_batch(transport)
@@ -195,7 +204,7 @@ class ScoringWorker:
                 log.error("shutdown: %s; they will be scored again by the next owner", exc)
                 self._batch.clear()
 
-    def _handle_batch(self, transport: KafkaPythonTransport) -> None:
+    def _handle_batch(self, transport: Transport) -> None:
         """Score, publish, wait for acks, then commit. Clears the batch."""
         records, self._batch = self._batch, []
         model = self.model
@@ -235,7 +244,7 @@ class ScoringWorker:
         s.batches += 1
         s.last_batch_at = time.time()
 
-    def _update_lag(self, transport: KafkaPythonTransport) -> None:
+    def _update_lag(self, transport: Transport) -> None:
         now = time.monotonic()
         if now - self._lag_checked < 1.0:
             return

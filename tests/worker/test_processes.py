@@ -90,10 +90,11 @@ def test_kill_9_of_a_worker_mid_stream_loses_no_event(config_factory, register, 
         assert supervisor.wait(timeout=60) == 0
 
 
+@pytest.mark.parametrize("transport", ["kafka-python", "confluent-kafka"])
 def test_sigterm_of_a_worker_mid_stream_loses_and_duplicates_nothing(
-    config_factory, register, demo_set, spawn
+    config_factory, register, demo_set, spawn, transport
 ):
-    cfg = config_factory()
+    cfg = config_factory(kafka={"transport": transport})
     register()
     events = [demo_set.event(i % 500, id=f"t-{i}") for i in range(2000)]
     first = spawn(cfg)
@@ -149,10 +150,11 @@ def test_hot_swap_across_two_processes_within_a_second_and_rollback(
     assert by_partition_v2 == {"0", "1", "2", "3"}, "both workers swapped"
 
 
+@pytest.mark.parametrize("transport", ["kafka-python", "confluent-kafka"])
 def test_two_workers_split_partitions_and_one_takes_over_when_the_other_leaves(
-    config_factory, register, demo_set
+    config_factory, register, demo_set, transport
 ):
-    cfg = config_factory()
+    cfg = config_factory(kafka={"transport": transport})
     register()
     a, b = ScoringWorker(cfg, index=0), ScoringWorker(cfg, index=1)
     threads = [threading.Thread(target=w.run, daemon=True) for w in (a, b)]

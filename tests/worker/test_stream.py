@@ -16,6 +16,17 @@ from worker.service import ScoringWorker
 pytestmark = pytest.mark.broker
 
 
+@pytest.fixture(params=["kafka-python", "confluent-kafka"])
+def stream_config(request, config_factory):
+    """config_factory for each transport: every scenario runs on both Kafka clients."""
+
+    def factory(**sections):
+        kafka = {**sections.pop("kafka", {}), "transport": request.param}
+        return config_factory(kafka=kafka, **sections)
+
+    return factory
+
+
 @pytest.fixture
 def start_worker() -> Iterator[Callable[..., ScoringWorker]]:
     started: list[tuple[ScoringWorker, threading.Thread]] = []
@@ -35,9 +46,9 @@ def start_worker() -> Iterator[Callable[..., ScoringWorker]]:
 
 
 def test_worker_scores_every_event_once_and_keeps_keys(
-    config_factory, register, demo_set, start_worker
+    stream_config, register, demo_set, start_worker
 ):
-    cfg = config_factory()
+    cfg = stream_config()
     register()
     events = [demo_set.event(i) for i in range(300)]
     start_worker(cfg)
@@ -50,10 +61,10 @@ def test_worker_scores_every_event_once_and_keeps_keys(
     assert all(r.headers["streamscore.source.topic"] == cfg.kafka.input_topic for r in outputs)
 
 
-def test_worker_commits_only_what_it_published(config_factory, register, demo_set, start_worker):
+def test_worker_commits_only_what_it_published(stream_config, register, demo_set, start_worker):
     from streamscore.kafka_admin import committed_offsets
 
-    cfg = config_factory()
+    cfg = stream_config()
     register()
     worker = start_worker(cfg)
     produce(cfg.kafka, [demo_set.event(i) for i in range(100)])
@@ -70,9 +81,9 @@ def test_worker_commits_only_what_it_published(config_factory, register, demo_se
 
 
 def test_worker_dead_letters_bad_events_and_scores_neighbours(
-    config_factory, register, demo_set, start_worker
+    stream_config, register, demo_set, start_worker
 ):
-    cfg = config_factory()
+    cfg = stream_config()
     register()
     missing = demo_set.event(3)
     del missing["worst_area"]
@@ -111,9 +122,9 @@ def test_worker_dead_letters_bad_events_and_scores_neighbours(
     ],
 )
 def test_worker_validation_policy_decides(
-    config_factory, register, demo_set, start_worker, policy, event_extra, outcome
+    stream_config, register, demo_set, start_worker, policy, event_extra, outcome
 ):
-    cfg = config_factory(worker=policy)
+    cfg = stream_config(worker=policy)
     register()
     produce(cfg.kafka, [demo_set.event(1, **event_extra), demo_set.event(2)])
     start_worker(cfg)
@@ -126,9 +137,9 @@ def test_worker_validation_policy_decides(
 
 
 def test_worker_missing_id_falls_back_to_topic_partition_offset(
-    config_factory, register, demo_set, start_worker
+    stream_config, register, demo_set, start_worker
 ):
-    cfg = config_factory()
+    cfg = stream_config()
     register()
     event = demo_set.event(0)
     del event["id"]
@@ -143,9 +154,9 @@ def test_worker_missing_id_falls_back_to_topic_partition_offset(
 
 
 def test_worker_model_failing_on_one_row_dead_letters_only_that_row(
-    config_factory, register, demo_set, start_worker
+    stream_config, register, demo_set, start_worker
 ):
-    cfg = config_factory()
+    cfg = stream_config()
     register(wrap=lambda m: FailsOnMarker(m, -1.0))
     events = [demo_set.event(i) for i in range(50)]
     events[17]["mean_radius"] = -1.0
@@ -159,9 +170,9 @@ def test_worker_model_failing_on_one_row_dead_letters_only_that_row(
 
 
 def test_worker_without_model_waits_and_does_not_consume(
-    config_factory, register, demo_set, start_worker
+    stream_config, register, demo_set, start_worker
 ):
-    cfg = config_factory()
+    cfg = stream_config()
     worker = start_worker(cfg)
     produce(cfg.kafka, [demo_set.event(i) for i in range(5)])
     wait_until(lambda: "not set" in worker.reloader.last_problem, 5, "the worker to notice")
@@ -171,9 +182,9 @@ def test_worker_without_model_waits_and_does_not_consume(
 
 
 def test_worker_hot_swaps_between_batches_and_names_the_version(
-    config_factory, register, model_store, demo_set, start_worker
+    stream_config, register, model_store, demo_set, start_worker
 ):
-    cfg = config_factory()
+    cfg = stream_config()
     register(C=1.0)
     worker = start_worker(cfg)
     produce(cfg.kafka, [demo_set.event(i) for i in range(20)])
@@ -195,9 +206,9 @@ def test_worker_hot_swaps_between_batches_and_names_the_version(
 
 
 def test_worker_refuses_tampered_artifact_and_keeps_serving(
-    config_factory, register, model_store, demo_set, start_worker
+    stream_config, register, model_store, demo_set, start_worker
 ):
-    cfg = config_factory()
+    cfg = stream_config()
     register()
     worker = start_worker(cfg)
     second = register(C=0.5, promote=False)
