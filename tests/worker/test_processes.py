@@ -124,10 +124,10 @@ def test_hot_swap_across_two_processes_within_a_second_and_rollback(
     produce(cfg.kafka, events[:50])
     read(cfg.kafka, cfg.kafka.output_topic, expected=50, timeout_s=30)  # both joined and scoring
     publisher = publish_at_rate(cfg.kafka, events[50:], rate=500)
-    time.sleep(2.0)
+    time.sleep(1.5)
     model_store.promote(second.version)
     promoted = time.time()
-    time.sleep(3.0)
+    time.sleep(4.0)
     model_store.rollback()
     rolled_back = time.time()
     publisher.join()

@@ -211,6 +211,7 @@ def test_worker_refuses_tampered_artifact_and_keeps_serving(
     cfg = stream_config()
     register()
     worker = start_worker(cfg)
+    wait_until(lambda: worker.model is not None, 15, "v1 to be served")
     second = register(C=0.5, promote=False)
     artifact = model_store.folder / str(second.version) / "model.joblib"
     data = bytearray(artifact.read_bytes())
