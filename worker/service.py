@@ -10,8 +10,9 @@ The loop, in order, for every batch:
 
 An offset is committed only after its output is acknowledged, so a worker killed at any point
 loses nothing: its partitions move to another member, which resumes from the last commit
-(at-least-once). When partitions are revoked mid-batch, the records already polled are scored,
-published and committed inside the callback. ``stop()`` (SIGTERM/SIGINT) ends polling, finishes
+(at-least-once). When partitions are revoked while a batch is being gathered, its unscored
+records of those partitions are dropped: nothing of them was published, and the new owner
+resumes from the last commit. ``stop()`` (SIGTERM/SIGINT) ends polling, finishes
 the batch in flight, commits, leaves the group and returns.
 """
 
@@ -296,12 +297,23 @@ class ScoringWorker:
         log.info("worker %s owns %s", self.worker_id, shown)
 
     def _on_revoke(self, partitions: list[Partition]) -> None:
-        if self._batch and self._transport is not None:
-            log.info("partitions revoked mid-batch: finishing %d polled events", len(self._batch))
-            try:
-                self._handle_batch(self._transport)
-            except DeliveryFailed as exc:
-                log.error("%s; the next owner will score them again", exc)
-                self._batch.clear()
-        self.status.assigned = []
-        self.metrics.partitions_assigned.set(0)
+        """Partitions leave this member. Every handled batch is already committed (commits
+        happen before the next poll); events polled for the batch being gathered were neither
+        scored nor published, so they are dropped here and their new owner scores them from
+        the committed offset: nothing is lost and nothing is scored twice.
+
+        (kafka-python 3 runs this callback on its network thread, where blocking calls such
+        as a synchronous commit are not allowed; this design needs none.)
+        """
+        revoked = set(partitions)
+        if self._batch:
+            kept = [r for r in self._batch if (r.topic, r.partition) not in revoked]
+            dropped = len(self._batch) - len(kept)
+            if dropped:
+                log.info(
+                    "partitions revoked: %d polled, unscored events left to their new owner",
+                    dropped,
+                )
+            self._batch = kept
+        self.status.assigned = [p for p in self.status.assigned if p not in revoked]
+        self.metrics.partitions_assigned.set(len(self.status.assigned))
