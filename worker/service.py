@@ -98,6 +98,10 @@ class ScoringWorker:
         self._transport: Transport | None = None
         self._ready = threading.Event()
         self._lag_checked = 0.0
+        self._joined = False
+        self._waiting_since = time.monotonic()
+        #: A member waiting this long for an assignment rejoins with a new consumer.
+        self.join_timeout_s = max(4 * cfg.kafka.session_timeout_ms / 1000, 15.0)
         self.http: Any = None
 
     # ------------------------------------------------------------------ control
@@ -131,22 +135,9 @@ class ScoringWorker:
             if not self.reloader.wait_for_model(self._stop):
                 return
             self._swap_model()
-            transport = make_transport(cfg, client_id=f"{cfg.kafka.client_id}-{self.index}")
-            self._transport = transport
-            transport.subscribe(cfg.kafka.input_topic, self._on_assign, self._on_revoke)
-            log.info(
-                "worker %s joining group %r on %s, serving %s",
-                self.worker_id,
-                cfg.kafka.group_id,
-                cfg.kafka.input_topic,
-                self.model.label if self.model else "nothing",
-            )
-            try:
-                self._loop(transport)
-            finally:
-                self._drain(transport)
-                transport.close()
-                self._transport = None
+            while not self._stop.is_set():
+                if not self._member_session(cfg):
+                    break
         finally:
             control.stop()
             self.reloader.stop()
@@ -158,6 +149,36 @@ class ScoringWorker:
                 self.status.scored,
                 self.status.dead_letters,
             )
+
+    def _member_session(self, cfg: Config) -> bool:
+        """One consumer-group membership. True when it should be started afresh: the
+        member got no assignment (not even an empty one) within ``join_timeout_s``."""
+        transport = make_transport(cfg, client_id=f"{cfg.kafka.client_id}-{self.index}")
+        self._transport = transport
+        self._joined = False
+        self._waiting_since = time.monotonic()
+        transport.subscribe(cfg.kafka.input_topic, self._on_assign, self._on_revoke)
+        log.info(
+            "worker %s joining group %r on %s, serving %s",
+            self.worker_id,
+            cfg.kafka.group_id,
+            cfg.kafka.input_topic,
+            self.model.label if self.model else "nothing",
+        )
+        try:
+            stuck = self._loop(transport)
+        finally:
+            self._drain(transport)
+            transport.close()
+            self._transport = None
+        if stuck:
+            log.warning(
+                "worker %s got no partition assignment within %.0fs (a rebalance that never "
+                "completed); rejoining the group with a new consumer",
+                self.worker_id,
+                self.join_timeout_s,
+            )
+        return stuck
 
     def _start_http(self) -> None:
         http = self.cfg.http
@@ -178,7 +199,8 @@ class ScoringWorker:
             return
         self.http = server
 
-    def _loop(self, transport: Transport) -> None:
+    def _loop(self, transport: Transport) -> bool:
+        """Poll, score, publish, commit until stopped (False) or stuck joining (True)."""
         w = self.cfg.worker
         max_records = w.max_batch_records
         wait_s = w.max_wait_ms / 1000
@@ -196,6 +218,9 @@ class ScoringWorker:
             if self._batch:
                 self._handle_batch(transport)
             self._update_lag(transport)
+            if not self._joined and time.monotonic() - self._waiting_since > self.join_timeout_s:
+                return True
+        return False
 
     def _drain(self, transport: Transport) -> None:
         if self._batch:
@@ -290,6 +315,7 @@ class ScoringWorker:
             self.reloader.wake()
 
     def _on_assign(self, partitions: list[Partition]) -> None:
+        self._joined = True
         self.status.assigned = partitions
         self.metrics.partitions_assigned.set(len(partitions))
         self.metrics.consumer_lag.clear()
@@ -305,6 +331,8 @@ class ScoringWorker:
         (kafka-python 3 runs this callback on its network thread, where blocking calls such
         as a synchronous commit are not allowed; this design needs none.)
         """
+        self._joined = False
+        self._waiting_since = time.monotonic()
         revoked = set(partitions)
         if self._batch:
             kept = [r for r in self._batch if (r.topic, r.partition) not in revoked]

@@ -100,7 +100,12 @@ def test_sigterm_of_a_worker_mid_stream_loses_and_duplicates_nothing(
     first = spawn(cfg)
     spawn(cfg)
     publisher = publish_at_rate(cfg.kafka, events, rate=500)
-    time.sleep(2.0)
+
+    def both_scoring() -> bool:  # every partition has outputs: both members joined and work
+        outputs = read(cfg.kafka, cfg.kafka.output_topic, expected=10**9, timeout_s=0.5)
+        return len({r.headers["streamscore.source.partition"] for r in outputs}) == 4
+
+    wait_until(both_scoring, 30, "both workers to score")
     first.send_signal(signal.SIGTERM)
     assert first.wait(timeout=30) == 0
     publisher.join()
@@ -199,3 +204,22 @@ def test_worker_process_logs_partitions_model_and_log_file(
     assert f"{cfg.kafka.input_topic}[" in text
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=30) == 0
+
+
+def test_a_member_leaving_during_the_join_does_not_strand_the_other(
+    config_factory, register, demo_set, spawn
+):
+    """SIGTERM while the group is still forming: the survivor ends up with every partition
+    (rejoining with a new consumer if the rebalance never completes) and scores everything."""
+    cfg = config_factory()
+    register()
+    first = spawn(cfg)
+    spawn(cfg)
+    log_file = cfg.worker.log_dir / "worker-0.log"
+    wait_until(lambda: log_file.exists() and "joining group" in log_file.read_text(), 20, "join")
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(timeout=30) == 0
+    events = [demo_set.event(i % 500, id=f"j-{i}") for i in range(200)]
+    produce(cfg.kafka, events)
+    outputs = read(cfg.kafka, cfg.kafka.output_topic, expected=200, timeout_s=90)
+    assert {e["id"] for e in events} <= set(ids_of(outputs))
