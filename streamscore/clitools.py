@@ -18,7 +18,7 @@ from streamscore.exceptions import GateFailed, StreamscoreError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-console = Console()
+console = Console(soft_wrap=True)  # lines are not wrapped: paths and ids stay greppable
 # Errors are one logical line each: no wrapping, so they can be grepped and read in logs.
 err_console = Console(stderr=True, soft_wrap=True)
 

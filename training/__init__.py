@@ -1,11 +1,25 @@
-"""Training: load data, cleanse, fit a Pipeline, evaluate, register, gate, promote.
+"""Training: load data, cleanse, fit a Pipeline, evaluate, gate, register, promote.
 
-``train(cfg)`` runs the flow; each step lives in a module of its own. Scoring code never
-imports this package.
+``train(cfg)`` runs the whole flow under the training lock; each step lives in a module named
+for what it does (``data``, ``cleanse``, ``features``, ``pipeline``, ``evaluate``, ``gate``,
+``lock``). Scoring code (``worker``, ``model_store``) never imports this package.
 """
 
 from training.demo_data import DemoData, export_demo_data
-from training.gate import GateVerdict, judge
-from training.run import TrainResult, train
+from training.gate import GateCheck, GateVerdict, ProductionScore, judge
+from training.lock import training_lock, training_lock_path
+from training.run import GateRefused, TrainResult, train
 
-__all__ = ["DemoData", "GateVerdict", "TrainResult", "export_demo_data", "judge", "train"]
+__all__ = [
+    "DemoData",
+    "GateCheck",
+    "GateRefused",
+    "GateVerdict",
+    "ProductionScore",
+    "TrainResult",
+    "export_demo_data",
+    "judge",
+    "train",
+    "training_lock",
+    "training_lock_path",
+]

@@ -1,3 +1,5 @@
+"""``python -m training``: the ``train`` and ``demo-data`` commands."""
+
 from training.cli import group
 
-group()
+group(prog_name="python -m training")

@@ -1,74 +1,106 @@
-"""``streamscore train`` and ``streamscore demo-data``."""
+"""``streamscore train`` and ``streamscore demo-data`` (also ``python -m training``)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
+from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from streamscore.clitools import StreamscoreGroup, config_option, console, pass_state
+from streamscore.clitools import State, StreamscoreGroup, config_option, console, pass_state
+
+if TYPE_CHECKING:  # the training stack (sklearn, pandas) loads only when a command runs
+    from training.run import TrainResult
 
 
 @click.command("train")
 @config_option
-@click.option("--no-promote", is_flag=True, help="register as a candidate only; skip the gate")
+@click.option(
+    "--no-promote",
+    is_flag=True,
+    help="register as a candidate only; the gate is reported, not applied",
+)
 @click.option(
     "--data",
     "data_path",
     type=click.Path(path_type=Path, dir_okay=False),
     default=None,
-    help="training data (default: [training] data_path)",
+    help="training data, .csv or .parquet (default: [training] data_path)",
 )
 @pass_state
-def train(state: Any, no_promote: bool, data_path: Path | None) -> None:
-    """Load, cleanse, fit, evaluate, register; promote if the quality gate passes."""
-    from streamscore.exceptions import GateFailed
+def train(state: State, no_promote: bool, data_path: Path | None) -> None:
+    """Load, cleanse, fit, evaluate, gate and register; promote when the gate passes.
+
+    Exit code 3 when the gate refuses (the model stays a candidate), 2 for unusable data or
+    configuration.
+    """
+    from training.run import GateRefused
     from training.run import train as run_train
 
     cfg = state.config
+    data = data_path.resolve() if data_path is not None else None
     try:
-        result = run_train(cfg, promote=not no_promote, data_path=data_path, console=console)
-    except GateFailed:
-        _print_latest(cfg)
+        result = run_train(cfg, promote=not no_promote, data_path=data, console=console)
+    except GateRefused as refused:
+        show_result(refused.result, alias=cfg.model_store.alias)
         raise
-    for line in result.report.lines():
-        console.print(f"  {line}")
-    table = Table(title=f"{result.manifest.label}: held-out metrics")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for name, value in sorted(result.metrics.items()):
-        table.add_row(name, f"{value:.4f}")
-    console.print(table)
-    for check in result.verdict.checks:
-        mark = "[green]ok[/]" if check.passed else "[red]FAIL[/]"
-        console.print(f"  gate {mark} {check.name}: {escape(check.detail)}")
+    show_result(result, alias=cfg.model_store.alias)
     if result.promoted:
         console.print(
             f"[bold green]promoted[/] {result.manifest.label} to {cfg.model_store.alias!r} "
             f"in {result.seconds:.1f}s"
         )
     else:
-        console.print(f"registered {result.manifest.label} as a candidate (not promoted)")
+        console.print(
+            f"registered {result.manifest.label} as a candidate (not promoted: --no-promote)"
+        )
 
 
-def _print_latest(cfg: Any) -> None:
-    from model_store import ModelStore
-
-    versions = ModelStore.from_config(cfg).versions()
-    if versions:
-        latest = versions[-1]
-        metrics = ", ".join(f"{k} {v:.4f}" for k, v in sorted(latest.metrics.items()))
-        console.print(f"{latest.label} (candidate): {metrics}")
+def show_result(result: TrainResult, *, alias: str) -> None:
+    """The cleanse report, held-out metrics (beside production's) and every gate check."""
+    for line in result.cleanse_report.lines():
+        console.print(f"  {line}", highlight=False)
+    console.print(
+        f"\n[bold]{result.manifest.label}[/]: metrics on {result.test_rows} held-out rows "
+        f"({result.train_rows} used for fitting)"
+    )
+    metrics = Table(box=box.SIMPLE_HEAD)
+    metrics.add_column("metric")
+    metrics.add_column("candidate", justify="right")
+    production = result.production
+    old = production.metrics if production is not None else None
+    if production is not None and old is not None:
+        metrics.add_column(f"{production.label}, same rows", justify="right")
+    for name, value in result.metrics.items():
+        row = [name, f"{value:.4f}"]
+        if old is not None:
+            row.append("-" if old.get(name) is None else f"{old[name]:.4f}")
+        metrics.add_row(*row)
+    console.print(metrics)
+    verdict = result.verdict
+    outcome = "[green]passed[/]" if verdict.passed else "[red]failed[/]"
+    console.print(f"[bold]quality gate[/] {outcome} (promotion to {alias!r} needs a pass)")
+    if not verdict.checks:
+        console.print("  no checks configured in [training.gate]", markup=False)
+        return
+    checks = Table(box=box.SIMPLE_HEAD)
+    checks.add_column("check")
+    checks.add_column("result")
+    checks.add_column("detail")
+    for check in verdict.checks:
+        mark = "[green]ok[/]" if check.passed else "[red]FAIL[/]"
+        checks.add_row(escape(check.name), mark, escape(check.detail))
+    console.print(checks)
 
 
 @click.command("demo-data")
 @config_option
 @pass_state
-def demo_data(state: Any) -> None:
-    """Export scikit-learn's breast-cancer set: a training CSV and held-back events."""
+def demo_data(state: State) -> None:
+    """Export scikit-learn's breast-cancer set: a training CSV and held-back labelled events."""
     from training.demo_data import export_demo_data
 
     data = export_demo_data(state.config)
@@ -79,7 +111,7 @@ def demo_data(state: Any) -> None:
 @click.group("training", cls=StreamscoreGroup)
 @config_option
 def group() -> None:
-    """Training (python -m training)."""
+    """Training commands (``python -m training``)."""
 
 
 group.add_command(train)

@@ -1,8 +1,15 @@
-"""The feature schema: which columns feed the model, in which order, of which type."""
+"""The feature schema, and the numpy matrix the model is fitted on.
+
+The schema is every column except the label, the id column and ``drop_columns``, in file
+order. It is recorded in the manifest; the worker builds its input from it, so the matrix built
+here for fitting has exactly the worker's layout: a float array when every feature is numeric,
+an object array (numbers as floats, categories as strings) when some are categorical.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import numpy as np
@@ -12,59 +19,111 @@ import pandas as pd
 from model_store import FeatureSpec
 from streamscore.exceptions import TrainingError
 
+log = logging.getLogger(__name__)
+
+Matrix = npt.NDArray[Any]
+
 
 def derive_schema(
     frame: pd.DataFrame,
     *,
     label: str,
-    id_column: str,
-    drop: Sequence[str] = (),
-    categorical: Sequence[str] = (),
+    id_column: str = "",
+    drop: Collection[str] = (),
+    categorical: Collection[str] = (),
 ) -> list[FeatureSpec]:
-    """Every column but the label, id and dropped ones, in file order."""
-    excluded = {label, id_column, *drop}
-    unknown = [c for c in categorical if c not in frame.columns]
+    """Feature specs in column order.
+
+    Numeric columns are ``float`` or ``int`` (``bool`` for booleans) with the training median
+    as default (the most common value for booleans); categorical ones are ``category`` with
+    their sorted values and the most common as default. Every feature is required; the default
+    is what the worker sends for an absent optional feature.
+
+    Raises :class:`TrainingError` for a categorical column that is not in the data, a column
+    without any value, a text column that no transform handles, or no features at all.
+    """
+    columns = [str(c) for c in frame.columns]
+    unknown = [c for c in categorical if c not in columns]
     if unknown:
         raise TrainingError(
-            f"[training] categorical_columns names {unknown} which are not in the data"
+            f"[training] categorical_columns names {', '.join(map(repr, unknown))}, not in the "
+            f"data (columns: {', '.join(columns[:20])}); fix the name or remove it"
         )
+    absent = [c for c in drop if c not in columns]
+    if absent:
+        log.info("drop_columns not in the data (nothing to drop): %s", ", ".join(absent))
+    excluded = {label, id_column, *drop}
     specs: list[FeatureSpec] = []
-    for column in frame.columns:
-        name = str(column)
+    empty: list[str] = []
+    text: list[str] = []
+    for column, name in zip(frame.columns, columns, strict=True):
         if name in excluded:
             continue
         series = frame[column]
-        if name in categorical:
-            values = sorted({str(v) for v in series.dropna().unique()})
-            mode = str(series.mode().iloc[0]) if series.notna().any() else None
-            specs.append(FeatureSpec(name, "category", True, mode, tuple(values)))
+        if not series.notna().any():
+            empty.append(name)
+        elif name in categorical:
+            values = series.dropna().astype(str)
+            categories = tuple(sorted(values.unique()))
+            specs.append(
+                FeatureSpec(name, "category", True, str(values.mode().iloc[0]), categories)
+            )
         elif pd.api.types.is_bool_dtype(series):
-            specs.append(FeatureSpec(name, "bool", True, float(series.median())))
+            specs.append(FeatureSpec(name, "bool", True, float(series.mode().iloc[0])))
         elif pd.api.types.is_numeric_dtype(series):
             dtype = "int" if pd.api.types.is_integer_dtype(series) else "float"
-            median = float(series.median()) if series.notna().any() else 0.0
-            specs.append(FeatureSpec(name, dtype, True, median))
+            specs.append(FeatureSpec(name, dtype, True, float(series.median())))
         else:
-            raise TrainingError(
-                f"column {name!r} is not numeric (e.g. {series.dropna().iloc[0]!r}) and no "
-                f"transform handles it: add it to [training] categorical_columns or "
-                f"drop_columns"
-            )
+            text.append(f"{name!r} ({_non_numeric_example(series)})")
+    if empty:
+        many = len(empty) > 1
+        raise TrainingError(
+            f"{'columns' if many else 'column'} {', '.join(map(repr, empty))} "
+            f"{'have' if many else 'has'} no value in any row; add {'them' if many else 'it'} "
+            f"to [training] drop_columns"
+        )
+    if text:
+        many = len(text) > 1
+        raise TrainingError(
+            f"{'columns' if many else 'column'} {', '.join(text)} {'are' if many else 'is'} "
+            f"not numeric and no transform handles {'them' if many else 'it'}: add "
+            f"{'them' if many else 'it'} to [training] categorical_columns (one-hot encoded) "
+            f"or to drop_columns"
+        )
     if not specs:
-        raise TrainingError("no feature columns left after excluding label, id and drop_columns")
+        raise TrainingError(
+            f"no feature columns: every column is the label ({label!r}), the id ({id_column!r}) "
+            f"or in drop_columns"
+        )
     return specs
 
 
-def feature_matrix(frame: pd.DataFrame, schema: Sequence[FeatureSpec]) -> npt.NDArray[Any]:
-    """The model's input as a numpy array in schema order (what the worker will build)."""
-    names = [f.name for f in schema]
+def _non_numeric_example(series: pd.Series) -> str:
+    """The first value that is not a number, and how many rows hold non-numbers."""
+    values = series.dropna()
+    numbers = pd.to_numeric(values.astype("string").str.strip(), errors="coerce")
+    bad = values[numbers.isna().to_numpy()]
+    if bad.empty:  # pragma: no cover - cleanse coerced all-numeric text already
+        return f"e.g. {values.iloc[0]!r}"
+    return f"e.g. {bad.iloc[0]!r}; {len(bad)} of {len(values)} values are not numbers"
+
+
+def feature_matrix(frame: pd.DataFrame, schema: Sequence[FeatureSpec]) -> Matrix:
+    """The columns of ``schema`` as a numpy array in schema order; missing values are NaN."""
+    numeric = [
+        frame[f.name].to_numpy(dtype=np.float64, na_value=np.nan)
+        for f in schema
+        if f.dtype != "category"
+    ]
     if all(f.dtype != "category" for f in schema):
-        numeric: npt.NDArray[Any] = frame[names].to_numpy(dtype=np.float64)
-        return numeric
-    out: npt.NDArray[Any] = frame[names].astype(object).to_numpy()
+        if not numeric:
+            return np.empty((len(frame), 0), dtype=np.float64)
+        return np.column_stack(numeric)
+    out: Matrix = np.empty((len(frame), len(schema)), dtype=object)
+    numbers = iter(numeric)
     for j, spec in enumerate(schema):
         if spec.dtype == "category":
-            out[:, j] = [np.nan if pd.isna(v) else str(v) for v in out[:, j]]
+            out[:, j] = [np.nan if pd.isna(v) else str(v) for v in frame[spec.name]]
         else:
-            out[:, j] = out[:, j].astype(np.float64)
+            out[:, j] = next(numbers).tolist()
     return out

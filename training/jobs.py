@@ -14,7 +14,7 @@ from typing import Any
 
 from streamscore import jsonio
 from streamscore.config import Config
-from streamscore.exceptions import GateFailed, StreamscoreError
+from streamscore.exceptions import StreamscoreError
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +84,7 @@ class JobRunner:
 
     def run(self, job: Job) -> Job:
         """Run one job in this thread (the schedule calls this directly)."""
-        from training.gate import as_dict
-        from training.run import train
+        from training.run import GateRefused, train
 
         lines: deque[str] = deque(maxlen=LOG_TAIL_LINES)
 
@@ -102,11 +101,11 @@ class JobRunner:
             result = train(
                 self.cfg, promote=True, progress=False, on_step=lambda s: note(f"step {s}")
             )
-        except GateFailed as exc:
+        except GateRefused as exc:
             job.status = "gate_failed"
             job.error = str(exc)
-            job.verdict = {"passed": False, "reasons": exc.reasons}
-            job.version = _version_from(str(exc))
+            job.verdict = exc.result.verdict.to_dict()
+            job.version = exc.result.manifest.version
             note(f"gate failed: {exc}")
         except StreamscoreError as exc:
             job.status = "failed"
@@ -120,7 +119,7 @@ class JobRunner:
         else:
             job.version = result.manifest.version
             job.promoted = result.promoted
-            job.verdict = as_dict(result.verdict)
+            job.verdict = result.verdict.to_dict()
             job.status = "promoted" if result.promoted else "registered"
             metrics = ", ".join(f"{k} {v:.4f}" for k, v in sorted(result.metrics.items()))
             note(f"{result.manifest.label}: {metrics}")
@@ -137,10 +136,3 @@ class JobRunner:
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_bytes(jsonio.dumps_pretty(job.to_dict()))
         os.replace(tmp, path)
-
-
-def _version_from(message: str) -> int | None:
-    # "breast-cancer v4 stays a candidate: ..." -> 4
-    head = message.split(" stays", 1)[0]
-    tail = head.rsplit(" v", 1)[-1]
-    return int(tail) if tail.isdigit() else None

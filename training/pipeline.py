@@ -1,12 +1,21 @@
-"""Build the scikit-learn Pipeline that travels inside the artifact."""
+"""The scikit-learn Pipeline that travels inside the artifact: preprocessing + estimator.
+
+Preprocessing lives in the pipeline so the worker applies exactly what training applied:
+
+* numeric features: imputer (``[training] imputer``), then scaler (``[training] scaler``);
+* categorical features: most-frequent imputer, then one-hot encoding (unknown categories
+  become all zeros), in a ColumnTransformer that selects columns by integer index, because
+  the pipeline is fitted on (and the worker predicts on) numpy arrays without column names.
+"""
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Sequence
+import inspect
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sklearn.base import BaseEstimator, is_classifier, is_regressor
+from sklearn.base import is_classifier, is_regressor
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
@@ -22,69 +31,87 @@ SCALERS: dict[str, Any] = {
     "robust": RobustScaler,
 }
 
+#: What an object needs to be usable as the pipeline's last step.
+ESTIMATOR_METHODS = ("fit", "predict", "get_params")
 
-def import_estimator(path: str, params: dict[str, Any]) -> Any:
-    """Instantiate ``package.module.Class(**params)``; errors say what to fix."""
+
+def import_estimator(path: str, params: Mapping[str, Any]) -> Any:
+    """Instantiate ``package.module.Class(**params)``; every failure says what to fix."""
     module_name, _, class_name = path.rpartition(".")
-    if not module_name:
+    if not module_name or not class_name:
         raise TrainingError(
             f"[training] estimator = {path!r}: use a full class path such as "
             f"'sklearn.linear_model.LogisticRegression'"
         )
     try:
-        cls = getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError) as exc:
-        raise TrainingError(f"[training] estimator = {path!r} cannot be imported: {exc}") from exc
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise TrainingError(
+            f"[training] estimator = {path!r}: module {module_name!r} cannot be imported "
+            f"({exc}); check the spelling or install the package"
+        ) from exc
+    cls = getattr(module, class_name, None)
+    if cls is None:
+        raise TrainingError(
+            f"[training] estimator = {path!r}: module {module_name!r} has no {class_name!r}; "
+            f"check the spelling (class names are case-sensitive)"
+        )
+    if not inspect.isclass(cls):
+        raise TrainingError(
+            f"[training] estimator = {path!r} is a {type(cls).__name__}, not a class; name a "
+            f"scikit-learn estimator class"
+        )
     try:
         estimator = cls(**params)
     except TypeError as exc:
         raise TrainingError(f"[training] estimator_params for {path}: {exc}") from exc
-    if not isinstance(estimator, BaseEstimator) or not hasattr(estimator, "fit"):
-        raise TrainingError(f"[training] estimator = {path!r} is not a scikit-learn estimator")
+    missing = [m for m in ESTIMATOR_METHODS if not callable(getattr(estimator, m, None))]
+    if missing:
+        raise TrainingError(
+            f"[training] estimator = {path!r} is not a scikit-learn estimator (no "
+            f"{', '.join(missing)}); name a class with fit and predict, such as "
+            f"'sklearn.linear_model.LogisticRegression'"
+        )
     return estimator
 
 
 def describe(cfg: TrainingConfig) -> str:
+    """The estimator as recorded in the manifest: class path and parameters."""
     params = ", ".join(f"{k}={v!r}" for k, v in sorted(cfg.estimator_params.items()))
     return f"{cfg.estimator}({params})"
 
 
 def build_pipeline(cfg: TrainingConfig, schema: Sequence[FeatureSpec]) -> Pipeline:
-    estimator = import_estimator(cfg.estimator, dict(cfg.estimator_params))
+    """Preprocessing for ``schema`` plus the configured estimator, not yet fitted."""
+    estimator = import_estimator(cfg.estimator, cfg.estimator_params)
     if cfg.task == "classification" and not is_classifier(estimator):
         raise TrainingError(
-            f"{cfg.estimator} is not a classifier but [training] task is classification"
+            f"[training] estimator = {cfg.estimator!r} is not a classifier but task is "
+            f"'classification'; pick a classifier or set task = 'regression'"
         )
     if cfg.task == "regression" and not is_regressor(estimator):
-        raise TrainingError(f"{cfg.estimator} is not a regressor but [training] task is regression")
-    numeric = [i for i, f in enumerate(schema) if f.dtype != "category"]
-    categorical = [i for i, f in enumerate(schema) if f.dtype == "category"]
+        raise TrainingError(
+            f"[training] estimator = {cfg.estimator!r} is not a regressor but task is "
+            f"'regression'; pick a regressor or set task = 'classification'"
+        )
     numeric_steps: list[tuple[str, Any]] = []
     if cfg.imputer != "none":
         numeric_steps.append(("impute", SimpleImputer(strategy=cfg.imputer)))
     if cfg.scaler != "none":
         numeric_steps.append(("scale", SCALERS[cfg.scaler]()))
-    steps: list[tuple[str, Any]] = []
-    if categorical:
-        transformers: list[tuple[str, Any, list[int]]] = []
-        if numeric:
-            transformers.append(
-                ("numeric", Pipeline(numeric_steps) if numeric_steps else "passthrough", numeric)
-            )
-        transformers.append(
-            (
-                "categorical",
-                Pipeline(
-                    [
-                        ("impute", SimpleImputer(strategy="most_frequent")),
-                        ("onehot", OneHotEncoder(handle_unknown="ignore")),
-                    ]
-                ),
-                categorical,
-            )
-        )
-        steps.append(("preprocess", ColumnTransformer(transformers)))
-    else:
-        steps.extend(numeric_steps)
-    steps.append(("model", estimator))
-    return Pipeline(steps)
+    categorical = [i for i, f in enumerate(schema) if f.dtype == "category"]
+    if not categorical:
+        return Pipeline([*numeric_steps, ("model", estimator)])
+    numeric = [i for i, f in enumerate(schema) if f.dtype != "category"]
+    transformers: list[tuple[str, Any, list[int]]] = []
+    if numeric:
+        numeric_part = Pipeline(numeric_steps) if numeric_steps else "passthrough"
+        transformers.append(("numeric", numeric_part, numeric))
+    encoder = Pipeline(
+        [
+            ("impute", SimpleImputer(strategy="most_frequent")),
+            ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
+        ]
+    )
+    transformers.append(("categorical", encoder, categorical))
+    return Pipeline([("preprocess", ColumnTransformer(transformers)), ("model", estimator)])

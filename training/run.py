@@ -1,72 +1,67 @@
-"""The training flow: load → cleanse → schema → split → fit → evaluate → register → gate → promote.
+"""The training flow: load → cleanse → split → fit → evaluate → gate → register → promote.
 
-Each step is a function of its own module; this one strings them together, records everything
-in the manifest, and shows progress.
+Each step is a function of its own module; :func:`train` strings them together under the
+training lock, records everything in the manifest and shows one progress line per step.
+
+The candidate is always registered (alias ``candidate``, parent = the current production
+version). It is promoted to the alias workers follow (``[model_store] alias``, normally
+``production``) only when the gate passes; otherwise :class:`GateRefused` (a
+:class:`~streamscore.exceptions.GateFailed`) is raised after registration, with the result.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from sklearn.pipeline import Pipeline
 
-from model_store import Manifest, ModelStore, current_git_commit
-from streamscore.config import Config
-from streamscore.exceptions import GateFailed, StreamscoreError
+from model_store import DataFingerprint, FeatureSpec, Manifest, ModelStore, current_git_commit
+from streamscore.config import Config, TrainingConfig
+from streamscore.exceptions import GateFailed, TrainingError
 from training.cleanse import CleanseReport, cleanse
 from training.data import fingerprint, load_frame
 from training.evaluate import evaluate, split
 from training.features import derive_schema, feature_matrix
-from training.gate import GateVerdict, judge
-from training.lock import training_lock
+from training.gate import GateVerdict, ProductionScore, judge, score_production
+from training.lock import hold_training_lock
 from training.pipeline import build_pipeline, describe
+from training.progress import StepProgress
 
 log = logging.getLogger(__name__)
 
-STEPS = ("load", "cleanse", "split", "fit", "evaluate", "register", "gate", "promote")
+STEPS = ("load", "cleanse", "split", "fit", "evaluate", "gate", "register", "promote")
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainResult:
+    """What a training run produced and decided."""
+
     manifest: Manifest
     verdict: GateVerdict
-    report: CleanseReport
+    cleanse_report: CleanseReport
     metrics: dict[str, float]
     promoted: bool
+    production: ProductionScore | None  # production on the same held-out rows, if compared
+    data: DataFingerprint
+    train_rows: int
+    test_rows: int
     seconds: float
 
 
-def _labels(values: np.ndarray[Any, Any]) -> list[Any]:
-    return [v.item() if isinstance(v, np.generic) else v for v in values]
+class GateRefused(GateFailed):
+    """The gate refused promotion; the candidate is registered and described by ``result``."""
 
-
-class _Steps:
-    """A progress display with one line per step (or plain log lines without a terminal)."""
-
-    def __init__(self, progress: Progress | None, on_step: Callable[[str], None] | None) -> None:
-        self.progress = progress
-        self.on_step = on_step
-        self.task = progress.add_task("training", total=len(STEPS)) if progress else None
-
-    @contextmanager
-    def step(self, name: str) -> Iterator[None]:
-        if self.progress is not None and self.task is not None:
-            self.progress.update(self.task, description=f"training: {name}")
-        if self.on_step is not None:
-            self.on_step(name)
-        started = time.perf_counter()
-        yield
-        log.info("step %s done in %.2fs", name, time.perf_counter() - started)
-        if self.progress is not None and self.task is not None:
-            self.progress.advance(self.task)
+    def __init__(self, message: str, result: TrainResult) -> None:
+        super().__init__(message, result.verdict.reasons)
+        self.result = result
 
 
 def train(
@@ -78,128 +73,155 @@ def train(
     on_step: Callable[[str], None] | None = None,
     console: Console | None = None,
 ) -> TrainResult:
-    """Run the whole flow. Raises :class:`GateFailed` when the gate refuses (after registering
-    the candidate), :class:`TrainingError` for data problems."""
-    store = ModelStore.from_config(cfg)
+    """Run the whole flow for ``cfg``'s model.
+
+    ``promote=False`` registers the candidate and reports the gate's verdict without acting on
+    it. ``data_path`` overrides ``[training] data_path``. ``on_step`` hears each step's name as
+    it starts.
+
+    Raises :class:`TrainingError` for unusable data or configuration (nothing is registered),
+    or when another run holds the training lock; :class:`GateRefused` when the gate refuses.
+    """
     t = cfg.training
-    path = data_path or t.data_path
+    path = Path(data_path) if data_path is not None else t.data_path
+    store = ModelStore.from_config(cfg)
+    alias = cfg.model_store.alias
     started = time.perf_counter()
-    display = (
-        Progress(
-            SpinnerColumn(),
-            TextColumn("{task.description}"),
-            TextColumn("{task.completed}/{task.total}"),
-            TimeElapsedColumn(),
-            console=console,
-            transient=True,
-        )
-        if progress
-        else None
-    )
-    with training_lock(store.folder / ".training.lock"):
-        if display is not None:
-            display.start()
-        try:
-            steps = _Steps(display, on_step)
-            with steps.step("load"):
-                frame = load_frame(path)
-                rows_read = len(frame)
-            with steps.step("cleanse"):
-                frame, report = cleanse(
-                    frame,
-                    label=t.label_column,
-                    id_column=t.id_column,
-                    keep_text=set(t.categorical_columns),
+    with (
+        hold_training_lock(cfg),
+        StepProgress(STEPS, enabled=progress, console=console, on_step=on_step) as steps,
+    ):
+        with steps.step("load") as step:
+            raw = load_frame(path)
+            step.note = f"{len(raw)} rows, {raw.shape[1]} columns from {path.name}"
+        with steps.step("cleanse") as step:
+            frame, report = cleanse(
+                raw,
+                label=t.label_column,
+                id_column=t.id_column,
+                task=t.task,
+                keep_text=[*t.categorical_columns, *t.drop_columns],
+            )
+            schema = derive_schema(
+                frame,
+                label=t.label_column,
+                id_column=t.id_column,
+                drop=t.drop_columns,
+                categorical=t.categorical_columns,
+            )
+            X = feature_matrix(frame, schema)
+            y = frame[t.label_column].to_numpy()
+            step.note = (
+                f"{report.rows_out} rows kept ({report.unlabeled_dropped} unlabeled, "
+                f"{report.duplicates_dropped} duplicates dropped), {len(schema)} features"
+            )
+        with steps.step("split") as step:
+            X_train, X_test, y_train, y_test = split(
+                X, y, task=t.task, test_size=t.test_size, seed=t.seed
+            )
+            step.note = f"{len(y_train)} training rows, {len(y_test)} held out"
+        with steps.step("fit") as step:
+            pipeline = build_pipeline(t, schema)
+            _fit(pipeline, X_train, y_train, t, schema)
+            step.note = t.estimator.rpartition(".")[2]
+        with steps.step("evaluate") as step:
+            metrics = evaluate(pipeline, X_test, y_test, task=t.task)
+            step.note = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+        with steps.step("gate") as step:
+            production = None
+            if t.gate.compare_metric:
+                production = score_production(
+                    store, alias, task=t.task, schema=schema, X_test=X_test, y_test=y_test
                 )
-                schema = derive_schema(
-                    frame,
-                    label=t.label_column,
-                    id_column=t.id_column,
-                    drop=t.drop_columns,
-                    categorical=t.categorical_columns,
-                )
-                X = feature_matrix(frame, schema)
-                y = frame[t.label_column].to_numpy()
-                if t.task == "regression":
-                    y = y.astype(np.float64)
-            with steps.step("split"):
-                X_train, X_test, y_train, y_test = split(
-                    X, y, task=t.task, test_size=t.test_size, seed=t.seed
-                )
-            with steps.step("fit"):
-                pipeline = build_pipeline(t, schema)
-                try:
-                    pipeline.fit(X_train, y_train)
-                except Exception as exc:
-                    raise StreamscoreError(
-                        f"fitting {t.estimator} failed: {type(exc).__name__}: {exc}"
-                    ) from exc
-            with steps.step("evaluate"):
-                metrics = evaluate(pipeline, X_test, y_test, task=t.task)
-                production_metrics, problem, production_version = _production_metrics(
-                    store, cfg, [f.name for f in schema], X_test, y_test
-                )
-            with steps.step("register"):
-                classes = _labels(pipeline.classes_) if t.task == "classification" else None
-                manifest = store.register(
-                    pipeline,
-                    task=t.task,
-                    features=schema,
-                    classes=classes,
-                    metrics=metrics,
-                    estimator=describe(t),
-                    data=fingerprint(path, rows_read),
-                    config=cfg.to_dict(),
-                    git_commit=current_git_commit(Path(__file__).resolve().parent),
-                    parent=production_version,
-                )
-            with steps.step("gate"):
-                verdict = judge(
-                    t.gate,
-                    metrics,
-                    production=production_metrics,
-                    production_label=(
-                        f"production v{production_version}" if production_version else "production"
-                    ),
-                    production_problem=problem,
-                )
+            verdict = judge(t.gate, metrics, production=production)
+            if verdict.passed:
+                step.note = f"passed ({len(verdict.checks)} checks)"
+            else:
+                step.refuse("failed: " + "; ".join(verdict.reasons))
+        with steps.step("register") as step:
+            data = fingerprint(path, len(raw))
+            manifest = store.register(
+                pipeline,
+                task=t.task,
+                features=schema,
+                classes=_classes(pipeline) if t.task == "classification" else None,
+                metrics=metrics,
+                estimator=describe(t),
+                data=data,
+                config=_recorded_config(cfg, path),
+                git_commit=current_git_commit(Path(__file__).resolve().parent),
+                parent=store.aliases().get(alias),
+                aliases=("candidate",),
+            )
+            step.note = f"{manifest.label} (candidate)"
+        with steps.step("promote") as step:
             promoted = False
-            with steps.step("promote"):
-                if promote and verdict.passed:
-                    store.promote(manifest.version, cfg.model_store.alias, reason="gate passed")
-                    promoted = True
-                    _announce(cfg, store.name, manifest.version)
-        finally:
-            if display is not None:
-                display.stop()
+            if not promote:
+                step.skip("--no-promote: stays a candidate")
+            elif not verdict.passed:
+                step.skip("gate failed: stays a candidate")
+            else:
+                store.promote(manifest.version, alias, reason=f"gate passed: {verdict.summary()}")
+                promoted = True
+                step.note = f"{alias} -> v{manifest.version}"
+                _announce(cfg, store.name, manifest.version)
     result = TrainResult(
-        manifest, verdict, report, metrics, promoted, time.perf_counter() - started
+        manifest=manifest,
+        verdict=verdict,
+        cleanse_report=report,
+        metrics=metrics,
+        promoted=promoted,
+        production=production,
+        data=data,
+        train_rows=len(y_train),
+        test_rows=len(y_test),
+        seconds=time.perf_counter() - started,
     )
     if promote and not verdict.passed:
-        raise GateFailed(
-            f"{manifest.label} stays a candidate: {verdict.summary()}", verdict.reasons
+        current = store.aliases().get(alias)
+        keeps = f"{alias} stays v{current}" if current is not None else f"no {alias} model yet"
+        raise GateRefused(
+            f"{manifest.label} stays a candidate ({keeps}): {verdict.summary()}", result
         )
     return result
 
 
-def _production_metrics(
-    store: ModelStore, cfg: Config, names: list[str], X_test: Any, y_test: Any
-) -> tuple[dict[str, float] | None, str, int | None]:
-    """Production's metrics on the candidate's held-out rows (None if there is none)."""
-    alias = cfg.model_store.alias
-    if store.alias_state(alias) is None:
-        return None, "", None
+def _fit(
+    pipeline: Pipeline,
+    X: npt.NDArray[Any],
+    y: npt.NDArray[Any],
+    t: TrainingConfig,
+    schema: list[FeatureSpec],
+) -> None:
+    if t.imputer == "none":
+        numeric = [j for j, f in enumerate(schema) if f.dtype != "category"]
+        holes = [
+            schema[j].name for j in numeric if np.isnan(np.asarray(X[:, j], dtype=np.float64)).any()
+        ]
+        if holes:
+            raise TrainingError(
+                f"[training] imputer = 'none' but feature{'s' if len(holes) > 1 else ''} "
+                f"{', '.join(map(repr, holes[:5]))} have missing values; set imputer to "
+                f"'median', 'mean' or 'most_frequent', or fill the data"
+            )
     try:
-        loaded = store.load(alias)
-    except StreamscoreError as exc:
-        return None, f"it cannot be loaded ({exc})", None
-    version = loaded.manifest.version
-    if loaded.manifest.feature_names != names:
-        return None, f"v{version} has a different feature schema", version
-    try:
-        return evaluate(loaded.model, X_test, y_test, task=cfg.training.task), "", version
-    except Exception as exc:  # noqa: BLE001
-        return None, f"v{version} failed on the held-out rows ({exc})", version
+        pipeline.fit(X, y)
+    except Exception as exc:  # any estimator error is a training failure, with its cause
+        raise TrainingError(
+            f"fitting {describe(t)} on {len(y)} rows failed: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def _classes(pipeline: Pipeline) -> list[Any]:
+    """The fitted class labels as JSON-able Python values (no numpy scalars)."""
+    return [c.item() if isinstance(c, np.generic) else c for c in pipeline.classes_]
+
+
+def _recorded_config(cfg: Config, path: Path) -> dict[str, Any]:
+    """``cfg.to_dict()`` with the data path actually used (``--data`` overrides it)."""
+    recorded = cfg.to_dict()
+    recorded["training"]["data_path"] = str(path)
+    return recorded
 
 
 def _announce(cfg: Config, model: str, version: int) -> None:
