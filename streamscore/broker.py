@@ -219,18 +219,15 @@ def is_tansu_broker(pid: int, host: str, port: int, binary: str = "") -> bool:
 
 
 def _reap(pid: int) -> bool:
-    """Collect ``pid`` if it is our exited child; True when it has exited."""
+    """True when ``pid`` is a broker this process launched and it has exited (now reaped).
+
+    Other pids are never waited for: they are someone else's children, or init's.
+    """
     child = _CHILDREN.get(pid)
-    if child is not None:
-        if child.poll() is None:
-            return False
-        del _CHILDREN[pid]
-        return True
-    try:
-        waited, _ = os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        return False  # not our child: init reaps it
-    return waited == pid
+    if child is None or child.poll() is None:
+        return False
+    del _CHILDREN[pid]
+    return True
 
 
 def _process_gone(pid: int) -> bool:
@@ -363,6 +360,7 @@ class EmbeddedBroker:
         ]
         env = {k: v for k, v in os.environ.items() if k not in _TANSU_ENV}
         env.update(NO_COLOR="1", RUST_BACKTRACE="0")
+        self._rotate_log()
         started_at = time.time()
         with self.log_file.open("ab") as log:
             log.write(f"--- streamscore: starting {' '.join(argv)}\n".encode())
@@ -381,10 +379,26 @@ class EmbeddedBroker:
             except OSError as exc:
                 raise BrokerError(f"could not run the Tansu binary {binary}: {exc}") from exc
         _CHILDREN[process.pid] = process
+        try:
+            self._wait_ready(process, log_offset)
+        except BaseException:  # a failed start, or Ctrl-C while waiting: leave nothing behind
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            _CHILDREN.pop(process.pid, None)
+            raise
+        status = BrokerStatus(process.pid, self.host, self.port, started_at, binary)
+        record = {k: v for k, v in asdict(status).items() if k != "already_running"}
+        tmp = self.pid_file.with_name(f".{PID_FILE}.{os.getpid()}.tmp")
+        tmp.write_bytes(jsonio.dumps_pretty(record))
+        os.replace(tmp, self.pid_file)
+        return status
+
+    def _wait_ready(self, process: subprocess.Popen[bytes], log_offset: int) -> None:
+        """Return once the port answers Kafka; raise BrokerError if it exits or times out."""
         deadline = time.monotonic() + self.start_timeout_ms / 1000
         while not kafka_answers(self.host, self.port, timeout_s=0.5):
             if process.poll() is not None:
-                _CHILDREN.pop(process.pid, None)
                 tail = self._log_tail(log_offset)
                 hint = f"; {_PORT_HINT}" if "AddrInUse" in tail or "in use" in tail else ""
                 raise BrokerError(
@@ -392,21 +406,12 @@ class EmbeddedBroker:
                     f"on {self.address}{hint}; {self.log_file}:\n{tail}"
                 )
             if time.monotonic() > deadline:
-                process.kill()
-                process.wait()
-                _CHILDREN.pop(process.pid, None)
                 raise BrokerError(
                     f"the embedded broker did not answer on {self.address} within "
                     f"{self.start_timeout_ms} ms ([broker] start_timeout_ms) and was killed; "
                     f"{self.log_file}:\n{self._log_tail(log_offset)}"
                 )
             time.sleep(0.005)
-        status = BrokerStatus(process.pid, self.host, self.port, started_at, binary)
-        record = {k: v for k, v in asdict(status).items() if k != "already_running"}
-        tmp = self.pid_file.with_name(f".{PID_FILE}.{os.getpid()}.tmp")
-        tmp.write_bytes(jsonio.dumps_pretty(record))
-        os.replace(tmp, self.pid_file)
-        return status
 
     # ------------------------------------------------------------------ stop
 
@@ -483,6 +488,12 @@ class EmbeddedBroker:
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _rotate_log(self, max_bytes: int = 10 * 1024 * 1024) -> None:
+        """Keep one previous log once the current one passes ``max_bytes``."""
+        with contextlib.suppress(OSError):
+            if self.log_file.stat().st_size > max_bytes:
+                os.replace(self.log_file, self.log_file.with_name(LOG_FILE + ".1"))
 
     def _log_tail(self, offset: int = 0, lines: int = 20) -> str:
         try:

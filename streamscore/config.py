@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import tomllib
 import types
 import typing
@@ -329,7 +330,13 @@ def _apply_env(data: dict[str, Any], environ: Mapping[str, str], where: str) -> 
             else:
                 if not (isinstance(hint, type) and dataclasses.is_dataclass(hint)):
                     raise ConfigError(f"environment variable {name}: {part!r} is not a section")
-                target = target.setdefault(part, {})
+                nested = target.setdefault(part, {})
+                if not isinstance(nested, dict):
+                    raise ConfigError(
+                        f"{where}: {part} = {nested!r} must be a table [{part}] for "
+                        f"{name} to override a key in it"
+                    )
+                target = nested
                 cls = hint
 
 
@@ -509,6 +516,13 @@ def _check_dependent(cfg: Config, where: str) -> None:
         raise ConfigError(
             f"{where}: [kafka] security_protocol = {k.security_protocol!r} needs sasl_mechanism"
         )
+    for key in ("input_topic", "output_topic", "dead_letter_topic", "control_topic"):
+        topic = getattr(k, key)
+        if not _TOPIC.match(topic) or topic in (".", ".."):
+            raise ConfigError(
+                f"{where}: [kafka] {key} = {topic!r} is not a Kafka topic name: use 1-249 "
+                f"characters of letters, digits, '.', '_' and '-'"
+            )
     names = {k.input_topic, k.output_topic, k.dead_letter_topic, k.control_topic}
     if len(names) != 4:
         raise ConfigError(
@@ -536,6 +550,8 @@ def _check_dependent(cfg: Config, where: str) -> None:
                     f"{', '.join(sorted(KNOWN_METRICS))}"
                 )
 
+
+_TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 
 #: Metrics training reports; higher is better unless listed in LOWER_IS_BETTER.
 KNOWN_METRICS = frozenset({"accuracy", "f1", "roc_auc", "log_loss", "rmse", "mae", "r2"})

@@ -197,3 +197,217 @@ def test_config_is_frozen(tmp_path):
     cfg = load_config(write(tmp_path, ""), environ={})
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.kafka.partitions = 2  # type: ignore[misc]
+
+
+# --------------------------------------------------------------------------- more of the contract
+
+
+@pytest.mark.parametrize(
+    ("variable", "text", "section", "key", "expected"),
+    [
+        ("STREAMSCORE__HTTP__ENABLED", "yes", "http", "enabled", True),
+        ("STREAMSCORE__HTTP__ENABLED", "0", "http", "enabled", False),
+        ("STREAMSCORE__KAFKA__PARTITIONS", " 1_000 ", "kafka", "partitions", 1000),
+        ("STREAMSCORE__WORKER__PASSTHROUGH", "[]", "worker", "passthrough", []),
+        ("STREAMSCORE__KAFKA__GROUP_ID", "blue", "kafka", "group_id", "blue"),
+        ("STREAMSCORE__TRAINING__SEED", "7", "training", "seed", 7),
+    ],
+)
+def test_env_values_are_parsed_as_the_declared_type(
+    tmp_path, variable, text, section, key, expected
+):
+    cfg = load_config(write(tmp_path, ""), environ={variable: text})
+    assert getattr(getattr(cfg, section), key) == expected
+
+
+def test_env_override_beats_the_file(tmp_path):
+    path = write(tmp_path, '[kafka]\nbootstrap_servers = "file:9092"\n')
+    env = {"STREAMSCORE__KAFKA__BOOTSTRAP_SERVERS": "env:9092"}
+    assert load_config(path, environ=env).kafka.bootstrap_servers == "env:9092"
+
+
+@pytest.mark.parametrize(
+    ("variable", "text", "expected"),
+    [
+        ("STREAMSCORE__HTTP__ENABLED", "maybe", "expected true or false"),
+        ("STREAMSCORE__WORKER__PASSTHROUGH", "a,b", 'expected a TOML list like ["a", "b"]'),
+        ("STREAMSCORE__KAFKA__PARTITIONS", "0", "expected a value >= 1"),
+        ("STREAMSCORE__KAFKA__PARTITIONS", "2.5", "expected a whole number"),
+        ("STREAMSCORE__TRAINING__GATE__TOLERANCE", "nan", "expected a finite number"),
+        ("STREAMSCORE__WORKER__COMPRESSION", "brotli", "expected one of 'none', 'gzip'"),
+    ],
+)
+def test_bad_env_values_name_the_variable_and_what_is_allowed(tmp_path, variable, text, expected):
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, ""), environ={variable: text})
+    assert f"(from {variable})" in str(err.value)
+    assert expected in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("variable", "expected"),
+    [
+        ("STREAMSCORE__KAFAK__PARTITIONS", "unknown key 'kafak' in section [top level]"),
+        ("STREAMSCORE__TRAINING__GATE__TOLERANSE", "unknown key 'toleranse' in section"),
+        ("STREAMSCORE__KAFKA", "expected STREAMSCORE__SECTION__KEY"),
+        ("STREAMSCORE__KAFKA__PARTITIONS__X", "'partitions' is not a section"),
+    ],
+)
+def test_unknown_or_malformed_env_names_are_errors(tmp_path, variable, expected):
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, ""), environ={variable: "1"})
+    assert variable in str(err.value)
+    assert expected in str(err.value)
+
+
+def test_unknown_env_key_lists_the_known_keys_of_its_section(tmp_path):
+    env = {"STREAMSCORE__TRAINING__GATE__TOLERANSE": "0.1"}
+    with pytest.raises(ConfigError, match=r"\[training.gate\]; known keys: compare_metric, max"):
+        load_config(write(tmp_path, ""), environ=env)
+
+
+def test_variables_without_the_prefix_are_ignored(tmp_path):
+    env = {"STREAMSCORE_KAFKA__PARTITIONS": "x", "KAFKA_PARTITIONS": "x", "HOME": "/root"}
+    assert load_config(write(tmp_path, ""), environ=env).kafka.partitions == 4
+
+
+def test_unknown_key_in_a_nested_table(tmp_path):
+    with pytest.raises(ConfigError, match=r"unknown key 'tolerence' in \[training.gate\]"):
+        load_config(write(tmp_path, "[training.gate]\ntolerence = 0.1\n"), environ={})
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('[worker]\npassthrough = ["a", 1]\n', "[worker] passthrough[1] = 1 is invalid"),
+        ("[kafka]\npartitions = 4.0\n", "expected a whole number"),
+        ("[kafka]\npartitions = true\n", "expected a whole number"),
+        ('[training.gate]\nmin = { roc_auc = "high" }\n', "roc_auc = 'high' is invalid"),
+        ("[kafka]\npartitions = 10001\n", "expected a value <= 10000"),
+        ("[broker]\nport = 70000\n", "[broker] port = 70000 is invalid"),
+        ('kafka = "x"\n', "[kafka] must be a table, got str"),
+        ("[model_store]\nroot = 3\n", "[model_store] root = 3 is invalid: expected a string"),
+    ],
+)
+def test_more_wrong_types_and_ranges(tmp_path, text, expected):
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, text), environ={})
+    assert expected in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("kafka", "expected"),
+    [
+        (
+            {"session_timeout_ms": 3000, "heartbeat_interval_ms": 4000},
+            r"heartbeat_interval_ms \(4000\) must be lower than session_timeout_ms \(3000\)",
+        ),
+        (
+            {"session_timeout_ms": 30000, "request_timeout_ms": 30000},
+            r"request_timeout_ms \(30000\) must be larger than session_timeout_ms \(30000\)",
+        ),
+        ({"sasl_mechanism": "PLAIN"}, "needs security_protocol SASL_PLAINTEXT or SASL_SSL"),
+        ({"security_protocol": "SASL_SSL"}, "needs sasl_mechanism"),
+    ],
+)
+def test_dependent_kafka_settings(tmp_path, kafka, expected):
+    text = "[kafka]\n" + "".join(f"{k} = {v!r}\n".replace("'", '"') for k, v in kafka.items())
+    with pytest.raises(ConfigError, match=expected):
+        load_config(write(tmp_path, text), environ={})
+
+
+def test_dependent_settings_are_checked_after_env_overrides(tmp_path):
+    env = {"STREAMSCORE__KAFKA__HEARTBEAT_INTERVAL_MS": "9000"}
+    with pytest.raises(ConfigError, match=r"heartbeat_interval_ms \(9000\) must be lower"):
+        load_config(write(tmp_path, ""), environ=env)
+
+
+def test_retry_backoff_bounds_are_checked_together(tmp_path):
+    text = "[worker]\nretry_backoff_ms = 2000\nmax_retry_backoff_ms = 1000\n"
+    with pytest.raises(ConfigError, match=r"max_retry_backoff_ms \(1000\) must be >= "):
+        load_config(write(tmp_path, text), environ={})
+
+
+def test_missing_file_names_the_path(tmp_path):
+    missing = tmp_path / "nope.toml"
+    with pytest.raises(ConfigError, match=f"config file {missing} does not exist"):
+        load_config(missing, environ={})
+
+
+def test_an_explicit_path_beats_streamscore_config(tmp_path, monkeypatch):
+    chosen = write(tmp_path, '[kafka]\ngroup_id = "explicit"\n', "chosen.toml")
+    other = write(tmp_path, '[kafka]\ngroup_id = "from-env"\n', "other.toml")
+    monkeypatch.setenv("STREAMSCORE_CONFIG", str(other))
+    assert load_config(chosen, environ={}).kafka.group_id == "explicit"
+
+
+def test_without_a_path_or_variable_config_toml_in_the_cwd_is_used(tmp_path, monkeypatch):
+    write(tmp_path, '[kafka]\ngroup_id = "cwd"\n')
+    monkeypatch.delenv("STREAMSCORE_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(environ={})
+    assert cfg.kafka.group_id == "cwd"
+    assert cfg.source == tmp_path / "config.toml"
+
+
+def test_relative_paths_from_the_environment_also_resolve_against_the_config_folder(
+    tmp_path, monkeypatch
+):
+    folder = tmp_path / "etc"
+    folder.mkdir()
+    monkeypatch.chdir(tmp_path)
+    env = {"STREAMSCORE__MODEL_STORE__ROOT": "store"}
+    assert load_config(write(folder, ""), environ=env).model_store.root == folder / "store"
+
+
+def test_home_in_paths_is_expanded(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    cfg = load_config(write(tmp_path, '[worker]\nlog_dir = "~/logs"\n'), environ={})
+    assert cfg.worker.log_dir == tmp_path / "home" / "logs"
+
+
+def test_secrets_from_the_environment_are_masked_too(tmp_path):
+    env = {"STREAMSCORE__HTTP__ADMIN_TOKEN": "s3cret", "STREAMSCORE__KAFKA__SASL_PASSWORD": "pw1"}
+    cfg = load_config(write(tmp_path, ""), environ=env)
+    assert cfg.to_dict()["http"]["admin_token"] == "********"
+    assert cfg.to_dict()["kafka"]["sasl_password"] == "********"
+    assert "s3cret" not in repr(cfg) and "pw1" not in repr(cfg) and "s3cret" not in str(cfg)
+    assert cfg.http.admin_token.reveal() == "s3cret"
+
+
+def test_an_empty_secret_is_shown_as_empty():
+    assert repr(Secret("")) == "Secret('')"
+    assert not Secret("")
+    assert Config().to_dict()["http"]["admin_token"] == ""
+
+
+def test_to_dict_is_plain_json_ready_data(tmp_path):
+    from streamscore import jsonio
+
+    cfg = load_config(write(tmp_path, ""), environ={})
+    data = cfg.to_dict()
+    assert data["model_store"]["root"] == str(tmp_path / "var/models")
+    assert jsonio.loads(jsonio.dumps(data)) == data
+
+
+def test_with_overrides_replaces_fields_of_a_copy():
+    from streamscore.config import with_overrides
+
+    cfg = Config()
+    changed = with_overrides(cfg, kafka={"input_topic": "other"}, worker={"processes": 3})
+    assert (changed.kafka.input_topic, changed.worker.processes) == ("other", 3)
+    assert cfg.kafka.input_topic == "streamscore.events"
+
+
+# --------------------------------------------------------------------------- edge cases
+
+
+def test_env_override_into_a_section_that_is_not_a_table_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError):
+        load_config(write(tmp_path, "training = 5\n"), environ={"STREAMSCORE__TRAINING__SEED": "3"})
+
+
+@pytest.mark.parametrize("name", ["", "has space", "a/b"])
+def test_topic_names_kafka_would_refuse_are_config_errors(tmp_path, name):
+    with pytest.raises(ConfigError, match="input_topic"):
+        load_config(write(tmp_path, f'[kafka]\ninput_topic = "{name}"\n'), environ={})
