@@ -1,4 +1,9 @@
-"""``streamscore models``: list, show, promote, rollback, history, verify."""
+"""``streamscore models`` (also ``python -m model_store``): list, show, promote, rollback,
+history, verify.
+
+Exit codes as everywhere in streamscore: 0 ok, 2 a refused operation (the message says why and
+what to do), and 2 from ``verify`` when any version fails.
+"""
 
 from __future__ import annotations
 
@@ -6,160 +11,254 @@ import sys
 from typing import Any
 
 import click
+from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
+from model_store.aliases import AliasEvent
+from model_store.manifest import Manifest
 from model_store.store import ModelStore
 from streamscore import jsonio
-from streamscore.clitools import EXIT_ERROR, StreamscoreGroup, config_option, console, pass_state
+from streamscore.clitools import (
+    EXIT_ERROR,
+    State,
+    StreamscoreGroup,
+    config_option,
+    console,
+    pass_state,
+)
+from streamscore.config import Config
 
-KEY_METRICS = ("accuracy", "roc_auc", "rmse", "r2")
+#: Shown in ``list`` when any version has them, in this order.
+KEY_METRICS = ("accuracy", "roc_auc", "f1", "rmse", "r2")
 
 
-def _store(state: Any) -> ModelStore:
+def _store(state: State) -> ModelStore:
     return ModelStore.from_config(state.config)
 
 
-def _print_json(data: Any) -> None:
-    sys.stdout.write(jsonio.dumps_pretty(data).decode() + "\n")
+def _echo_json(data: Any) -> None:
+    click.echo(jsonio.dumps_pretty(data).decode())
+
+
+def _tags(aliases: dict[str, int], version: int) -> list[str]:
+    return sorted(a for a, v in aliases.items() if v == version)
+
+
+def _version(v: int | None) -> str:
+    return "(unset)" if v is None else f"v{v}"
+
+
+def _print_table(table: Table) -> None:
+    """Fit a table to a terminal; piped or redirected, print it whole so no cell is cut."""
+    if console.is_terminal:
+        console.print(table)
+        return
+    natural = console.measure(table, options=console.options.update_width(10_000)).maximum
+    Console(file=console.file, width=max(console.width, natural), soft_wrap=True).print(table)
+
+
+def _when(iso: str) -> str:
+    return iso[:19].replace("T", " ")
 
 
 @click.group("models", cls=StreamscoreGroup)
 @config_option
 def models() -> None:
-    """The versioned model store."""
+    """The versioned model store: versions, aliases, rollback, verification."""
 
 
 @models.command("list")
 @config_option
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 @pass_state
-def list_versions(state: Any, as_json: bool) -> None:
-    """Versions with their metrics and aliases."""
+def list_versions(state: State, as_json: bool) -> None:
+    """Versions with their key metrics and aliases."""
     store = _store(state)
     manifests = store.versions()
     aliases = store.aliases()
     if as_json:
-        _print_json(
-            [
-                {**m.to_dict(), "aliases": sorted(a for a, v in aliases.items() if v == m.version)}
-                for m in manifests
-            ]
+        _echo_json([{**m.to_dict(), "aliases": _tags(aliases, m.version)} for m in manifests])
+        return
+    if not manifests:
+        console.print(
+            f"no versions of {escape(store.name)} in {escape(str(store.root))}: "
+            f"run `streamscore train`",
+            highlight=False,
         )
         return
     shown = [k for k in KEY_METRICS if any(k in m.metrics for m in manifests)]
-    table = Table(title=f"{store.name} in {store.root}")
+    table = Table(title=Text(f"{store.name} in {store.root}"))
     table.add_column("version", justify="right")
-    table.add_column("created (UTC)")
+    table.add_column("created (UTC)", no_wrap=True)
     table.add_column("task")
     table.add_column("estimator")
     for metric in shown:
         table.add_column(metric, justify="right")
-    table.add_column("aliases")
+    table.add_column("aliases", no_wrap=True)
     for m in manifests:
-        tags = ", ".join(sorted(a for a, v in aliases.items() if v == m.version))
         estimator = m.estimator.split("(")[0].rsplit(".", 1)[-1]
         cells = [f"{m.metrics[k]:.4f}" if k in m.metrics else "" for k in shown]
         table.add_row(
-            str(m.version), m.created_at[:16].replace("T", " "), m.task, estimator, *cells, tags
+            str(m.version),
+            _when(m.created_at)[:16],
+            m.task,
+            Text(estimator),
+            *cells,
+            ", ".join(_tags(aliases, m.version)),
         )
-    if not manifests:
-        console.print(f"no versions of {store.name} in {store.root}: run `streamscore train`")
-        return
-    console.print(table)
+    _print_table(table)
 
 
 @models.command()
 @config_option
-@click.argument("ref")
-@click.option("--json", "as_json", is_flag=True)
+@click.argument("ref", metavar="VERSION|ALIAS")
+@click.option("--json", "as_json", is_flag=True, help="the manifest as stored")
 @pass_state
-def show(state: Any, ref: str, as_json: bool) -> None:
-    """One version's manifest (REF = version number or alias)."""
-    manifest = _store(state).manifest(ref)
-    data = manifest.to_dict()
+def show(state: State, ref: str, as_json: bool) -> None:
+    """One version's manifest (a version number or an alias)."""
+    store = _store(state)
+    manifest = store.manifest(ref)
     if as_json:
-        _print_json(data)
+        _echo_json(manifest.to_dict())
         return
-    data.pop("config", None)
-    features = data.pop("features")
-    for key, value in data.items():
-        console.print(f"[bold]{key}[/]: {value}")
-    console.print(
-        f"[bold]features[/] ({len(features)}): "
-        + ", ".join(f"{f['name']}:{f['dtype']}" for f in features)
-    )
+    _print_manifest(manifest, _tags(store.aliases(), manifest.version))
+
+
+def _print_manifest(m: Manifest, aliases: list[str]) -> None:
+    def line(key: str, value: Any) -> None:
+        console.print(f"[bold]{key}[/]: {escape(str(value))}", highlight=False)
+
+    line("name", m.name)
+    line("version", m.version)
+    line("aliases", ", ".join(aliases) or "-")
+    line("created_at", m.created_at)
+    line("task", m.task)
+    line("estimator", m.estimator)
+    line("artifact", f"{m.artifact} (sha256 {m.sha256})")
+    line("libraries", ", ".join(f"{k} {v}" for k, v in sorted(m.libraries.items())))
+    line("metrics", ", ".join(f"{k}={v:.4f}" for k, v in sorted(m.metrics.items())) or "-")
+    if m.classes is not None:
+        line("classes", ", ".join(str(c) for c in m.classes))
+    if m.data is not None:
+        line("data", f"{m.data.path} ({m.data.rows} rows, sha256 {m.data.sha256})")
+    line("git_commit", m.git_commit or "-")
+    line("parent", _version(m.parent) if m.parent is not None else "-")
+    line("config", f"{len(m.config)} sections recorded (see --json)" if m.config else "-")
+    features = Table(title=f"features ({len(m.features)}, in model order)")
+    for column in ("#", "name", "dtype", "required", "default", "categories"):
+        features.add_column(column)
+    for i, f in enumerate(m.features):
+        features.add_row(
+            str(i),
+            Text(f.name),
+            f.dtype,
+            "yes" if f.required else "no",
+            Text("" if f.default is None else str(f.default)),
+            Text(", ".join(f.categories)),
+        )
+    _print_table(features)
 
 
 @models.command()
 @config_option
-@click.argument("ref")
-@click.option("--alias", default=None, help="default: [model_store] alias")
+@click.argument("ref", metavar="VERSION|ALIAS")
+@click.option("--alias", default=None, help="alias to move (default: [model_store] alias)")
 @click.option("--reason", default="", help="recorded in the history")
 @pass_state
-def promote(state: Any, ref: str, alias: str | None, reason: str) -> None:
-    """Point an alias at a version; running workers swap within a second."""
+def promote(state: State, ref: str, alias: str | None, reason: str) -> None:
+    """Point an alias at a version.
+
+    Running workers follow the alias and swap to the version within a second.
+    """
     cfg = state.config
     alias = alias or cfg.model_store.alias
     event = _store(state).promote(ref, alias, reason=reason)
-    _announce(cfg, alias, event.to_version)
-    console.print(f"{alias}: v{event.from_version} -> v{event.to_version}")
+    _report(cfg, event)
 
 
 @models.command()
 @config_option
-@click.option("--alias", default=None, help="default: [model_store] alias")
+@click.option("--alias", default=None, help="alias to move (default: [model_store] alias)")
 @click.option("--reason", default="", help="recorded in the history")
 @pass_state
-def rollback(state: Any, alias: str | None, reason: str) -> None:
-    """Return an alias to the version it pointed at before."""
+def rollback(state: State, alias: str | None, reason: str) -> None:
+    """Return an alias to its previous version.
+
+    Repeated rollbacks walk further back; a rollback is never itself rolled back to.
+    """
     cfg = state.config
     alias = alias or cfg.model_store.alias
     event = _store(state).rollback(alias, reason=reason)
-    _announce(cfg, alias, event.to_version)
-    console.print(f"{alias}: v{event.from_version} -> v{event.to_version} (rolled back)")
+    _report(cfg, event)
+
+
+def _report(cfg: Config, event: AliasEvent) -> None:
+    from streamscore.control import announce_alias_move
+
+    how = " (rolled back)" if event.action == "rollback" else ""
+    console.print(
+        f"{event.alias}: {_version(event.from_version)} -> v{event.to_version}{how}",
+        highlight=False,
+    )
+    announced = announce_alias_move(
+        cfg.kafka, model=cfg.model_store.model_name, alias=event.alias, version=event.to_version
+    )
+    if not announced:
+        console.print(
+            f"[dim]no notice on {escape(cfg.kafka.control_topic)} (Kafka not reachable): "
+            f"workers pick the move up on their next store poll[/]",
+            highlight=False,
+        )
 
 
 @models.command()
 @config_option
-@click.option("--alias", default=None, help="only this alias")
+@click.option("--alias", default=None, help="only this alias (default: all)")
 @pass_state
-def history(state: Any, alias: str | None) -> None:
+def history(state: State, alias: str | None) -> None:
     """Every alias move, oldest first."""
     events = _store(state).history(alias)
+    if not events:
+        console.print("no alias moves yet", highlight=False)
+        return
     table = Table(title="alias history")
     for column in ("seq", "at (UTC)", "alias", "action", "from", "to", "reason"):
         table.add_column(column)
     for e in events:
         table.add_row(
             str(e.seq),
-            e.at[:19].replace("T", " "),
+            _when(e.at),
             e.alias,
             e.action,
-            f"v{e.from_version}" if e.from_version else "-",
+            _version(e.from_version),
             f"v{e.to_version}",
-            e.reason,
+            Text(e.reason),
         )
-    console.print(table)
+    _print_table(table)
 
 
 @models.command()
 @config_option
 @pass_state
-def verify(state: Any) -> None:
-    """Re-check every version's checksum and library versions."""
-    results = _store(state).verify()
-    table = Table(title="verification")
+def verify(state: State) -> None:
+    """Re-check every version's checksum (exit 2 if any fails).
+
+    Also checks that each manifest is readable and that the scikit-learn it was trained with
+    matches this one (major.minor).
+    """
+    store = _store(state)
+    results = store.verify()
+    if not results:
+        console.print(f"no versions of {escape(store.name)} to verify", highlight=False)
+        return
+    table = Table(title=Text(f"verification of {store.name}"))
     table.add_column("version", justify="right")
     table.add_column("result")
     table.add_column("problem", overflow="fold")
     for r in results:
-        table.add_row(str(r.version), "[green]ok[/]" if r.ok else "[red]FAILED[/]", r.problem)
-    console.print(table)
-    if any(not r.ok for r in results):
+        table.add_row(str(r.version), "[green]ok[/]" if r.ok else "[red]FAILED[/]", Text(r.problem))
+    _print_table(table)
+    if not all(r.ok for r in results):
         sys.exit(EXIT_ERROR)
-
-
-def _announce(cfg: Any, alias: str, version: int) -> None:
-    from streamscore.control import announce_alias_move
-
-    announce_alias_move(cfg.kafka, model=cfg.model_store.model_name, alias=alias, version=version)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from streamscore.exceptions import IntegrityError
+from streamscore.exceptions import IntegrityError, ModelStoreError
 
 FEATURE_DTYPES = ("float", "int", "bool", "category")
+TASKS = ("classification", "regression")
+LIBRARIES = ("python", "scikit-learn", "joblib", "numpy")
 MANIFEST_FILE = "manifest.json"
 ARTIFACT_FILE = "model.joblib"
 SCHEMA_VERSION = 1
@@ -21,7 +25,7 @@ class FeatureSpec:
     dtype: str  # float | int | bool | category
     required: bool = True
     default: float | str | None = None  # used when an optional feature is absent
-    categories: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()  # for dtype "category" (may be empty)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -29,13 +33,13 @@ class FeatureSpec:
         return out
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> FeatureSpec:
+    def from_dict(cls, data: Mapping[str, Any]) -> FeatureSpec:
         return cls(
             name=str(data["name"]),
             dtype=str(data["dtype"]),
             required=bool(data.get("required", True)),
             default=data.get("default"),
-            categories=tuple(data.get("categories") or ()),
+            categories=tuple(str(c) for c in data.get("categories") or ()),
         )
 
 
@@ -50,17 +54,19 @@ class DataFingerprint:
 
 @dataclass(frozen=True)
 class Manifest:
+    """Everything known about one version; ``manifest.json`` holds :meth:`to_dict`."""
+
     name: str
     version: int
-    created_at: str
-    task: str
+    created_at: str  # ISO 8601, UTC
+    task: str  # classification | regression
     estimator: str
-    libraries: dict[str, str]
-    artifact: str
+    libraries: dict[str, str]  # python, scikit-learn, joblib, numpy
+    artifact: str  # file name inside the version folder
     sha256: str
     features: tuple[FeatureSpec, ...]
-    classes: tuple[Any, ...] | None
-    metrics: dict[str, float]
+    classes: tuple[Any, ...] | None  # JSON-able labels; None for regression
+    metrics: dict[str, float]  # on the held-out split
     data: DataFingerprint | None = None
     config: dict[str, Any] = field(default_factory=dict)
     git_commit: str | None = None
@@ -72,6 +78,7 @@ class Manifest:
 
     @property
     def label(self) -> str:
+        """``name vN``, for messages."""
         return f"{self.name} v{self.version}"
 
     def to_dict(self) -> dict[str, Any]:
@@ -87,7 +94,8 @@ class Manifest:
             "sha256": self.sha256,
             "features": [f.to_dict() for f in self.features],
             "classes": list(self.classes) if self.classes is not None else None,
-            "metrics": dict(self.metrics),
+            # JSON has no NaN: an undefined metric is written as null and read back as NaN.
+            "metrics": {k: (v if math.isfinite(v) else None) for k, v in self.metrics.items()},
             "data": asdict(self.data) if self.data else None,
             "config": self.config,
             "git_commit": self.git_commit,
@@ -95,9 +103,13 @@ class Manifest:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], *, where: str = "manifest") -> Manifest:
+    def from_dict(cls, data: Mapping[str, Any], *, where: str = "manifest") -> Manifest:
+        """Parse a manifest; anything malformed is an :class:`IntegrityError` naming ``where``."""
         try:
             fingerprint = data.get("data")
+            classes = data.get("classes")
+            git_commit = data.get("git_commit")
+            parent = data.get("parent")
             return cls(
                 name=str(data["name"]),
                 version=int(data["version"]),
@@ -108,15 +120,58 @@ class Manifest:
                 artifact=str(data["artifact"]),
                 sha256=str(data["sha256"]),
                 features=tuple(FeatureSpec.from_dict(f) for f in data["features"]),
-                classes=tuple(data["classes"]) if data.get("classes") is not None else None,
-                metrics={str(k): float(v) for k, v in data["metrics"].items()},
-                data=DataFingerprint(**fingerprint) if fingerprint else None,
+                classes=tuple(classes) if classes is not None else None,
+                metrics={
+                    str(k): float("nan") if v is None else float(v)
+                    for k, v in data["metrics"].items()
+                },
+                data=(
+                    DataFingerprint(
+                        path=str(fingerprint["path"]),
+                        sha256=str(fingerprint["sha256"]),
+                        rows=int(fingerprint["rows"]),
+                    )
+                    if fingerprint
+                    else None
+                ),
                 config=dict(data.get("config") or {}),
-                git_commit=data.get("git_commit"),
-                parent=data.get("parent"),
+                git_commit=str(git_commit) if git_commit is not None else None,
+                parent=int(parent) if parent is not None else None,
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise IntegrityError(
                 f"{where}: malformed manifest ({type(exc).__name__}: {exc}); "
-                f"the version cannot be trusted, register a new one"
+                f"this version cannot be trusted: register the model again"
             ) from exc
+
+
+def check_schema(task: str, features: Sequence[FeatureSpec], classes: Sequence[Any] | None) -> None:
+    """Refuse a registration whose task, feature schema or class labels cannot be served."""
+    if task not in TASKS:
+        raise ModelStoreError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
+    if len(features) == 0:
+        raise ModelStoreError("a model needs at least one feature in its schema; got none")
+    seen: set[str] = set()
+    for spec in features:
+        if not spec.name:
+            raise ModelStoreError("feature names must not be empty")
+        if spec.name in seen:
+            raise ModelStoreError(f"feature {spec.name!r} appears twice in the schema")
+        seen.add(spec.name)
+        if spec.dtype not in FEATURE_DTYPES:
+            raise ModelStoreError(
+                f"feature {spec.name!r} has dtype {spec.dtype!r}; "
+                f"use one of {', '.join(FEATURE_DTYPES)}"
+            )
+    if task == "classification" and (classes is None or len(classes) == 0):
+        raise ModelStoreError(
+            "a classifier needs its class labels (e.g. classes=model.classes_); got none"
+        )
+    if task == "regression" and classes is not None:
+        raise ModelStoreError("a regressor has no class labels: pass classes=None")
+
+
+def plain(value: Any) -> Any:
+    """A numpy scalar as the Python value it holds (class labels are often ``np.int64``)."""
+    item = getattr(value, "item", None)
+    return item() if callable(item) and getattr(value, "shape", None) == () else value

@@ -1,285 +1,212 @@
-"""The versioned model store: versions, aliases, rollback, verified loading, atomicity."""
+"""Registering, listing, resolving and loading versions."""
 
 from __future__ import annotations
 
-import multiprocessing
-import threading
+import logging
+import re
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
-from sklearn.datasets import load_iris
-from sklearn.linear_model import LogisticRegression
+import sklearn
 
-from model_store import FeatureSpec, ModelStore
+from model_store import DataFingerprint, FeatureSpec, ModelStore, current_git_commit
 from streamscore import jsonio
-from streamscore.exceptions import IntegrityError, ModelStoreError, NoHistoryError, VersionNotFound
-
-X, Y = load_iris(return_X_y=True)
-FEATURES = [FeatureSpec(f"f{i}", "float") for i in range(4)]
-
-
-def fitted(C: float = 1.0) -> LogisticRegression:
-    return LogisticRegression(C=C, max_iter=1000).fit(X, Y)
-
-
-def register(store: ModelStore, C: float = 1.0, **kwargs):
-    return store.register(
-        fitted(C),
-        task="classification",
-        features=FEATURES,
-        classes=[0, 1, 2],
-        metrics={"accuracy": 0.9},
-        estimator=f"LogisticRegression(C={C})",
-        **kwargs,
-    )
+from streamscore.config import config_from_dict
+from streamscore.exceptions import ModelStoreError, VersionNotFound
+from tests.model_store.factories import (
+    MODEL_NAME,
+    classifier,
+    dataset,
+    features,
+    register,
+    register_regressor,
+)
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> ModelStore:
-    return ModelStore(tmp_path / "models", "iris", lock_timeout_ms=2000)
-
-
-def test_register_writes_version_folder_with_artifact_and_manifest(store):
-    manifest = register(store, git_commit="abc123", parent=None)
+def test_register_writes_a_version_folder_with_artifact_and_manifest(store):
+    manifest = register(store)
     folder = store.folder / "1"
     assert sorted(p.name for p in folder.iterdir()) == ["manifest.json", "model.joblib"]
-    data = jsonio.loads((folder / "manifest.json").read_bytes())
-    for key in (
-        "name",
-        "version",
-        "created_at",
-        "task",
-        "estimator",
-        "libraries",
-        "sha256",
-        "features",
-        "classes",
-        "metrics",
-        "data",
-        "config",
-        "git_commit",
-        "parent",
-    ):
-        assert key in data
-    assert set(data["libraries"]) == {"python", "scikit-learn", "joblib", "numpy"}
-    assert data["features"][0] == {
-        "name": "f0",
-        "dtype": "float",
-        "required": True,
-        "default": None,
-        "categories": [],
-    }
-    assert manifest.version == 1 and manifest.git_commit == "abc123"
+    assert manifest.version == 1 and manifest.name == MODEL_NAME
+    assert manifest.artifact == "model.joblib"
+    assert re.fullmatch(r"[0-9a-f]{64}", manifest.sha256)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", manifest.created_at)
+    on_disk = jsonio.loads((folder / "manifest.json").read_bytes())
+    assert on_disk == jsonio.loads(jsonio.dumps_pretty(manifest.to_dict()))
+    assert (folder / "manifest.json").read_bytes() == jsonio.dumps_pretty(manifest.to_dict())
 
 
-def test_versions_count_up_and_new_versions_become_candidate(store):
+def test_register_records_schema_metrics_libraries_and_lineage(store):
+    fingerprint = DataFingerprint(path="/data/train.csv", sha256="ab" * 32, rows=569)
+    manifest = register(
+        store,
+        data=fingerprint,
+        config={"training": {"seed": 42}},
+        git_commit="0123abc",
+        parent=None,
+    )
+    second = register(store, parent=manifest.version)
+    read = store.manifest(1)
+    assert read == manifest
+    assert read.features[0] == FeatureSpec("mean_radius", "float")
+    assert read.feature_names == dataset()[2]
+    assert read.classes == (0, 1)
+    assert read.metrics["roc_auc"] == 0.99451
+    assert read.data == fingerprint
+    assert read.config == {"training": {"seed": 42}}
+    assert read.git_commit == "0123abc"
+    assert set(read.libraries) == {"python", "scikit-learn", "joblib", "numpy"}
+    assert read.libraries["scikit-learn"] == sklearn.__version__
+    assert second.parent == 1
+
+
+def test_versions_count_up_from_one(store):
+    assert store.versions() == []
     assert [register(store).version for _ in range(3)] == [1, 2, 3]
     assert [m.version for m in store.versions()] == [1, 2, 3]
-    assert store.aliases() == {"candidate": 3}
 
 
-def test_load_by_version_or_alias_gives_a_working_model(store):
+def test_register_points_candidate_at_the_new_version_unless_told_otherwise(store):
+    register(store)
+    register(store)
+    assert store.aliases() == {"candidate": 2}
+    register(store, aliases=())
+    register(store, aliases=("production", "shadow"))
+    assert store.aliases() == {"candidate": 2, "production": 4, "shadow": 4}
+
+
+def test_versions_skip_an_unreadable_version_with_a_warning(store, caplog):
+    register(store)
+    register(store)
+    (store.folder / "1" / "manifest.json").write_text("{not json")
+    with caplog.at_level(logging.WARNING, logger="model_store"):
+        assert [m.version for m in store.versions()] == [2]
+    assert "skipping cancer v1" in caplog.text
+
+
+def test_manifest_resolves_a_version_number_its_string_or_an_alias(store):
+    register(store)
     register(store)
     store.promote(1)
-    for ref in (1, "1", "production"):
-        loaded = store.load(ref)
-        assert loaded.manifest.version == 1
-        assert loaded.model.predict(X[:3]).tolist() == [0, 0, 0]
+    assert store.manifest(2).version == 2
+    assert store.manifest("2").version == 2
+    assert store.manifest("production").version == 1
+    assert store.manifest("candidate").version == 2
+    assert store.resolve("production") == 1
 
 
-def test_resolve_unknown_version_or_alias_lists_what_exists(store):
+def test_resolve_unknown_version_or_alias_names_what_exists(store):
     register(store)
-    with pytest.raises(VersionNotFound, match=r"no version 7 \(versions: 1\)"):
+    with pytest.raises(VersionNotFound, match=r"has no version 7 \(versions: 1\)"):
         store.resolve(7)
-    with pytest.raises(VersionNotFound, match=r"no alias 'prod' \(aliases: candidate\)"):
+    with pytest.raises(VersionNotFound, match=r"no alias 'prod' \(aliases: candidate, versions: 1"):
         store.resolve("prod")
 
 
-def test_promote_moves_alias_and_records_history(store):
+def test_resolve_a_path_like_ref_is_not_found_without_reading_outside_the_store(store):
     register(store)
-    register(store)
-    first = store.promote(1, reason="first")
-    second = store.promote(2)
-    assert (first.from_version, first.to_version) == (None, 1)
-    assert (second.from_version, second.to_version) == (1, 2)
-    assert store.aliases()["production"] == 2
-    history = store.history("production")
-    assert [(e.action, e.to_version, e.reason) for e in history] == [
-        ("promote", 1, "first"),
-        ("promote", 2, ""),
-    ]
-    assert history[0].seq < history[1].seq
-
-
-def test_promote_missing_version_is_an_error_and_changes_nothing(store):
-    register(store)
-    store.promote(1)
-    before = (store.aliases(), store.history())
+    (store.root / "escape.json").write_bytes(jsonio.dumps({"version": 1, "seq": 1}))
     with pytest.raises(VersionNotFound):
-        store.promote(9)
-    assert (store.aliases(), store.history()) == before
+        store.resolve("../../escape")
 
 
-def test_rollback_returns_to_previous_versions_and_walks_back(store):
-    for _ in range(3):
-        register(store)
-    for v in (1, 2, 3):
-        store.promote(v)
-    assert store.rollback().to_version == 2
-    assert store.rollback().to_version == 1
-    with pytest.raises(NoHistoryError, match=r"no earlier version"):
-        store.rollback()
-    assert store.aliases()["production"] == 1
-
-
-def test_rollback_after_a_new_promote_does_not_return_to_the_rolled_back_version(store):
-    for _ in range(3):
-        register(store)
-    store.promote(1)
-    store.promote(2)
-    store.rollback()  # back to 1
-    store.promote(3)
-    assert store.rollback().to_version == 1
-
-
-def test_rollback_without_history_is_an_error_and_changes_nothing(store):
+def test_load_returns_the_manifest_and_a_working_model(store):
     register(store)
-    store.promote(1)
-    before = store.history()
-    with pytest.raises(NoHistoryError):
-        store.rollback()
-    assert store.history() == before
-    with pytest.raises(NoHistoryError):
-        store.rollback("shadow")
-
-
-def test_alias_state_changes_on_every_move(store):
-    register(store)
-    register(store)
-    assert store.alias_state("production") is None
-    store.promote(1)
-    a = store.alias_state("production")
-    store.promote(2)
-    store.rollback()
-    b = store.alias_state("production")
-    assert a is not None and b is not None
-    assert a[0] == b[0] == 1 and b[1] > a[1]
-
-
-def test_invalid_alias_name_is_refused(store):
-    register(store)
-    with pytest.raises(ModelStoreError, match=r"invalid alias"):
-        store.promote(1, "Prod!")
-
-
-def test_tampered_artifact_is_refused_before_unpickling(store):
-    register(store)
-    artifact = store.folder / "1" / "model.joblib"
-    data = bytearray(artifact.read_bytes())
-    data[100] ^= 0x01
-    artifact.write_bytes(bytes(data))
-    with pytest.raises(IntegrityError, match=r"does not match the manifest"):
-        store.load(1)
-    [result] = store.verify()
-    assert not result.ok and "sha256" in result.problem
-
-
-def test_promoting_a_tampered_version_is_refused(store):
-    register(store)
-    (store.folder / "1" / "model.joblib").write_bytes(b"not a pickle")
-    with pytest.raises(IntegrityError):
-        store.promote(1)
-    assert "production" not in store.aliases()
-
-
-def test_missing_manifest_is_refused(store):
-    register(store)
-    (store.folder / "1" / "manifest.json").unlink()
-    with pytest.raises(IntegrityError, match=r"manifest.json is missing"):
-        store.load(1)
-    assert store.versions() == []
-    assert not store.verify()[0].ok
-
-
-def test_other_sklearn_minor_version_is_refused_unless_allowed(store, tmp_path):
-    register(store)
-    path = store.folder / "1" / "manifest.json"
-    data = jsonio.loads(path.read_bytes())
-    data["libraries"]["scikit-learn"] = "0.24.2"
-    path.write_bytes(jsonio.dumps(data))
-    with pytest.raises(IntegrityError, match=r"trained with scikit-learn 0.24.2"):
-        store.load(1)
-    relaxed = ModelStore(store.root, store.name, allow_version_mismatch=True)
-    assert relaxed.load(1).manifest.version == 1
-
-
-def test_half_written_version_is_invisible(store):
-    register(store)
-    staging = store.folder / ".tmp-crashed"
-    staging.mkdir()
-    (staging / "model.joblib").write_bytes(b"partial")
-    assert [m.version for m in store.versions()] == [1]
-    assert register(store).version == 2
-
-
-def _register_in_process(root: str, out: multiprocessing.Queue[int]) -> None:
-    store = ModelStore(Path(root), "iris")
-    out.put(register(store).version)
-
-
-def test_concurrent_registrations_in_processes_get_distinct_versions(store):
-    ctx = multiprocessing.get_context("spawn")
-    queue: multiprocessing.Queue[int] = ctx.Queue()
-    processes = [
-        ctx.Process(target=_register_in_process, args=(str(store.root), queue)) for _ in range(3)
-    ]
-    for p in processes:
-        p.start()
-    for p in processes:
-        p.join(timeout=60)
-    versions = sorted(queue.get(timeout=5) for _ in processes)
-    assert versions == [1, 2, 3]
-    assert store.verify() and all(r.ok for r in store.verify())
-
-
-def test_concurrent_registrations_in_threads_get_distinct_versions(store):
-    versions: list[int] = []
-    threads = [
-        threading.Thread(target=lambda: versions.append(register(store).version)) for _ in range(4)
-    ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert sorted(versions) == [1, 2, 3, 4]
-
-
-def test_lock_held_by_another_writer_times_out_with_advice(store):
-    import fcntl
-    import os
-
-    register(store)
-    fd = os.open(store.folder / ".lock", os.O_RDWR)
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    try:
-        short = ModelStore(store.root, store.name, lock_timeout_ms=100)
-        with pytest.raises(ModelStoreError, match=r"lock_timeout_ms"):
-            short.promote(1)
-    finally:
-        os.close(fd)
+    X, y, _ = dataset()
+    loaded = store.load("candidate")
+    assert loaded.manifest == store.manifest(1)
+    assert (loaded.model.predict(X) == classifier().predict(X)).all()
+    assert (loaded.model.predict(X) == y).mean() > 0.95
 
 
 def test_regression_models_have_no_classes(store):
-    from sklearn.linear_model import Ridge
-
-    manifest = store.register(
-        Ridge().fit(X, X[:, 0]),
-        task="regression",
-        features=FEATURES,
-        classes=None,
-        metrics={"rmse": 0.1},
-        estimator="Ridge()",
-    )
+    manifest = register_regressor(store)
     assert store.manifest(manifest.version).classes is None
-    assert np.allclose(store.load(manifest.version).model.predict(X[:2]), X[:2, 0], atol=0.5)
+    X, _, _ = dataset()
+    assert np.allclose(store.load(1).model.predict(X[:5, 1:]), X[:5, 0], atol=1.0)
+
+
+def test_numpy_class_labels_are_recorded_as_plain_values(store):
+    manifest = register(store, classes=classifier().classes_)
+    assert manifest.classes == (0, 1)
+    assert all(type(c) is int for c in store.manifest(1).classes or ())
+
+
+def test_undefined_metric_is_kept_as_nan(store):
+    register(store, metrics={"roc_auc": float("nan"), "accuracy": 0.5})
+    metrics = store.manifest(1).metrics
+    assert np.isnan(metrics["roc_auc"]) and metrics["accuracy"] == 0.5
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"task": "clustering"}, r"task must be one of classification, regression"),
+        ({"features": []}, r"at least one feature"),
+        ({"features": [FeatureSpec("a", "float"), FeatureSpec("a", "int")]}, r"'a' appears twice"),
+        ({"features": [FeatureSpec("a", "double")]}, r"dtype 'double'; use one of float, int"),
+        ({"classes": None}, r"classifier needs its class labels"),
+        ({"aliases": ("Production",)}, r"invalid alias 'Production'"),
+        ({"config": {"path": Path("/x")}}, r"cannot be written as JSON"),
+    ],
+)
+def test_register_refuses_what_cannot_be_served_and_writes_nothing(store, changes, message):
+    with pytest.raises(ModelStoreError, match=message):
+        register(store, **changes)
+    assert store.versions() == [] and store.aliases() == {}
+    assert not store.folder.exists() or not list(store.folder.glob(".tmp-*"))
+
+
+def test_register_refuses_a_model_joblib_cannot_pickle_and_leaves_nothing(store):
+    with pytest.raises(ModelStoreError, match=r"could not be pickled"):
+        store.register(
+            lambda x: x,
+            task="regression",
+            features=features(),
+            classes=None,
+            metrics={},
+            estimator="lambda",
+        )
+    assert store.versions() == [] and list(store.folder.glob(".tmp-*")) == []
+
+
+def test_version_numbers_are_not_reused_after_a_version_is_deleted(store):
+    register(store)
+    register(store)
+    shutil.rmtree(store.folder / "2")  # candidate's history still names v2
+    assert register(store).version == 3
+
+
+def test_model_name_must_be_a_plain_folder_name(tmp_path):
+    for bad in ("", "../up", "a/b", ".hidden"):
+        with pytest.raises(ModelStoreError, match=r"invalid model name"):
+            ModelStore(tmp_path, bad)
+
+
+def test_from_config_uses_the_model_store_section(tmp_path):
+    cfg = config_from_dict(
+        {
+            "model_store": {
+                "root": "models",
+                "model_name": "fraud",
+                "lock_timeout_ms": 1234,
+                "allow_version_mismatch": True,
+            }
+        },
+        base_dir=tmp_path,
+    )
+    store = ModelStore.from_config(cfg)
+    assert store.folder == tmp_path.resolve() / "models" / "fraud"
+    assert store.lock_timeout_ms == 1234 and store.allow_version_mismatch
+
+
+def test_current_git_commit_is_none_outside_a_checkout(tmp_path):
+    assert current_git_commit(tmp_path) is None
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
+def test_current_git_commit_names_the_checked_out_commit():
+    commit = current_git_commit(Path(__file__).parent)
+    assert commit is None or re.fullmatch(r"[0-9a-f]{40}", commit)

@@ -1,0 +1,118 @@
+"""Atomic versions and one writer at a time: temporary folders, the lock, concurrent writers."""
+
+from __future__ import annotations
+
+import fcntl
+import itertools
+import multiprocessing
+import os
+import threading
+import time
+
+import pytest
+
+from model_store import ModelStore
+from streamscore.exceptions import ModelStoreError
+from tests.model_store.factories import register, register_in_process
+
+
+def test_a_half_written_version_is_invisible(store):
+    register(store)
+    crashed = store.folder / ".tmp-3f2a9c"
+    crashed.mkdir()
+    (crashed / "model.joblib").write_bytes(b"partial")
+    assert [m.version for m in store.versions()] == [1]
+    assert [r.version for r in store.verify()] == [1]
+    assert register(store).version == 2
+
+
+def test_a_failed_registration_leaves_no_temporary_folder(store, monkeypatch):
+    register(store)
+
+    def crash(*_args: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr("model_store.store.fsync_path", crash)
+    with pytest.raises(OSError, match="disk full"):
+        register(store)
+    assert [p.name for p in store.folder.iterdir() if p.name.startswith(".tmp-")] == []
+    assert [m.version for m in store.versions()] == [1]
+
+
+def test_concurrent_registrations_in_processes_get_distinct_versions(store):
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    processes = [
+        ctx.Process(target=register_in_process, args=(str(store.root), 2, queue)) for _ in range(2)
+    ]
+    for p in processes:
+        p.start()
+    for p in processes:
+        p.join(timeout=120)
+    assert [p.exitcode for p in processes] == [0, 0]
+    assert sorted(queue.get(timeout=5) for _ in range(4)) == [1, 2, 3, 4]
+    assert all(r.ok for r in store.verify()) and len(store.verify()) == 4
+    assert [e.to_version for e in store.history("candidate")] == [1, 2, 3, 4]
+
+
+def test_concurrent_registrations_in_threads_get_distinct_versions(store):
+    versions: list[int] = []
+    threads = [
+        threading.Thread(target=lambda: versions.append(register(store).version)) for _ in range(4)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert sorted(versions) == [1, 2, 3, 4]
+    assert store.aliases() == {"candidate": 4}
+
+
+def test_concurrent_promotes_keep_a_consistent_history(store):
+    for _ in range(3):
+        register(store)
+    threads = [
+        threading.Thread(target=store.promote, args=(v,)) for v in (1, 2, 3) for _ in range(3)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    history = store.history("production")
+    assert len(history) == 9
+    for before, after in itertools.pairwise(history):
+        assert after.from_version == before.to_version and after.seq > before.seq
+    assert store.aliases()["production"] == history[-1].to_version
+
+
+def hold_lock(store: ModelStore) -> int:
+    store.folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(store.folder / ".lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+def test_a_writer_waits_for_the_lock_then_proceeds(store):
+    register(store)
+    fd = hold_lock(store)
+    threading.Timer(0.2, os.close, args=(fd,)).start()
+    started = time.monotonic()
+    store.promote(1)
+    assert time.monotonic() - started >= 0.15
+    assert store.aliases()["production"] == 1
+
+
+def test_a_lock_held_too_long_times_out_with_advice_and_changes_nothing(store):
+    register(store)
+    fd = hold_lock(store)
+    try:
+        impatient = ModelStore(store.root, store.name, lock_timeout_ms=100)
+        with pytest.raises(ModelStoreError, match=r"locked by another writer .* lock_timeout_ms"):
+            impatient.promote(1)
+        with pytest.raises(ModelStoreError, match=r"more than 100 ms"):
+            register(impatient)
+    finally:
+        os.close(fd)
+    assert "production" not in store.aliases()
+    assert [m.version for m in store.versions()] == [1]
+    assert [p.name for p in store.folder.iterdir() if p.name.startswith(".tmp-")] == []

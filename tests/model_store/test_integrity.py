@@ -1,0 +1,133 @@
+"""Verified loading: checksum before unpickling, manifests, scikit-learn versions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import sklearn
+
+import model_store.store
+from model_store import ModelStore
+from streamscore import jsonio
+from streamscore.exceptions import IntegrityError
+from tests.model_store.factories import flip_byte, register
+
+
+def edit_manifest(store: ModelStore, version: int, **changes: Any) -> None:
+    path = store.folder / str(version) / "manifest.json"
+    data = jsonio.loads(path.read_bytes())
+    data.update(changes)
+    path.write_bytes(jsonio.dumps_pretty(data))
+
+
+@pytest.fixture
+def unpickled(monkeypatch) -> list[Any]:
+    """Records every call to joblib.load made by the store."""
+    calls: list[Any] = []
+    real = model_store.store.joblib.load
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        calls.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(model_store.store.joblib, "load", spy)
+    return calls
+
+
+def test_a_tampered_artifact_is_refused_before_unpickling(store, unpickled):
+    register(store)
+    flip_byte(store.folder / "1" / "model.joblib")
+    with pytest.raises(IntegrityError, match=r"sha256 [0-9a-f]{16}\.\.\. does not match"):
+        store.load(1)
+    assert unpickled == []
+
+
+def test_verify_reports_the_tampered_version_and_passes_the_others(store):
+    register(store)
+    register(store)
+    flip_byte(store.folder / "1" / "model.joblib")
+    first, second = store.verify()
+    assert (first.version, first.ok) == (1, False) and "does not match" in first.problem
+    assert (second.version, second.ok, second.problem) == (2, True, "")
+
+
+def test_promoting_a_tampered_version_is_refused(store):
+    register(store)
+    flip_byte(store.folder / "1" / "model.joblib")
+    with pytest.raises(IntegrityError):
+        store.promote(1)
+    assert "production" not in store.aliases()
+
+
+def test_a_missing_manifest_is_refused(store):
+    register(store)
+    (store.folder / "1" / "manifest.json").unlink()
+    with pytest.raises(IntegrityError, match=r"manifest.json is missing"):
+        store.load(1)
+    assert store.versions() == []
+    [result] = store.verify()
+    assert not result.ok and "missing" in result.problem
+
+
+def test_a_missing_artifact_is_refused(store):
+    register(store)
+    (store.folder / "1" / "model.joblib").unlink()
+    with pytest.raises(IntegrityError, match=r"model.joblib is missing"):
+        store.load("candidate")
+    assert not store.verify()[0].ok
+
+
+def test_a_malformed_manifest_is_refused(store):
+    register(store)
+    edit_manifest(store, 1, features="not a list")
+    with pytest.raises(IntegrityError, match=r"malformed manifest"):
+        store.load(1)
+
+
+def test_a_manifest_copied_from_another_version_is_refused(store):
+    register(store)
+    register(store)
+    (store.folder / "2" / "manifest.json").write_bytes(
+        (store.folder / "1" / "manifest.json").read_bytes()
+    )
+    with pytest.raises(IntegrityError, match=r"describes cancer v1, not cancer v2"):
+        store.load(2)
+
+
+def test_an_artifact_outside_the_version_folder_is_refused(store):
+    register(store)
+    edit_manifest(store, 1, artifact="../2/model.joblib")
+    with pytest.raises(IntegrityError, match=r"must be a file name in the version folder"):
+        store.load(1)
+
+
+def test_another_scikit_learn_minor_version_is_refused_unless_allowed(store, unpickled):
+    register(store)
+    edit_manifest(store, 1, libraries={**store.manifest(1).libraries, "scikit-learn": "0.24.2"})
+    assert store.manifest(1).sha256 == model_store.file_sha256(store.folder / "1" / "model.joblib")
+    with pytest.raises(
+        IntegrityError, match=r"trained with scikit-learn 0.24.2, this process runs"
+    ):
+        store.load(1)
+    assert unpickled == []
+    assert "allow_version_mismatch" in store.verify()[0].problem
+    relaxed = ModelStore(store.root, store.name, allow_version_mismatch=True)
+    assert relaxed.load(1).manifest.version == 1
+    assert relaxed.verify()[0].ok
+
+
+def test_another_scikit_learn_patch_version_is_accepted(store):
+    register(store)
+    major, minor = sklearn.__version__.split(".")[:2]
+    edit_manifest(
+        store, 1, libraries={**store.manifest(1).libraries, "scikit-learn": f"{major}.{minor}.99"}
+    )
+    assert store.load(1).manifest.version == 1
+
+
+def test_load_unpickles_exactly_the_bytes_it_verified(store, unpickled):
+    register(store)
+    store.load(1)
+    [(source,)] = unpickled
+    assert hasattr(source, "read")  # an in-memory copy, not the path read a second time
