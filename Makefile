@@ -39,7 +39,11 @@ pytest: $(STAMP) ## the test suite (real broker, real files)
 
 test: lint types contracts pytest ## everything CI runs: lint, types, contracts, tests
 
-bench: $(STAMP) ## throughput/latency benchmark side by side with baselines
+bench/.venv-quix/.installed: bench/quix-requirements.txt
+	$(BIN)/python -m bench --setup-quix
+	@touch $@
+
+bench: $(STAMP) bench/.venv-quix/.installed ## throughput/latency benchmark side by side with baselines (~20 min)
 	$(BIN)/python -m bench
 
 format: $(STAMP) ## apply ruff's formatting and safe fixes

@@ -1,0 +1,148 @@
+"""Events and models: the demo's breast-cancer rows and two trained pipelines.
+
+Events have the demo's shape (``training.demo_data``): ``id``, the 30 features under their
+snake_case names in dataset order, and the known ``label`` (ignored by the scorers), about
+800 bytes of JSON each. Models are trained with ``training.run.train`` on the demo CSV: the
+demo's logistic regression, and a HistGradientBoosting classifier (100 iterations).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+MODELS = {
+    "lr": ("logistic regression", "sklearn.linear_model.LogisticRegression", {"max_iter": 2000}),
+    "hgb": (
+        "HistGradientBoosting",
+        "sklearn.ensemble.HistGradientBoostingClassifier",
+        {"max_iter": 100},
+    ),
+}
+
+
+class Events:
+    """Demo events, cycled over all 569 rows, with unique ids."""
+
+    def __init__(self) -> None:
+        from sklearn.datasets import load_breast_cancer
+
+        from training.demo_data import snake_case
+
+        frame = load_breast_cancer(as_frame=True).frame.rename(columns=snake_case)
+        self.features = [c for c in frame.columns if c != "target"]
+        self.rows: list[dict[str, Any]] = []
+        for row in frame.to_dict(orient="records"):
+            self.rows.append(
+                {
+                    **{name: float(row[name]) for name in self.features},
+                    "label": int(row["target"]),
+                }
+            )
+
+    def event(self, i: int, prefix: str = "bc") -> tuple[bytes, bytes]:
+        """``(key, value)`` of event ``i``: key = id."""
+        ident = f"{prefix}-{i:07d}"
+        return ident.encode(), orjson.dumps({"id": ident, **self.rows[i % len(self.rows)]})
+
+    def backlog(self, n: int, prefix: str = "bc") -> tuple[list[bytes], list[bytes]]:
+        keys: list[bytes] = []
+        values: list[bytes] = []
+        for i in range(n):
+            k, v = self.event(i, prefix)
+            keys.append(k)
+            values.append(v)
+        return keys, values
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    key: str  # lr | hgb
+    title: str
+    estimator: str
+    store_root: Path
+    model_name: str  # production alias points at version 1
+    artifact: Path  # the joblib file (what the baseline and the peer load)
+    features: list[str]
+    classes: list[Any]
+    metrics: dict[str, float]
+
+
+def _base_config(work: Path) -> Any:
+    from streamscore.config import config_from_dict
+
+    return config_from_dict(
+        {
+            "model_store": {"root": str(work / "models"), "model_name": "bench-lr"},
+            "training": {"data_path": str(work / "data" / "train.csv")},
+            "demo": {"events_path": str(work / "data" / "events.jsonl")},
+            "worker": {"log_dir": str(work / "log")},
+            "kafka": {"bootstrap_servers": "127.0.0.1:9"},  # training never talks to Kafka here
+        },
+        environ={},
+        base_dir=work,
+    )
+
+
+def train_models(work: Path, keys: list[str]) -> dict[str, TrainedModel]:
+    """Train each model with ``training.run.train`` and promote its version 1."""
+    from model_store import ModelStore
+    from streamscore.config import with_overrides
+    from training.demo_data import export_demo_data
+    from training.run import train
+
+    base = _base_config(work)
+    export_demo_data(base)
+    out: dict[str, TrainedModel] = {}
+    for key in keys:
+        title, estimator, params = MODELS[key]
+        cfg = with_overrides(
+            base,
+            model_store={"model_name": f"bench-{key}"},
+            training={"estimator": estimator, "estimator_params": dict(params)},
+        )
+        result = train(cfg, promote=False, progress=False)
+        store = ModelStore.from_config(cfg)
+        store.promote(result.manifest.version, "production", reason="bench")
+        m = result.manifest
+        out[key] = TrainedModel(
+            key=key,
+            title=title,
+            estimator=m.estimator,
+            store_root=cfg.model_store.root,
+            model_name=cfg.model_store.model_name,
+            artifact=store.folder / str(m.version) / m.artifact,
+            features=[f.name for f in m.features],
+            classes=list(m.classes or ()),
+            metrics=dict(m.metrics),
+        )
+    return out
+
+
+def fresh_store(
+    models: dict[str, TrainedModel], keys: list[str], *, production: bool, label: str
+) -> tuple[Path, str]:
+    """A fresh model name holding ``keys`` as versions 1, 2, ... (copies of the trained
+    pipelines); version 1 is ``production`` only when asked, the others are candidates."""
+    from model_store import ModelStore
+
+    root = models[keys[0]].store_root
+    name = f"bench-{label}-{uuid.uuid4().hex[:8]}"
+    store = ModelStore(root, name)
+    for position, key in enumerate(keys):
+        loaded = ModelStore(root, models[key].model_name).load("production")
+        m = loaded.manifest
+        store.register(
+            loaded.model,
+            task=m.task,
+            features=m.features,
+            classes=m.classes,
+            metrics=m.metrics,
+            estimator=m.estimator,
+            aliases=("production",) if production and position == 0 else ("candidate",),
+        )
+    return root, name

@@ -1,0 +1,269 @@
+"""One Markdown table side by side with ratios, plus ``latest.json`` with every run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from bench.kafkautil import HEARTBEAT_INTERVAL_MS, PARTITIONS, SESSION_TIMEOUT_MS
+from bench.proc import median
+
+TITLES = {
+    "ceiling-kafka-python": "client ceiling: kafka-python passthrough (no parse, no model)",
+    "ceiling-confluent": "client ceiling: confluent-kafka passthrough (reference)",
+    "baseline": "baseline: per-message worker, kafka-python",
+    "quix": "peer: Quix Streams, `predict` per record in `apply`",
+    "worker-1": "**streamscore worker, 1 process**",
+    "worker-2": "**streamscore worker, 2 processes**",
+    "worker-1-confluent": 'streamscore worker, 1 process, `transport = "confluent-kafka"`',
+}
+MODEL_KEYS = ("lr", "hgb")
+MODEL_TITLES = {"lr": "logistic regression", "hgb": "HistGradientBoosting"}
+
+
+def settings(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "events": args.events,
+        "runs": args.runs,
+        "partitions": PARTITIONS,
+        "client_max_seconds": args.max_seconds,
+        "latency_seconds": args.latency_seconds,
+        "models": args.model_keys,
+        "session_timeout_ms": SESSION_TIMEOUT_MS,
+        "heartbeat_interval_ms": HEARTBEAT_INTERVAL_MS,
+        "worker": "config defaults: max_batch_records 1000, max_wait_ms 50, linger_ms 5, "
+        "producer_batch_bytes 262144, acks all, reload_poll_ms 200, http off",
+    }
+
+
+# --------------------------------------------------------------------------- summaries
+
+
+def _rates(results: dict[str, Any], row: str, key: str) -> list[float]:
+    entry = results.get("throughput", {}).get(row, {})
+    entry = entry.get("any") or entry.get(key) or {}
+    return [r["rate"] for r in entry.get("runs", []) if r.get("rate")]
+
+
+def summarize(results: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {"throughput": {}, "latency": {}, "hotswap": {}, "rss_mib": {}}
+    for row in TITLES:
+        for key in MODEL_KEYS:
+            rates = _rates(results, row, key)
+            if rates:
+                out["throughput"].setdefault(row, {})[key] = {
+                    "median": median(rates),
+                    "min": min(rates),
+                    "max": max(rates),
+                    "runs": len(rates),
+                }
+    for row in ("baseline", "quix", "worker-1", "worker-2", "worker-1-confluent"):
+        for key in MODEL_KEYS:
+            runs = results.get("throughput", {}).get(row, {}).get(key, {}).get("runs", [])
+            peaks = [
+                max(v for v in r["peak_rss_kib"] if v)
+                for r in runs
+                if any(r.get("peak_rss_kib") or [])
+            ]
+            peak = median(peaks)
+            if peak is not None:
+                out["rss_mib"].setdefault(row, {})[key] = peak / 1024
+    for key, entry in results.get("latency", {}).items():
+        phases: dict[str, Any] = {}
+        for run in entry.get("runs", []):
+            for fraction, ph in run["phases"].items():
+                slot = phases.setdefault(
+                    fraction, {"rate": ph["rate"], "p50": [], "p95": [], "p99": []}
+                )
+                for q in ("p50", "p95", "p99"):
+                    slot[q].append(ph[f"{q}_ms"])
+        out["latency"][key] = {
+            f: {"rate": v["rate"], **{q: median(v[q]) for q in ("p50", "p95", "p99")}}
+            for f, v in phases.items()
+        }
+    for pair, entry in results.get("hotswap", {}).items():
+        swaps = entry.get("runs", [])
+        if not swaps:
+            continue
+        out["hotswap"][pair] = {
+            "every_worker_ms": median([s.get("every_worker_ms") for s in swaps]),
+            "first_worker_ms": median([s.get("first_worker_ms") for s in swaps]),
+            "max_every_worker_ms": max(
+                (s["every_worker_ms"] for s in swaps if s.get("every_worker_ms") is not None),
+                default=None,
+            ),
+            "rate": swaps[0]["rate"],
+            "runs": len(swaps),
+        }
+    return out
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def _n(value: float | None) -> str:
+    return "–" if value is None else f"{value:,.0f}"
+
+
+def _ratio(value: float | None, base: float | None) -> str:
+    if value is None or not base:
+        return ""
+    r = value / base
+    return f"{r:.2f}×" if r < 10 else f"{r:.1f}×"
+
+
+def _pct(value: float | None, base: float | None) -> str:
+    if value is None or not base:
+        return ""
+    return f"{100 * value / base:.0f} %"
+
+
+def table(results: dict[str, Any], summary: dict[str, Any]) -> str:
+    keys = [k for k in MODEL_KEYS if k in results.get("models", {})] or ["lr"]
+    tp = summary["throughput"]
+    base = {k: tp.get("baseline", {}).get(k, {}).get("median") for k in keys}
+    ceiling = {k: tp.get("ceiling-kafka-python", {}).get(k, {}).get("median") for k in keys}
+
+    header = ["measurement"]
+    for k in keys:
+        header += [MODEL_TITLES[k], "× baseline", "of kafka-python ceiling"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" + "---:|" * (len(header) - 1)]
+
+    def section(title: str) -> None:
+        lines.append(f"| **{title}** |" + " |" * (len(header) - 1))
+
+    def row(title: str, cells: list[str]) -> None:
+        lines.append("| " + " | ".join([title, *cells]) + " |")
+
+    if tp or results.get("skipped"):
+        section("throughput, events/s (median of runs, warm-up excluded)")
+    for name, title in TITLES.items():
+        if name not in tp:
+            skipped = results.get("skipped", {}).get(name)
+            if skipped:
+                row(title, ["skipped"] + [""] * (len(header) - 2))
+            continue
+        cells: list[str] = []
+        for k in keys:
+            v = tp[name].get(k, {}).get("median")
+            if name.startswith("ceiling"):
+                cells += [_n(v), "", _pct(v, ceiling[k]) if name != "ceiling-kafka-python" else ""]
+            else:
+                cells += [_n(v), _ratio(v, base[k]), _pct(v, ceiling[k])]
+        row(title, cells)
+
+    lat = summary["latency"]
+    if lat:
+        section(
+            "end-to-end latency, 1 process, p50 / p95 / p99 ms "
+            "(event → prediction, Kafka timestamps)"
+        )
+        fractions = sorted({f for v in lat.values() for f in v})
+        for f in fractions:
+            cells = []
+            rates = []
+            for k in keys:
+                ph = lat.get(k, {}).get(f)
+                if ph is None:
+                    cells += ["–", "", ""]
+                    continue
+                rates.append(f"{ph['rate']:,.0f}/s")
+                cells += [f"{ph['p50']:.0f} / {ph['p95']:.0f} / {ph['p99']:.0f}", "", ""]
+            row(f"at {float(f):.0%} of the 1-process maximum ({', '.join(rates)})", cells)
+
+    swaps = summary["hotswap"]
+    if swaps:
+        section("model hot swap, 2 processes: promote → first v2 output on every worker, ms")
+        for pair, hs in swaps.items():
+            first, second = pair.split("->")
+            title = (
+                f"LR v1 → LR v2 (retrained, same class) under {hs['rate']:,.0f} events/s"
+                if first == second
+                else f"LR v1 → HGB v2 (new class: imports sklearn.ensemble) under "
+                f"{hs['rate']:,.0f} events/s"
+            )
+            cell = f"{_n(hs['every_worker_ms'])} (first worker {_n(hs['first_worker_ms'])})"
+            row(title, [cell, "", ""] + ["", "", ""] * (len(keys) - 1))
+
+    rss = summary["rss_mib"]
+    if rss:
+        section("peak RSS of a worker process (VmHWM), MiB")
+        for name, label in (
+            ("worker-1", "streamscore worker, 1 process"),
+            ("worker-2", "streamscore worker, 2 processes (the larger)"),
+            ("worker-1-confluent", "streamscore worker, 1 process, confluent-kafka"),
+            ("baseline", "baseline process (for comparison)"),
+            ("quix", "Quix Streams process (for comparison)"),
+        ):
+            if name in rss:
+                cells = []
+                for k in keys:
+                    v = rss[name].get(k)
+                    cells += ["–" if v is None else f"{v:,.0f}", "", ""]
+                row(label, cells)
+    return "\n".join(lines)
+
+
+def header_text(results: dict[str, Any]) -> str:
+    m = results.get("machine", {})
+    s = results.get("settings", {})
+    v = m.get("versions", {})
+    versions = ", ".join(f"{k} {val}" for k, val in v.items())
+    models = "; ".join(
+        f"{info['title']}: `{info['estimator']}`" for info in results.get("models", {}).values()
+    )
+    lines = [
+        f"Machine: {m.get('cores')} cores, {m.get('cpu_model')}, {m.get('mem_gib')} GiB, "
+        f"Linux {m.get('kernel')}; broker: {results.get('broker', '?')}.",
+        f"Versions: {versions}; streamscore {m.get('git_commit')}.",
+        f"Settings: {s.get('events', 0):,} events (~800-byte JSON, breast-cancer rows), "
+        f"{s.get('partitions')} partitions, {s.get('runs')} run(s) per figure (median), "
+        f"fresh topics and group per run; client-side runs capped at "
+        f"{s.get('client_max_seconds'):g} s; group session {s.get('session_timeout_ms')} ms; "
+        f"worker {s.get('worker')}; latency phases {s.get('latency_seconds'):g} s.",
+        f"Models: {models}.",
+        f"Run: {results.get('started_at', '?')} UTC, {results.get('duration_s', '?')} s.",
+    ]
+    return "\n".join(lines)
+
+
+def details(results: dict[str, Any]) -> str:
+    """Per-run values, so the spread is visible."""
+    lines = ["Per-run throughput (events/s):", ""]
+    for name in TITLES:
+        for key, entry in results.get("throughput", {}).get(name, {}).items():
+            rates = [f"{r['rate']:,.0f}" if r.get("rate") else "–" for r in entry.get("runs", [])]
+            flags = []
+            if any(r.get("rebalanced") for r in entry.get("runs", [])):
+                flags.append("the group rebalanced in some run (rate taken after it)")
+            if any(r.get("complete") is False for r in entry.get("runs", [])):
+                flags.append("some run did not finish the backlog in time")
+            measured = [r.get("measured_events", 0) for r in entry.get("runs", [])]
+            tail = f"; {'; '.join(flags)}" if flags else ""
+            lines.append(
+                f"- {name} / {key}: {', '.join(rates)} (events measured per run: "
+                f"{', '.join(f'{m:,}' for m in measured)}){tail}"
+            )
+    for pair, entry in results.get("hotswap", {}).items():
+        runs = entry.get("runs", [])
+        values = ", ".join(
+            "/".join(_n(v) for v in r["per_worker_ms"].values()) + " ms" for r in runs
+        )
+        lines.append(f"- hot swap {pair}, per worker per run: {values}")
+    for err in results.get("errors", []):
+        lines.append(f"- ERROR {err['what']}: {err['error']}")
+    for name, why in results.get("skipped", {}).items():
+        lines.append(f"- skipped {name}: {why}")
+    return "\n".join(lines)
+
+
+def write(results: dict[str, Any], out: Path, *, final: bool) -> str:
+    out.mkdir(parents=True, exist_ok=True)
+    summary = summarize(results)
+    results["summary"] = summary
+    text = "\n\n".join([header_text(results), table(results, summary), details(results)]) + "\n"
+    (out / "latest.json").write_text(json.dumps(results, indent=2, default=str))
+    (out / "latest.md").write_text(("" if final else "(partial)\n\n") + text)
+    return text

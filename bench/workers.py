@@ -1,0 +1,467 @@
+"""streamscore's worker, measured as it runs in production: ``python -m worker run --index I
+--config FILE`` subprocesses (the same command the supervisor starts), one consumer group.
+
+* :func:`throughput`: a pre-published backlog; events/s from the outputs' ``scored_at``.
+* :func:`latency`: one worker, events published at a fixed rate; event Kafka timestamp →
+  prediction Kafka timestamp.
+* :func:`hot_swap`: two workers under steady traffic; promote a new version; time to the first
+  output of the new version from each worker (``model`` field of the outputs).
+* Peak RSS (``VmHWM``) of every worker process, read just before it is stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bench import kafkautil
+from bench.data import Events, TrainedModel, fresh_store
+from bench.kafkautil import Names, OutputCollector, Pacer
+from bench.proc import Child, percentiles, say, warmup_rate
+from bench.tomlw import dumps_toml
+
+REPO = Path(__file__).resolve().parent.parent
+
+_OWNS = re.compile(r"^(\S+ \S+) INFO \S+: worker \S+ owns (.*)$")
+_PARTITION = re.compile(r"\[(\d+)\]")
+
+
+@dataclass
+class Setup:
+    bootstrap: str
+    work: Path
+    python: str = sys.executable
+    join_timeout_s: float = 60.0
+    worker_timeout_s: float = 300.0
+
+
+def write_config(
+    setup: Setup,
+    names: Names,
+    *,
+    model_root: Path,
+    model_name: str,
+    transport: str = "kafka-python",
+) -> tuple[Path, Path]:
+    """A config file for this measurement's workers; returns (file, log dir)."""
+    folder = setup.work / names.run
+    log_dir = folder / "log"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    tables = {
+        "kafka": kafkautil.kafka_section(setup.bootstrap, names, transport=transport),
+        "broker": {"run_dir": str(folder / "broker")},
+        "model_store": {"root": str(model_root), "model_name": model_name},
+        "training": {"data_path": str(setup.work / "data" / "train.csv")},
+        "demo": {"events_path": str(setup.work / "data" / "events.jsonl")},
+        "worker": {"log_dir": str(log_dir)},
+        "http": {"enabled": False, "port": 0},
+        "trainer": {"jobs_dir": str(folder / "jobs"), "port": 0},
+    }
+    path = folder / "config.toml"
+    path.write_text(dumps_toml(tables), encoding="utf-8")
+    return path, log_dir
+
+
+class Workers:
+    """``processes`` worker subprocesses; always stopped (TERM, then KILL) on exit."""
+
+    def __init__(self, setup: Setup, config: Path, log_dir: Path, processes: int) -> None:
+        self.log_dir = log_dir
+        self.children: list[Child] = []
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        try:
+            for index in range(processes):
+                cmd = [setup.python, "-m", "worker", "run", "--index", str(index)]
+                cmd += ["--config", str(config)]
+                self.children.append(
+                    Child(cmd, log_path=log_dir / f"stdout-{index}.log", env=env, cwd=REPO)
+                )
+        except BaseException:
+            self.stop()
+            raise
+
+    def check_alive(self) -> None:
+        for index, child in enumerate(self.children):
+            if not child.alive():
+                raise RuntimeError(
+                    f"worker {index} exited with {child.proc.returncode}:\n{child.tail()}"
+                )
+
+    def wait_for_log(self, text: str, timeout_s: float) -> None:
+        """Until every worker's log has a line containing ``text``."""
+        deadline = time.monotonic() + timeout_s
+        waiting = set(range(len(self.children)))
+        while waiting:
+            self.check_alive()
+            for index in list(waiting):
+                with contextlib.suppress(OSError):
+                    if text in (self.log_dir / f"worker-{index}.log").read_text(errors="replace"):
+                        waiting.discard(index)
+            if waiting and time.monotonic() > deadline:
+                raise TimeoutError(f"workers {sorted(waiting)} never logged {text!r}")
+            time.sleep(0.05)
+
+    def peak_rss_kib(self) -> list[int | None]:
+        return [child.vm_hwm_kib() for child in self.children]
+
+    def stop(self) -> None:
+        for child in self.children:  # all at once: they leave the group in parallel
+            if child.alive():
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(child.pid, signal.SIGTERM)
+        for child in self.children:
+            child.stop(grace_s=10.0)
+
+    def assignments(self) -> list[list[tuple[float, set[int]]]]:
+        """Per worker: every ``owns`` log line as (epoch s, partitions)."""
+        out: list[list[tuple[float, set[int]]]] = []
+        for index in range(len(self.children)):
+            events: list[tuple[float, set[int]]] = []
+            path = self.log_dir / f"worker-{index}.log"
+            with contextlib.suppress(OSError):
+                for line in path.read_text(errors="replace").splitlines():
+                    match = _OWNS.match(line)
+                    if match:
+                        at = datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+                        parts = {int(p) for p in _PARTITION.findall(match.group(2))}
+                        events.append((at, parts))
+            out.append(events)
+        return out
+
+
+@contextlib.contextmanager
+def running(setup: Setup, config: Path, log_dir: Path, processes: int) -> Iterator[Workers]:
+    workers = Workers(setup, config, log_dir, processes)
+    try:
+        yield workers
+    finally:
+        workers.stop()
+
+
+@contextlib.contextmanager
+def fresh_topics(setup: Setup, label: str) -> Iterator[Names]:
+    names = Names.fresh(label)
+    kafkautil.create_topics(setup.bootstrap, names)
+    try:
+        yield names
+    finally:
+        kafkautil.delete_topics(setup.bootstrap, names)
+
+
+# --------------------------------------------------------------------------- throughput
+
+
+@dataclass
+class Backlog:
+    keys: list[bytes]
+    values: list[bytes]
+
+    @property
+    def size(self) -> int:
+        return len(self.values)
+
+
+def throughput(
+    setup: Setup,
+    models: dict[str, TrainedModel],
+    key: str,
+    backlog: Backlog,
+    *,
+    processes: int,
+    transport: str = "kafka-python",
+    label: str = "worker",
+) -> dict[str, Any]:
+    """The workers start with no model to serve (they wait, not consuming); the model is then
+    promoted, so every member joins the group at once and the backlog is shared from the start.
+    """
+    from model_store import ModelStore
+    from streamscore.control import announce_alias_move
+
+    n = backlog.size
+    root, name = fresh_store(models, [key], production=False, label=key)
+    with fresh_topics(setup, label) as names:
+        published_s = kafkautil.publish(setup.bootstrap, names.input, backlog.values, backlog.keys)
+        config, log_dir = write_config(
+            setup, names, model_root=root, model_name=name, transport=transport
+        )
+        collector = OutputCollector(setup.bootstrap, names.output)
+        try:
+            with running(setup, config, log_dir, processes) as workers:
+                workers.wait_for_log("no servable model", setup.join_timeout_s)
+                ModelStore(root, name).promote(1, "production", reason="bench")
+                announce_alias_move(
+                    kafkautil.kafka_config(setup.bootstrap, names),
+                    model=name,
+                    alias="production",
+                    version=1,
+                    timeout_s=3.0,
+                )
+                started = time.monotonic()
+                if not collector.wait_for(1, setup.join_timeout_s, check=workers.check_alive):
+                    raise TimeoutError(f"no output within {setup.join_timeout_s:.0f} s")
+                first_output_s = time.monotonic() - started
+                complete = collector.wait_for(n, setup.worker_timeout_s, check=workers.check_alive)
+                rss = workers.peak_rss_kib()
+                assignments = workers.assignments()
+        finally:
+            collector.close()
+    scored_at = sorted(orjson.loads(v)["scored_at"] for v in collector.values)
+    checkpoints: list[tuple[float, int]] = []
+    for count, ms in enumerate(scored_at, start=1):
+        if checkpoints and checkpoints[-1][0] == ms / 1000:
+            checkpoints[-1] = (ms / 1000, count)
+        else:
+            checkpoints.append((ms / 1000, count))
+    # A member that joins late makes the group rebalance (every member pauses); the rate is
+    # taken after the last assignment, once every worker consumes.
+    last_assignment = max((a[-1][0] for a in assignments if a), default=None)
+    rate = warmup_rate(checkpoints, n, not_before=last_assignment)
+    moves = sum(len(a) for a in assignments)
+    window_start = checkpoints[0][0] if checkpoints else None
+    return {
+        **rate,
+        "complete": complete,
+        "outputs": collector.count,
+        "backlog": n,
+        "publish_s": round(published_s, 2),
+        "startup_to_first_output_s": round(first_output_s, 2),
+        "peak_rss_kib": rss,
+        "assignment_events": moves,
+        "rebalanced": any(len(a) > 1 for a in assignments),
+        "last_assignment_after_first_output_s": (
+            round(last_assignment - window_start, 3)
+            if last_assignment is not None and window_start is not None
+            else None
+        ),
+    }
+
+
+# --------------------------------------------------------------------------- latency
+
+
+def latency(
+    setup: Setup,
+    model: TrainedModel,
+    events: Events,
+    *,
+    max_rate: float,
+    fractions: tuple[float, ...],
+    seconds: float,
+    warmup_events: int = 2000,
+    settle_s: float = 1.0,
+) -> dict[str, Any]:
+    """One worker; for each fraction, publish at ``fraction × max_rate`` for ``seconds``."""
+    phases: dict[str, Any] = {}
+    with fresh_topics(setup, "latency") as names:
+        config, log_dir = write_config(
+            setup, names, model_root=model.store_root, model_name=model.model_name
+        )
+        collector = OutputCollector(setup.bootstrap, names.output)
+        try:
+            with running(setup, config, log_dir, 1) as workers:
+                keys, values = events.backlog(warmup_events, prefix="warm")
+                kafkautil.publish(setup.bootstrap, names.input, values, keys)
+                if not collector.wait_for(
+                    warmup_events, setup.join_timeout_s, check=workers.check_alive
+                ):
+                    raise TimeoutError("the worker did not score the warm-up events")
+                for fraction in fractions:
+                    prefix = f"lat{int(fraction * 100)}"
+                    rate = fraction * max_rate
+                    say(f"  latency: {rate:,.0f} events/s ({fraction:.0%}) for {seconds:g} s")
+                    expected = collector.count + int(rate * seconds)
+
+                    def tick() -> None:
+                        collector.poll(0)
+
+                    def make(i: int, p: str = prefix) -> tuple[bytes, bytes]:
+                        return events.event(i, p)
+
+                    stamps = kafkautil.paced_publish(
+                        setup.bootstrap,
+                        names.input,
+                        rate=rate,
+                        seconds=seconds,
+                        make=make,
+                        tick=tick,
+                    )
+                    collector.wait_for(expected, 30, check=workers.check_alive)
+                    phases[f"{fraction:.2f}"] = _latencies(
+                        collector, prefix, stamps, rate, settle_s
+                    )
+                    time.sleep(1.0)
+                rss = workers.peak_rss_kib()
+        finally:
+            collector.close()
+    return {"phases": phases, "max_rate": max_rate, "seconds": seconds, "peak_rss_kib": rss}
+
+
+def _latencies(
+    collector: OutputCollector, prefix: str, stamps: list[int], rate: float, settle_s: float
+) -> dict[str, Any]:
+    tag = f'"id":"{prefix}-'.encode()
+    skip = int(rate * settle_s)  # the first second of the phase is its warm-up
+    lat: list[float] = []
+    seen = 0
+    for value, ts in zip(collector.values, collector.timestamps, strict=True):
+        if tag not in value:
+            continue
+        index = int(orjson.loads(value)["id"].rsplit("-", 1)[1])
+        seen += 1
+        if index >= skip:
+            lat.append(ts - stamps[index])
+    p50, p95, p99 = percentiles(lat)
+    return {
+        "rate": rate,
+        "published": len(stamps),
+        "scored": seen,
+        "measured": len(lat),
+        "p50_ms": p50,
+        "p95_ms": p95,
+        "p99_ms": p99,
+        "max_ms": max(lat) if lat else None,
+    }
+
+
+# --------------------------------------------------------------------------- hot swap
+
+
+def hot_swap(
+    setup: Setup,
+    models: dict[str, TrainedModel],
+    events: Events,
+    *,
+    rate: float,
+    processes: int = 2,
+    first: str = "lr",
+    second: str = "hgb",
+    steady_s: float = 2.0,
+    after_s: float = 15.0,
+) -> dict[str, Any]:
+    """Workers serve ``first`` v1 under steady traffic; promote ``second`` v2 (as
+    ``streamscore models promote`` does: move the alias, announce on the control topic)."""
+    from model_store import ModelStore
+    from streamscore.control import announce_alias_move
+
+    root, name = fresh_store(models, [first, second], production=True, label="swap")
+    store = ModelStore(root, name)
+    with fresh_topics(setup, "swap") as names:
+        config, log_dir = write_config(setup, names, model_root=root, model_name=name)
+        kafka = kafkautil.kafka_config(setup.bootstrap, names)
+        collector = OutputCollector(setup.bootstrap, names.output, headers=True)
+        pacer = Pacer(setup.bootstrap, names.input, rate=rate, make=lambda i: events.event(i, "sw"))
+        promoted_ms: int | None = None
+        owners: dict[int, set[int]] = {}
+        try:
+            with running(setup, config, log_dir, processes) as workers:
+                ready_at: float | None = None
+                promoted_until = 0.0
+                next_check = 0.0
+                deadline = time.monotonic() + setup.join_timeout_s + steady_s + after_s + 30
+                while time.monotonic() < deadline:
+                    pacer.step()
+                    collector.poll(0)
+                    time.sleep(0.002)
+                    now = time.monotonic()
+                    if now < next_check:
+                        continue
+                    next_check = now + 0.1  # the checks below read logs or scan outputs
+                    if promoted_ms is None:
+                        if ready_at is None and _all_serving(workers, collector):
+                            ready_at = now
+                            say(f"  hot swap: {processes} workers serve, promote in {steady_s:g} s")
+                        if ready_at is not None and now - ready_at >= steady_s:
+                            workers.check_alive()
+                            owners = _owners(workers)
+                            promoted_ms = time.time_ns() // 1_000_000
+                            store.promote(2, "production", reason="bench hot swap")
+                            announce_alias_move(
+                                kafka, model=name, alias="production", version=2, timeout_s=3.0
+                            )
+                            promoted_until = time.monotonic() + after_s
+                    elif now > promoted_until or _swapped_everywhere(collector, owners):
+                        break
+                if promoted_ms is None:
+                    raise TimeoutError("the workers never all served traffic")
+                owners_after = _owners(workers)
+                rss = workers.peak_rss_kib()
+        finally:
+            pacer.close()
+            collector.close()
+    per_worker = _first_new_outputs(collector, owners, promoted_ms)
+    values = [v for v in per_worker.values() if v is not None]
+    return {
+        "rate": rate,
+        "processes": processes,
+        "from": first,
+        "to": second,
+        "per_worker_ms": per_worker,
+        "every_worker_ms": max(values) if len(values) == len(per_worker) else None,
+        "first_worker_ms": min(values) if values else None,
+        "owners": {str(k): sorted(v) for k, v in owners.items()},
+        "rebalanced_during_swap": owners_after != owners,
+        "peak_rss_kib": rss,
+    }
+
+
+def _owners(workers: Workers) -> dict[int, set[int]]:
+    return {i: (a[-1][1] if a else set()) for i, a in enumerate(workers.assignments())}
+
+
+def _all_serving(workers: Workers, collector: OutputCollector) -> bool:
+    """Every worker owns partitions and outputs came from each of the 4 partitions."""
+    owners = _owners(workers)
+    if not all(owners.values()):
+        return False
+    sources = {_source_partition(h) for h in collector.headers[-2000:]}
+    return all(parts <= sources for parts in owners.values())
+
+
+def _source_partition(headers: Any) -> int | None:
+    for key, value in headers or ():
+        if key == "streamscore.source.partition":
+            return int(value)
+    return None
+
+
+def _model_version(value: bytes) -> int:
+    return int(orjson.loads(value)["model"]["version"])
+
+
+def _swapped_everywhere(collector: OutputCollector, owners: dict[int, set[int]]) -> bool:
+    done = _first_new_outputs(collector, owners, 0)
+    return all(v is not None for v in done.values())
+
+
+def _first_new_outputs(
+    collector: OutputCollector, owners: dict[int, set[int]], promoted_ms: int
+) -> dict[int, float | None]:
+    """Per worker: ms from the promotion to its first output (Kafka timestamp) of v2."""
+    first: dict[int, float | None] = {i: None for i in owners}
+    owner_of = {p: i for i, parts in owners.items() for p in parts}
+    for value, ts, headers in zip(
+        collector.values, collector.timestamps, collector.headers, strict=True
+    ):
+        if b'"version":2' not in value or _model_version(value) != 2:
+            continue
+        worker = owner_of.get(_source_partition(headers) or -1)
+        if worker is None:
+            continue
+        delay = ts - promoted_ms
+        if first[worker] is None or delay < first[worker]:  # type: ignore[operator]
+            first[worker] = delay
+    return first
+
+
+__all__ = ["Backlog", "Setup", "hot_swap", "latency", "throughput"]
