@@ -13,6 +13,7 @@ import importlib.util
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -79,6 +80,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--latency-seconds", type=float, default=None, help="length of one latency phase (8)"
     )
+    p.add_argument(
+        "--omp-threads",
+        type=int,
+        default=None,
+        help="set OMP_NUM_THREADS for every scorer process (default: unset, as deployed)",
+    )
     p.add_argument("--quix-python", default=None, help="interpreter that has quixstreams")
     p.add_argument(
         "--setup-quix",
@@ -140,7 +147,9 @@ def find_quix_python(explicit: str | None) -> tuple[str | None, str]:
 
 
 class Bench:
-    def __init__(self, args: argparse.Namespace, bootstrap: str, work: Path) -> None:
+    def __init__(
+        self, args: argparse.Namespace, bootstrap: str, work: Path, broker_pid: int | None
+    ) -> None:
         from bench.data import Events
         from bench.workers import Backlog, Setup
 
@@ -155,6 +164,8 @@ class Bench:
             work=work,
             join_timeout_s=60.0,
             worker_timeout_s=60.0 + args.events / 1000,
+            broker_pid=broker_pid,
+            env=self.child_env(),
         )
         self.models: dict[str, Any] = {}
         self.quix_python, self.quix_skip = find_quix_python(args.quix_python)
@@ -167,6 +178,12 @@ class Bench:
         }
 
     # ---------------------------------------------------------------- helpers
+
+    def child_env(self) -> dict[str, str]:
+        """Extra environment of every scorer process (baseline, peer, workers)."""
+        if self.args.omp_threads:
+            return {"OMP_NUM_THREADS": str(self.args.omp_threads)}
+        return {}
 
     def _record_error(self, what: str, exc: BaseException) -> None:
         say(f"  FAILED {what}: {type(exc).__name__}: {exc}")
@@ -213,7 +230,7 @@ class Bench:
                 [python, *script, str(spec_path), str(result_path)],
                 log_path=folder / "output.log",
                 timeout_s=60.0 + self.args.max_seconds * 2 + 60,
-                env=dict(os.environ, PYTHONUNBUFFERED="1"),
+                env=dict(os.environ, PYTHONUNBUFFERED="1", **self.child_env()),
             )
             if code != 0 or not result_path.exists():
                 raise RuntimeError(f"{kind} exited with {code}:\n{tail}")
@@ -360,7 +377,15 @@ class Bench:
         report.write(self.results, self.args.out, final=False)
 
 
+def _interrupt(signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 def main(argv: list[str] | None = None) -> int:
+    # SIGTERM (and SIGINT, which a shell's background job ignores) unwind through the
+    # ``finally`` blocks: every worker and client subprocess and the broker are stopped.
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     args = parse_args(argv)
     if args.setup_quix:
         return setup_quix()
@@ -373,9 +398,9 @@ def main(argv: list[str] | None = None) -> int:
         f"{','.join(args.model_keys)}, sections {','.join(sorted(args.sections))}; work {work}"
     )
     try:
-        with kafkautil.broker(work / "broker") as (bootstrap, broker_text):
+        with kafkautil.broker(work / "broker") as (bootstrap, broker_text, broker_pid):
             say(f"broker: {broker_text} at {bootstrap}")
-            bench = Bench(args, bootstrap, work)
+            bench = Bench(args, bootstrap, work, broker_pid)
             r = bench.results
             r["machine"] = machine.describe(REPO)
             if bench.quix_python:

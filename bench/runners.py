@@ -43,6 +43,7 @@ def _ceiling_kafka_python(spec: dict[str, Any]) -> dict[str, Any]:
     out_topic = spec["output"]
     planned, budget = spec["events"], spec["warmup_s"] + spec["max_seconds"]
     checkpoints: list[tuple[float, int]] = []
+    cpu0: tuple[float, float] | None = None
     done = 0
     join_deadline = time.monotonic() + spec["join_timeout_s"]
     stop_at = None
@@ -59,6 +60,7 @@ def _ceiling_kafka_python(spec: dict[str, Any]) -> dict[str, Any]:
             if stop_at is None:
                 stop_at = now + budget
                 checkpoints.append((now, 0))
+                cpu0 = (time.process_time(), time.monotonic())
             send = producer.send
             for records in polled.values():
                 for r in records:
@@ -72,7 +74,7 @@ def _ceiling_kafka_python(spec: dict[str, Any]) -> dict[str, Any]:
     finally:
         producer.close(timeout=5)
         consumer.close(autocommit=False)
-    return {"checkpoints": checkpoints}
+    return {"checkpoints": checkpoints, "cpu_cores": _cores(cpu0)}
 
 
 def _ceiling_confluent(spec: dict[str, Any]) -> dict[str, Any]:
@@ -102,6 +104,7 @@ def _ceiling_confluent(spec: dict[str, Any]) -> dict[str, Any]:
     out_topic = spec["output"]
     planned, budget = spec["events"], spec["warmup_s"] + spec["max_seconds"]
     checkpoints: list[tuple[float, int]] = []
+    cpu0: tuple[float, float] | None = None
     done = 0
     join_deadline = time.monotonic() + spec["join_timeout_s"]
     stop_at = None
@@ -119,6 +122,7 @@ def _ceiling_confluent(spec: dict[str, Any]) -> dict[str, Any]:
             if stop_at is None:
                 stop_at = now + budget
                 checkpoints.append((now, 0))
+                cpu0 = (time.process_time(), time.monotonic())
             produce = producer.produce
             for m in messages:
                 while True:
@@ -136,7 +140,7 @@ def _ceiling_confluent(spec: dict[str, Any]) -> dict[str, Any]:
     finally:
         producer.flush(5)
         consumer.close()
-    return {"checkpoints": checkpoints}
+    return {"checkpoints": checkpoints, "cpu_cores": _cores(cpu0)}
 
 
 def _baseline(spec: dict[str, Any]) -> dict[str, Any]:
@@ -163,6 +167,7 @@ def _baseline(spec: dict[str, Any]) -> dict[str, Any]:
     out_topic = spec["output"]
     planned, budget = spec["events"], spec["warmup_s"] + spec["max_seconds"]
     checkpoints: list[tuple[float, int]] = []
+    cpu0: tuple[float, float] | None = None
     done = 0
     stop_at = None
     try:
@@ -171,6 +176,7 @@ def _baseline(spec: dict[str, Any]) -> dict[str, Any]:
                 now = time.time()
                 stop_at = now + budget
                 checkpoints.append((now, 0))
+                cpu0 = (time.process_time(), time.monotonic())
             event = stdjson.loads(message.value)
             row = [event[name] for name in features]
             proba = model.predict_proba([row])[0]
@@ -196,7 +202,15 @@ def _baseline(spec: dict[str, Any]) -> dict[str, Any]:
     finally:
         producer.close(timeout=5)
         consumer.close()
-    return {"checkpoints": checkpoints}
+    return {"checkpoints": checkpoints, "cpu_cores": _cores(cpu0)}
+
+
+def _cores(start: tuple[float, float] | None) -> float | None:
+    """CPU seconds of this process (all threads, librdkafka's too) per wall second."""
+    if start is None:
+        return None
+    wall = time.monotonic() - start[1]
+    return round((time.process_time() - start[0]) / wall, 2) if wall > 0 else None
 
 
 KINDS = {

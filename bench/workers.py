@@ -18,7 +18,7 @@ import signal
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ import orjson
 from bench import kafkautil
 from bench.data import Events, TrainedModel, fresh_store
 from bench.kafkautil import Names, OutputCollector, Pacer
-from bench.proc import Child, percentiles, say, warmup_rate
+from bench.proc import Child, CpuMeter, percentiles, say, warmup_rate
 from bench.tomlw import dumps_toml
 
 REPO = Path(__file__).resolve().parent.parent
@@ -44,6 +44,8 @@ class Setup:
     python: str = sys.executable
     join_timeout_s: float = 60.0
     worker_timeout_s: float = 300.0
+    broker_pid: int | None = None
+    env: dict[str, str] = field(default_factory=dict)  # extra environment for the workers
 
 
 def write_config(
@@ -79,7 +81,7 @@ class Workers:
     def __init__(self, setup: Setup, config: Path, log_dir: Path, processes: int) -> None:
         self.log_dir = log_dir
         self.children: list[Child] = []
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **setup.env)
         try:
             for index in range(processes):
                 cmd = [setup.python, "-m", "worker", "run", "--index", str(index)]
@@ -211,11 +213,19 @@ def throughput(
                 if not collector.wait_for(1, setup.join_timeout_s, check=workers.check_alive):
                     raise TimeoutError(f"no output within {setup.join_timeout_s:.0f} s")
                 first_output_s = time.monotonic() - started
-                complete = collector.wait_for(n, setup.worker_timeout_s, check=workers.check_alive)
+                cpu = CpuMeter(workers=[c.pid for c in workers.children], broker=[setup.broker_pid])
+                cpu.start()
+                complete = collector.wait_for(
+                    n, setup.worker_timeout_s, check=workers.check_alive, stall_s=20.0
+                )
+                cores = cpu.stop()
                 rss = workers.peak_rss_kib()
                 assignments = workers.assignments()
         finally:
             collector.close()
+        diagnosis: dict[str, Any] = {}
+        if not complete:
+            collector, diagnosis = _reread(setup, names, collector, n)
     scored_at = sorted(orjson.loads(v)["scored_at"] for v in collector.values)
     checkpoints: list[tuple[float, int]] = []
     for count, ms in enumerate(scored_at, start=1):
@@ -237,6 +247,8 @@ def throughput(
         "publish_s": round(published_s, 2),
         "startup_to_first_output_s": round(first_output_s, 2),
         "peak_rss_kib": rss,
+        "cpu_cores": cores,
+        "incomplete": diagnosis,
         "assignment_events": moves,
         "rebalanced": any(len(a) > 1 for a in assignments),
         "last_assignment_after_first_output_s": (
@@ -245,6 +257,37 @@ def throughput(
             else None
         ),
     }
+
+
+def _reread(
+    setup: Setup, names: Names, collector: OutputCollector, n: int
+) -> tuple[OutputCollector, dict[str, Any]]:
+    """The outputs stopped arriving before ``n``: compare with the output topic's high
+    watermarks and, if the outputs are all there, read them again with a fresh reader."""
+    from streamscore.kafka_admin import high_watermarks
+
+    diagnosis: dict[str, Any] = {
+        "read": collector.count,
+        "read_per_partition": collector.per_partition(),
+        "reader_errors": collector.errors,
+    }
+    try:
+        ends = high_watermarks(kafkautil.kafka_config(setup.bootstrap, names), names.output)
+    except Exception as exc:  # noqa: BLE001 - diagnosis only
+        diagnosis["high_watermarks"] = f"{type(exc).__name__}: {exc}"
+        return collector, diagnosis
+    diagnosis["high_watermarks"] = ends
+    say(f"  outputs stopped at {collector.count:,} of {n:,}; high watermarks {ends}")
+    if sum(ends.values()) < n:
+        return collector, diagnosis
+    again = OutputCollector(setup.bootstrap, names.output)
+    try:
+        again.wait_for(n, 120, stall_s=20.0)
+    finally:
+        again.close()
+    diagnosis["reread"] = again.count
+    say(f"  read again: {again.count:,} outputs")
+    return (again if again.count > collector.count else collector), diagnosis
 
 
 # --------------------------------------------------------------------------- latency
@@ -281,6 +324,10 @@ def latency(
                     rate = fraction * max_rate
                     say(f"  latency: {rate:,.0f} events/s ({fraction:.0%}) for {seconds:g} s")
                     expected = collector.count + int(rate * seconds)
+                    cpu = CpuMeter(
+                        workers=[c.pid for c in workers.children], broker=[setup.broker_pid]
+                    )
+                    cpu.start()
 
                     def tick() -> None:
                         collector.poll(0)
@@ -297,9 +344,10 @@ def latency(
                         tick=tick,
                     )
                     collector.wait_for(expected, 30, check=workers.check_alive)
+                    cores = cpu.stop()
                     phases[f"{fraction:.2f}"] = _latencies(
                         collector, prefix, stamps, rate, settle_s
-                    )
+                    ) | {"cpu_cores": cores}
                     time.sleep(1.0)
                 rss = workers.peak_rss_kib()
         finally:
