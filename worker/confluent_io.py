@@ -142,6 +142,14 @@ class ConfluentTransport:
         )
         return int(high) if high is not None and high >= 0 else None
 
+    def seek(self, topic: str, partition: int, offset: int) -> None:
+        from confluent_kafka import TopicPartition
+
+        try:
+            self.consumer.seek(TopicPartition(topic, partition, offset))
+        except Exception:  # not fetching yet: the committed offset is used anyway
+            log.debug("seek %s[%d] to %d failed", topic, partition, offset, exc_info=True)
+
     def position(self, topic: str, partition: int) -> int | None:
         from confluent_kafka import TopicPartition
 

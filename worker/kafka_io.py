@@ -41,6 +41,8 @@ class Transport(Protocol):
 
     def position(self, topic: str, partition: int) -> int | None: ...
 
+    def seek(self, topic: str, partition: int, offset: int) -> None: ...
+
     def publish(self, records: Sequence[OutRecord], stop: threading.Event) -> None: ...
 
     def commit(self, offsets: dict[Partition, int], stop: threading.Event) -> bool: ...
@@ -129,6 +131,12 @@ class KafkaPythonTransport:
     def highwater(self, topic: str, partition: int) -> int | None:
         value = self.consumer.highwater(TopicPartition(topic, partition))
         return int(value) if value is not None else None
+
+    def seek(self, topic: str, partition: int, offset: int) -> None:
+        try:
+            self.consumer.seek(TopicPartition(topic, partition), offset)
+        except Exception:  # the partition moved on meanwhile: its owner uses the commit
+            log.debug("seek %s[%d] to %d failed", topic, partition, offset, exc_info=True)
 
     def position(self, topic: str, partition: int) -> int | None:
         try:

@@ -99,6 +99,7 @@ class ScoringWorker:
         self._ready = threading.Event()
         self._lag_checked = 0.0
         self._joined = False
+        self._rewind: dict[Partition, int] = {}
         self._waiting_since = time.monotonic()
         #: A member waiting this long for an assignment rejoins with a new consumer.
         self.join_timeout_s = max(4 * cfg.kafka.session_timeout_ms / 1000, 15.0)
@@ -213,6 +214,8 @@ class ScoringWorker:
                 # to _on_revoke, which replaces self._batch.
                 polled = transport.poll(max(remaining_ms, 0), max_records - len(self._batch))
                 self._batch.extend(polled)
+                if self._rewind:
+                    self._apply_rewind(transport)
                 if len(self._batch) >= max_records or remaining_ms <= 0:
                     break
             if self._batch:
@@ -322,6 +325,22 @@ class ScoringWorker:
         shown = ", ".join(f"{t}[{p}]" for t, p in partitions) or "none"
         log.info("worker %s owns %s", self.worker_id, shown)
 
+    def _apply_rewind(self, transport: Transport) -> None:
+        """After a rebalance, make sure partitions this member kept resume at the first event
+        it dropped (the committed offset), whatever position the client kept: nothing that was
+        dropped is skipped, and nothing polled twice stays in the batch."""
+        rewind, self._rewind = self._rewind, {}
+        assigned = set(transport.assignment())
+        for (topic, partition), offset in rewind.items():
+            if (topic, partition) not in assigned:
+                continue  # another member owns it now and starts from the committed offset
+            self._batch = [
+                r
+                for r in self._batch
+                if (r.topic, r.partition) != (topic, partition) or r.offset < offset
+            ]
+            transport.seek(topic, partition, offset)
+
     def _on_revoke(self, partitions: list[Partition]) -> None:
         """Partitions leave this member. Every handled batch is already committed (commits
         happen before the next poll); events polled for the batch being gathered were neither
@@ -336,6 +355,10 @@ class ScoringWorker:
         revoked = set(partitions)
         if self._batch:
             kept = [r for r in self._batch if (r.topic, r.partition) not in revoked]
+            for r in self._batch:
+                key = (r.topic, r.partition)
+                if key in revoked and r.offset < self._rewind.get(key, r.offset + 1):
+                    self._rewind[key] = r.offset
             dropped = len(self._batch) - len(kept)
             if dropped:
                 log.info(
