@@ -382,10 +382,12 @@ def _interrupt(signum: int, _frame: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    # SIGTERM (and SIGINT, which a shell's background job ignores) unwind through the
-    # ``finally`` blocks: every worker and client subprocess and the broker are stopped.
+    # SIGTERM and SIGINT unwind through the ``finally`` blocks: every worker and client
+    # subprocess and the broker are stopped. (A SIGINT ignored from the start, as in a
+    # shell's background job, stays ignored.)
     signal.signal(signal.SIGTERM, _interrupt)
-    signal.signal(signal.SIGINT, _interrupt)
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        signal.signal(signal.SIGINT, _interrupt)
     args = parse_args(argv)
     if args.setup_quix:
         return setup_quix()
