@@ -29,7 +29,7 @@ from bench import kafkautil
 from bench.data import Events, TrainedModel, fresh_store
 from bench.kafkautil import Names, OutputCollector, Pacer
 from bench.proc import Child, CpuMeter, percentiles, say, warmup_rate
-from bench.tomlw import dumps_toml
+from streamscore.tomlwrite import dumps_toml
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -6,7 +6,6 @@ notice is skipped at once (workers would see the move on their next store poll).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -14,34 +13,13 @@ from typing import Any
 import pytest
 
 from streamscore.config import Config, load_config
+from streamscore.tomlwrite import dumps_toml
 from training import export_demo_data
 
 ConfigMaker = Callable[..., Config]
 
 #: Port 1 on loopback: nothing listens, the connection is refused at once.
 CLOSED_BOOTSTRAP = "127.0.0.1:1"
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float, str)):
-        return json.dumps(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    if isinstance(value, Mapping):
-        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
-    raise TypeError(f"cannot write {type(value).__name__} to TOML")
-
-
-def toml_text(sections: Mapping[str, Mapping[str, Any]]) -> str:
-    """``{section: {key: value}}`` as TOML; nested tables (``gate``) are written inline."""
-    lines: list[str] = []
-    for section, table in sections.items():
-        lines.append(f"[{section}]")
-        lines.extend(f"{key} = {_toml_value(value)}" for key, value in table.items())
-        lines.append("")
-    return "\n".join(lines)
 
 
 DEFAULT_GATE: dict[str, Any] = {
@@ -76,7 +54,7 @@ def make_config(tmp_path: Path) -> ConfigMaker:
         for section, changes in sections.items():
             base[section] = {**base.get(section, {}), **changes}
         path = tmp_path / name
-        path.write_text(toml_text(base), encoding="utf-8")
+        path.write_text(dumps_toml(base), encoding="utf-8")
         return load_config(path, environ={})
 
     return make
