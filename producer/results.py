@@ -13,6 +13,7 @@ from kafka.structs import TopicPartition
 from streamscore import jsonio
 from streamscore.config import KafkaConfig
 from streamscore.kafka_admin import client_kwargs, high_watermarks
+from worker.records import headers_dict
 
 
 @dataclass(frozen=True)
@@ -35,10 +36,7 @@ class Result:
 
 
 def _to_result(record: Any) -> Result:
-    headers = {
-        name: (value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value))
-        for name, value in (record.headers or ())
-    }
+    headers = headers_dict(record.headers)
     return Result(
         record.topic,
         record.partition,

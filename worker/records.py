@@ -11,6 +11,7 @@ Dead letter (dead-letter topic): the original key and value bytes, untouched, wi
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -53,13 +54,19 @@ class OutRecord:
     headers: Headers
 
 
+@functools.lru_cache(maxsize=4096)
+def _encoded(value: str | int) -> bytes:
+    """Header bytes of values that repeat across events (topic, partition, model)."""
+    return str(value).encode()
+
+
 def source_headers(record: InputRecord, model_name: str, model_version: str) -> Headers:
     return [
-        (H_SOURCE_TOPIC, record.topic.encode()),
-        (H_SOURCE_PARTITION, str(record.partition).encode()),
+        (H_SOURCE_TOPIC, _encoded(record.topic)),
+        (H_SOURCE_PARTITION, _encoded(record.partition)),
         (H_SOURCE_OFFSET, str(record.offset).encode()),
-        (H_MODEL_NAME, model_name.encode()),
-        (H_MODEL_VERSION, model_version.encode()),
+        (H_MODEL_NAME, _encoded(model_name)),
+        (H_MODEL_VERSION, _encoded(model_version)),
     ]
 
 
