@@ -182,6 +182,7 @@ class DemoConfig:
 class WorkerConfig:
     max_batch_records: int = _opt(1000, min=1, max=1_000_000)
     max_wait_ms: int = _opt(50, min=0, max=600_000)
+    batch_linger_ms: int = _opt(0, min=0, max=600_000)
     id_field: str = _opt("id")
     passthrough: list[str] = _opt([])
     missing_feature: str = _opt("reject", choices=("reject", "impute"))

@@ -88,17 +88,21 @@ class ConfluentTransport:
                 "enable.partition.eof": False,
             }
         )
-        self.producer = Producer(
-            {
-                **common,
-                "acks": "all",
-                "enable.idempotence": True,
-                "linger.ms": w.linger_ms,
-                "batch.size": w.producer_batch_bytes,
-                "compression.type": w.compression,
-                "delivery.timeout.ms": w.delivery_timeout_ms,
-            }
-        )
+        self._producer_settings: dict[str, Any] = {
+            **common,
+            "acks": "all",
+            "enable.idempotence": True,
+            "linger.ms": w.linger_ms,
+            "batch.size": w.producer_batch_bytes,
+            "compression.type": w.compression,
+            "delivery.timeout.ms": w.delivery_timeout_ms,
+            # One Python call per failed record instead of one per record.
+            "delivery.report.only.error": True,
+            "on_delivery": self._on_delivery_error,
+        }
+        self._producer_class = Producer
+        self.producer = Producer(self._producer_settings)
+        self._failed: list[tuple[Any, OutRecord]] = []
         self.backoff_s = w.retry_backoff_ms / 1000
         self.max_backoff_s = w.max_retry_backoff_ms / 1000
         self.delivery_timeout_s = w.delivery_timeout_ms / 1000
@@ -121,7 +125,17 @@ class ConfluentTransport:
         self.consumer.subscribe([topic], on_assign=assigned, on_revoke=revoked)
 
     def poll(self, timeout_ms: int, max_records: int) -> list[Any]:
-        messages = self.consumer.consume(num_messages=max_records, timeout=timeout_ms / 1000)
+        # consume() waits until it has num_messages or the timeout passed; the worker wants
+        # what is queued now, or else the first message to arrive within the timeout.
+        consume = self.consumer.consume
+        messages = consume(num_messages=max_records, timeout=0)
+        if not messages and timeout_ms > 0:
+            first = self.consumer.poll(timeout_ms / 1000)
+            if first is None:
+                return []
+            messages = [first]
+            if max_records > 1:
+                messages.extend(consume(num_messages=max_records - 1, timeout=0))
         out = []
         for message in messages:
             error = message.error()
@@ -133,6 +147,18 @@ class ConfluentTransport:
 
     def assignment(self) -> list[Partition]:
         return sorted((p.topic, p.partition) for p in self.consumer.assignment())
+
+    def partition_count(self, topic: str) -> int | None:
+        """Partitions of ``topic`` from the cluster metadata (None when unknown)."""
+        try:
+            metadata = self.producer.list_topics(topic, timeout=self.delivery_timeout_s)
+        except Exception as exc:  # noqa: BLE001 - KafkaException and timeouts alike
+            log.warning("no metadata for topic %r: %s", topic, exc)
+            return None
+        found = metadata.topics.get(topic)
+        if found is None or found.error is not None or not found.partitions:
+            return None
+        return len(found.partitions)
 
     def highwater(self, topic: str, partition: int) -> int | None:
         from confluent_kafka import TopicPartition
@@ -159,14 +185,23 @@ class ConfluentTransport:
     # ------------------------------------------------------------------ producing
 
     def publish(self, records: Sequence[OutRecord], stop: threading.Event) -> None:
-        """Produce every record; return when each delivery report says it was written."""
+        """Produce every record; return when the broker acknowledged each one.
+
+        The producer reports only failed deliveries (``delivery.report.only.error``): after
+        ``flush`` returns with nothing left in the queue, every record without an error report
+        was written. Failed records are produced again (at-least-once).
+        """
+        from confluent_kafka import KafkaException
+
         pending = list(records)
         backoff = self.backoff_s
         while pending:
-            reports = _Reports()
+            self._failed = []
+            unsent: list[OutRecord] = []
+            reason: Any = None
             produce = self.producer.produce
-            for record in pending:
-                callback = reports.callback(record)
+            for index, record in enumerate(pending):
+                partition = record.partition
                 while True:
                     try:
                         produce(
@@ -174,34 +209,71 @@ class ConfluentTransport:
                             value=record.value,
                             key=record.key,
                             headers=record.headers,
-                            on_delivery=callback,
+                            partition=-1 if partition is None else partition,
                         )
                         break
                     except BufferError:  # local queue full: serve delivery reports, retry
                         self.producer.poll(0.05)
-            remaining = self.producer.flush(self.delivery_timeout_s)
-            errors = reports.errors
-            if remaining:
-                errors.append(f"{remaining} records without a delivery report in time")
-            # Anything without a positive report is sent again (at-least-once).
-            failed = [r for r in pending if id(r) not in reports.delivered]
+                    except KafkaException as exc:  # e.g. the producer went fatal
+                        unsent = pending[index:]
+                        reason = exc
+                        break
+                if unsent:
+                    break
+            if self.producer.flush(self.delivery_timeout_s):
+                # Still queued after the delivery timeout: purge them, which reports each one
+                # as failed, so they are produced again (duplicates possible, losses not).
+                self.producer.purge(in_queue=True, in_flight=True)
+                self.producer.flush(0)
+            failed = [record for _, record in self._failed] + unsent
             if not failed:
                 return
+            if reason is None:
+                reason = self._failed[0][0]
             if stop.is_set():
                 raise DeliveryFailed(
-                    f"{len(failed)} of {len(records)} records unacknowledged at shutdown: "
-                    f"{errors[0]}"
+                    f"{len(failed)} of {len(records)} records unacknowledged at shutdown: {reason}"
                 )
             log.warning(
                 "%d of %d records not acknowledged (%s); retrying in %.1fs",
                 len(failed),
                 len(records),
-                errors[0],
+                reason,
                 backoff,
             )
             stop.wait(backoff)
+            self._renew_producer()
             backoff = min(backoff * 2, self.max_backoff_s)
             pending = failed
+
+    def _renew_producer(self) -> None:
+        """A fresh producer after failed deliveries: an idempotent producer whose broker lost
+        its state (a restart of a memory-only broker, a failover) goes fatal
+        (UNKNOWN_PRODUCER_ID) and refuses every record; a new one starts a new session."""
+        old = self.producer
+        try:
+            old.purge(in_queue=True, in_flight=True)
+            old.flush(0)
+        except Exception:  # the old producer is being discarded anyway
+            log.debug("discarding the failed producer raised", exc_info=True)
+        self._failed = []
+        self.producer = self._producer_class(self._producer_settings)
+
+    def _on_delivery_error(self, error: Any, message: Any) -> None:
+        """Called by librdkafka (from ``poll``/``flush``) for each record it could not write."""
+        partition = message.partition()
+        self._failed.append(
+            (
+                error,
+                OutRecord(
+                    message.topic(),
+                    message.key(),
+                    message.value(),
+                    list(message.headers() or ()),
+                    partition if partition >= 0 else None,
+                ),
+            )
+        )
 
     # ------------------------------------------------------------------ committing
 
@@ -241,20 +313,3 @@ class ConfluentTransport:
             self.producer.flush(5)
         finally:
             self.consumer.close()
-
-
-class _Reports:
-    """Delivery reports of one publishing round."""
-
-    def __init__(self) -> None:
-        self.delivered: set[int] = set()
-        self.errors: list[Any] = []
-
-    def callback(self, record: OutRecord) -> Callable[[Any, Any], None]:
-        def report(error: Any, _message: Any) -> None:
-            if error is None:
-                self.delivered.add(id(record))
-            else:
-                self.errors.append(error)
-
-        return report

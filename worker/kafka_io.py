@@ -37,6 +37,8 @@ class Transport(Protocol):
 
     def assignment(self) -> list[Partition]: ...
 
+    def partition_count(self, topic: str) -> int | None: ...
+
     def highwater(self, topic: str, partition: int) -> int | None: ...
 
     def position(self, topic: str, partition: int) -> int | None: ...
@@ -128,6 +130,15 @@ class KafkaPythonTransport:
     def assignment(self) -> list[Partition]:
         return sorted((tp.topic, tp.partition) for tp in self.consumer.assignment())
 
+    def partition_count(self, topic: str) -> int | None:
+        """Partitions of ``topic`` from the cluster metadata (None when unknown)."""
+        try:
+            partitions = self.producer.partitions_for(topic)
+        except KafkaError as exc:
+            log.warning("no metadata for topic %r: %s", topic, exc)
+            return None
+        return len(partitions) if partitions else None
+
     def highwater(self, topic: str, partition: int) -> int | None:
         value = self.consumer.highwater(TopicPartition(topic, partition))
         return int(value) if value is not None else None
@@ -157,8 +168,14 @@ class KafkaPythonTransport:
         backoff = self.backoff_s
         while pending:
             send = self.producer.send
-            futures = [send(r.topic, value=r.value, key=r.key, headers=r.headers) for r in pending]
-            self.producer.flush(timeout=self.delivery_timeout_s)
+            futures = [
+                send(r.topic, value=r.value, key=r.key, headers=r.headers, partition=r.partition)
+                for r in pending
+            ]
+            try:
+                self.producer.flush(timeout=self.delivery_timeout_s)
+            except KafkaError as exc:  # KafkaTimeoutError: unfinished ones count as failed
+                log.debug("flush: %s", exc)
             failed: list[OutRecord] = []
             first_error: Any = None
             for record, future in zip(pending, futures, strict=True):

@@ -19,10 +19,10 @@ from streamscore import jsonio
 from worker.records import (
     InputRecord,
     OutRecord,
+    SourceHeaders,
     dead_letter_headers,
     event_id,
     now_ms,
-    source_headers,
 )
 from worker.scoring import Scorer
 from worker.validation import FeatureMatrixBuilder, ValidationPolicy
@@ -63,6 +63,7 @@ class ServingModel:
         )
         self.scorer = Scorer(loaded)
         self.model_ref = {"name": self.name, "version": self.version}
+        self.headers = SourceHeaders(self.name, self.version_text)
 
     def smoke_test(self) -> None:
         """Predict one row of schema defaults; raises if the model cannot score at all."""
@@ -96,49 +97,82 @@ def score_events(
     model: ServingModel,
     id_field: str,
     passthrough: Sequence[str] = (),
-    sources: Sequence[InputRecord] | None = None,
 ) -> list[Outcome]:
     """Validate and score decoded events with one model call; one outcome per event.
 
-    The stream and ``POST /predict`` both go through here, so a bad event gets the same
-    message in a dead letter as in an HTTP 422.
+    The stream and ``POST /predict`` both go through :func:`_score`, so a bad event gets the
+    same message in a dead letter as in an HTTP 422.
     """
-    outcomes: list[Outcome | None] = [None] * len(events)
+    bodies, failures = _score(events, model, id_field, passthrough, None)
+    outcomes = [Outcome(body) if body is not None else _NOT_SCORED for body in bodies]
+    for index, stage, error_class, message in failures:
+        outcomes[index] = Outcome(None, stage, error_class, message)
+    return outcomes
+
+
+_NOT_SCORED = Outcome(None, "predict", "Missing", "not scored")
+
+
+def _score(
+    events: Sequence[dict[str, Any]],
+    model: ServingModel,
+    id_field: str,
+    passthrough: Sequence[str],
+    sources: Sequence[InputRecord] | None,
+) -> tuple[list[dict[str, Any] | None], list[tuple[int, str, str, str]]]:
+    """Prediction bodies (None where an event did not score) and the failures as
+    ``(event index, stage, error class, message)``, in event order within each stage."""
+    bodies: list[dict[str, Any] | None] = [None] * len(events)
+    failures: list[tuple[int, str, str, str]] = []
     built = model.builder.build(events)
     for index, reason in built.rejected:
-        outcomes[index] = Outcome(None, "schema", "SchemaError", reason)
+        failures.append((index, "schema", "SchemaError", reason))
     scores = model.scorer.score(built.matrix)
     for matrix_row, error_class, message in scores.failed:
-        outcomes[built.rows[matrix_row]] = Outcome(None, "predict", error_class, message)
+        failures.append((built.rows[matrix_row], "predict", error_class, message))
     scored_at = now_ms()
     model_ref = model.model_ref
     class_keys = model.scorer.class_keys
     proba = scores.probabilities
     proba_rows = proba.tolist() if proba is not None else None
+    predictions = scores.predictions
+    matrix_rows = built.rows
+    all_rows = len(scores.rows) == len(events)  # the common case: every event scored
     for position, matrix_row in enumerate(scores.rows):
-        index = built.rows[matrix_row]
+        index = matrix_row if all_rows else matrix_rows[matrix_row]
         event = events[index]
-        if sources is not None:
-            ident = event_id(event, id_field, sources[index])
-        else:
-            ident = event.get(id_field)
-        body: dict[str, Any] = {"id": ident, "prediction": scores.predictions[position]}
+        ident = event.get(id_field)
+        if ident is None:
+            ident = event_id(event, id_field, sources[index]) if sources is not None else None
         if proba_rows is not None:
-            body["probabilities"] = dict(zip(class_keys, proba_rows[position], strict=True))
-        body["model"] = model_ref
-        body["scored_at"] = scored_at
+            body: dict[str, Any] = {
+                "id": ident,
+                "prediction": predictions[position],
+                "probabilities": dict(zip(class_keys, proba_rows[position], strict=True)),
+                "model": model_ref,
+                "scored_at": scored_at,
+            }
+        else:
+            body = {
+                "id": ident,
+                "prediction": predictions[position],
+                "model": model_ref,
+                "scored_at": scored_at,
+            }
         for name in passthrough:
             if name in event:
                 body[name] = event[name]
-        outcomes[index] = Outcome(body)
-    return [
-        o if o is not None else Outcome(None, "predict", "Missing", "not scored") for o in outcomes
-    ]
+        bodies[index] = body
+    return bodies, failures
 
 
 class BatchProcessor:
     def __init__(self, destinations: Destinations) -> None:
         self.dest = destinations
+        #: Publish each prediction to its event's partition number (the worker sets this when
+        #: the input and output topics have the same partition count); otherwise the client's
+        #: partitioner hashes the key.
+        self.follow_partitions = False
 
     def process(self, records: Sequence[InputRecord], model: ServingModel) -> BatchResult:
         dest = self.dest
@@ -174,27 +208,31 @@ class BatchProcessor:
             events.append(event)
             decoded.append(record)
 
-        outcomes = score_events(events, model, dest.id_field, dest.passthrough, decoded)
+        bodies, failures = _score(events, model, dest.id_field, dest.passthrough, decoded)
+        for index, stage, error_class, message in failures:
+            out.append(self._dead(decoded[index], model, stage, error_class, message))
+            result.dead_letters[stage] += 1
         topic = dest.output_topic
         dumps = jsonio.dumps
-        for outcome, record in zip(outcomes, decoded, strict=True):
-            if outcome.body is None:
-                out.append(
-                    self._dead(record, model, outcome.stage, outcome.error_class, outcome.message)
-                )
-                result.dead_letters[outcome.stage] += 1
+        headers = model.headers
+        same = self.follow_partitions
+        predictions = result.predictions
+        timestamps = result.timestamps_ms
+        for body, record in zip(bodies, decoded, strict=True):
+            if body is None:
                 continue
             out.append(
                 OutRecord(
                     topic,
                     record.key,
-                    dumps(outcome.body),
-                    source_headers(record, model.name, model.version_text),
+                    dumps(body),
+                    headers(record),
+                    record.partition if same else None,
                 )
             )
-            result.predictions.append(outcome.body["prediction"])
-            result.timestamps_ms.append(record.timestamp)
-            result.scored += 1
+            predictions.append(body["prediction"])
+            timestamps.append(record.timestamp)
+        result.scored = len(predictions)
         return result
 
     def _dead(

@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import functools
 import time
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 # Headers on every prediction.
 H_SOURCE_TOPIC = "streamscore.source.topic"
@@ -46,12 +45,14 @@ class InputRecord(Protocol):
     value: bytes | None
 
 
-@dataclass(frozen=True)
-class OutRecord:
+class OutRecord(NamedTuple):
+    """A record to publish. ``partition`` None lets the client's partitioner hash the key."""
+
     topic: str
     key: bytes | None
     value: bytes
     headers: Headers
+    partition: int | None = None
 
 
 @functools.lru_cache(maxsize=4096)
@@ -68,6 +69,32 @@ def source_headers(record: InputRecord, model_name: str, model_version: str) -> 
         (H_MODEL_NAME, _encoded(model_name)),
         (H_MODEL_VERSION, _encoded(model_version)),
     ]
+
+
+class SourceHeaders:
+    """Builds prediction headers for one batch: the bytes that repeat (topic, partition,
+    model) are encoded once per partition and reused, only the offset is per event."""
+
+    def __init__(self, model_name: str, model_version: str) -> None:
+        self._name = (H_MODEL_NAME, _encoded(model_name))
+        self._version = (H_MODEL_VERSION, _encoded(model_version))
+        self._by_partition: dict[tuple[str, int], tuple[tuple[str, bytes], ...]] = {}
+
+    def __call__(self, record: InputRecord) -> Headers:
+        key = (record.topic, record.partition)
+        fixed = self._by_partition.get(key)
+        if fixed is None:
+            fixed = self._by_partition[key] = (
+                (H_SOURCE_TOPIC, _encoded(record.topic)),
+                (H_SOURCE_PARTITION, _encoded(record.partition)),
+            )
+        return [
+            fixed[0],
+            fixed[1],
+            (H_SOURCE_OFFSET, str(record.offset).encode()),
+            self._name,
+            self._version,
+        ]
 
 
 def dead_letter_headers(

@@ -3,7 +3,8 @@
 The loop, in order, for every batch:
 
 1. swap in a newly promoted model if the reloader prepared one (between batches only);
-2. poll until ``max_batch_records`` events or ``max_wait_ms`` have passed;
+2. poll what has arrived (waiting up to ``max_wait_ms`` for the first event), at most
+   ``max_batch_records``;
 3. score the batch (:class:`worker.processor.BatchProcessor`);
 4. publish predictions and dead letters and wait for the broker to acknowledge each one;
 5. commit the batch's offsets.
@@ -159,6 +160,11 @@ class ScoringWorker:
         self._transport = transport
         self._joined = False
         self._waiting_since = time.monotonic()
+        inputs = transport.partition_count(cfg.kafka.input_topic)
+        outputs = transport.partition_count(cfg.kafka.output_topic)
+        # Same partition counts: a prediction goes to its event's partition number, which is
+        # where the default (murmur2) partitioner would put its key, without hashing each key.
+        self.processor.follow_partitions = inputs is not None and inputs == outputs
         transport.subscribe(cfg.kafka.input_topic, self._on_assign, self._on_revoke)
         log.info(
             "worker %s joining group %r on %s, serving %s",
@@ -203,28 +209,48 @@ class ScoringWorker:
 
     def _loop(self, transport: Transport) -> bool:
         """Poll, score, publish, commit until stopped (False) or stuck joining (True)."""
-        w = self.cfg.worker
-        max_records = w.max_batch_records
-        wait_s = w.max_wait_ms / 1000
         while not self._stop.is_set():
             self._swap_model()
-            deadline = time.monotonic() + wait_s
-            while not self._stop.is_set():
-                remaining_ms = int((deadline - time.monotonic()) * 1000)
-                # Poll first, then extend: a revoke inside poll() hands the batch so far
-                # to _on_revoke, which replaces self._batch.
-                polled = transport.poll(max(remaining_ms, 0), max_records - len(self._batch))
-                self._batch.extend(polled)
-                if self._rewind:
-                    self._apply_rewind(transport)
-                if len(self._batch) >= max_records or remaining_ms <= 0:
-                    break
+            self._gather(transport)
             if self._batch:
                 self._handle_batch(transport)
             self._update_lag(transport)
             if not self._joined and time.monotonic() - self._waiting_since > self.join_timeout_s:
                 return True
         return False
+
+    def _gather(self, transport: Transport) -> None:
+        """Poll into ``self._batch``: wait up to ``max_wait_ms`` for the first events, then
+        take what the client has buffered, and stop at ``max_batch_records`` or when nothing
+        more is there (or after ``batch_linger_ms``, when set). A busy worker gets full batches
+        because events pile up while it scores; a quiet one scores each arrival at once."""
+        w = self.cfg.worker
+        max_records = w.max_batch_records
+        linger_s = w.batch_linger_ms / 1000
+        started = time.monotonic()
+        first_at = 0.0
+        while not self._stop.is_set():
+            now = time.monotonic()
+            if self._batch:
+                timeout_ms = int((first_at + linger_s - now) * 1000)
+            else:
+                timeout_ms = int((started + w.max_wait_ms / 1000 - now) * 1000)
+            # Poll first, then extend: a revoke inside poll() hands the batch so far
+            # to _on_revoke, which replaces self._batch.
+            polled = transport.poll(max(timeout_ms, 0), max_records - len(self._batch))
+            if polled and not self._batch:
+                first_at = time.monotonic()
+            self._batch.extend(polled)
+            if self._rewind:
+                self._apply_rewind(transport)
+            if len(self._batch) >= max_records:
+                return
+            if self._batch:
+                drained = not polled if linger_s == 0 else timeout_ms <= 0
+                if drained:
+                    return
+            elif timeout_ms <= 0:
+                return
 
     def _drain(self, transport: Transport) -> None:
         if self._batch:

@@ -224,3 +224,34 @@ def test_worker_refuses_tampered_artifact_and_keeps_serving(
     outputs = read(cfg.kafka, cfg.kafka.output_topic, expected=10)
     assert {r.value["model"]["version"] for r in outputs} == {1}
     assert worker.metrics.model_loads.labels(outcome="refused")._value.get() == 1
+
+
+def test_prediction_goes_to_the_partition_number_of_its_event(
+    stream_config, register, demo_set, start_worker
+):
+    cfg = stream_config()
+    register()
+    start_worker(cfg)
+    produce(cfg.kafka, [demo_set.event(i) for i in range(200)])
+    inputs = {r.value["id"]: r.partition for r in read(cfg.kafka, cfg.kafka.input_topic, 200)}
+    outputs = read(cfg.kafka, cfg.kafka.output_topic, expected=200)
+    assert len(outputs) == 200 and len(set(inputs.values())) > 1
+    for r in outputs:
+        assert r.partition == inputs[r.value["id"]] == int(r.headers["streamscore.source.partition"])
+
+
+def test_output_topic_with_other_partition_count_gets_keys_hashed_by_the_client(
+    stream_config, register, demo_set, start_worker
+):
+    from streamscore.kafka_admin import ensure_topics
+
+    cfg = stream_config(create_topics=False)
+    k = cfg.kafka
+    ensure_topics(k, [k.input_topic, k.dead_letter_topic], partitions=4)
+    ensure_topics(k, [k.output_topic], partitions=3)
+    register()
+    start_worker(cfg)
+    produce(k, [demo_set.event(i) for i in range(200)])
+    outputs = read(k, k.output_topic, expected=200)
+    assert len(outputs) == 200
+    assert {r.partition for r in outputs} == {0, 1, 2}  # partition 3 does not exist there
