@@ -34,9 +34,27 @@ def settings(args: argparse.Namespace) -> dict[str, Any]:
         "omp_num_threads": args.omp_threads,
         "session_timeout_ms": SESSION_TIMEOUT_MS,
         "heartbeat_interval_ms": HEARTBEAT_INTERVAL_MS,
-        "worker": "config defaults: max_batch_records 1000, max_wait_ms 50, linger_ms 5, "
-        "producer_batch_bytes 262144, acks all, reload_poll_ms 200, http off",
+        "worker": _worker_defaults(),
     }
+
+
+def _worker_defaults() -> str:
+    """The worker settings the measured workers run with (the shipped defaults)."""
+    from streamscore.config import WorkerConfig
+
+    w = WorkerConfig()
+    shown = ", ".join(
+        f"{name} {getattr(w, name)}"
+        for name in (
+            "max_batch_records",
+            "max_wait_ms",
+            "batch_linger_ms",
+            "linger_ms",
+            "producer_batch_bytes",
+            "reload_poll_ms",
+        )
+    )
+    return f"config defaults: {shown}, acks all, http off"
 
 
 # --------------------------------------------------------------------------- summaries

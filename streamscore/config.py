@@ -181,7 +181,7 @@ class DemoConfig:
 @dataclass(frozen=True)
 class WorkerConfig:
     max_batch_records: int = _opt(1000, min=1, max=1_000_000)
-    max_wait_ms: int = _opt(50, min=0, max=600_000)
+    max_wait_ms: int = _opt(10, min=0, max=600_000)
     batch_linger_ms: int = _opt(0, min=0, max=600_000)
     id_field: str = _opt("id")
     passthrough: list[str] = _opt([])
@@ -202,6 +202,7 @@ class WorkerConfig:
     compression: str = _opt("none", choices=("none", "gzip", "snappy", "lz4", "zstd"))
     log_dir: Path = _opt(Path("var/log"))
     log_level: str = _opt("INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    import_pandas: bool = _opt(False)
 
 
 @dataclass(frozen=True)

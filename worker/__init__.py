@@ -1,20 +1,41 @@
 """The scoring service: consume events, score them in micro-batches, publish predictions.
 
 ``ScoringWorker`` is one consumer-group member; ``Supervisor`` runs several as processes.
+
+Names are imported on first use, so ``python -m worker`` can decide which libraries a worker
+process loads before scikit-learn is imported (see :mod:`worker.lean`).
 """
 
-from worker.processor import BatchProcessor, Destinations, ServingModel
-from worker.service import ScoringWorker, WorkerStatus
-from worker.supervisor import Supervisor
-from worker.validation import FeatureMatrixBuilder, ValidationPolicy
+from __future__ import annotations
 
-__all__ = [
-    "BatchProcessor",
-    "Destinations",
-    "FeatureMatrixBuilder",
-    "ScoringWorker",
-    "ServingModel",
-    "Supervisor",
-    "ValidationPolicy",
-    "WorkerStatus",
-]
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from worker.processor import BatchProcessor as BatchProcessor
+    from worker.processor import Destinations as Destinations
+    from worker.processor import ServingModel as ServingModel
+    from worker.service import ScoringWorker as ScoringWorker
+    from worker.service import WorkerStatus as WorkerStatus
+    from worker.supervisor import Supervisor as Supervisor
+    from worker.validation import FeatureMatrixBuilder as FeatureMatrixBuilder
+    from worker.validation import ValidationPolicy as ValidationPolicy
+
+_WHERE = {
+    "BatchProcessor": "worker.processor",
+    "Destinations": "worker.processor",
+    "ServingModel": "worker.processor",
+    "ScoringWorker": "worker.service",
+    "WorkerStatus": "worker.service",
+    "Supervisor": "worker.supervisor",
+    "FeatureMatrixBuilder": "worker.validation",
+    "ValidationPolicy": "worker.validation",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(importlib.import_module(_WHERE[name]), name)
+    raise AttributeError(f"module 'worker' has no attribute {name!r}")

@@ -11,6 +11,7 @@ import click
 
 from streamscore.clitools import StreamscoreGroup, config_option, pass_state, setup_logging
 from streamscore.config import resolve_config_path
+from worker.lean import skip_pandas
 
 log = logging.getLogger("worker")
 
@@ -54,10 +55,13 @@ def worker(state: object, processes: int | None) -> None:
 @pass_state
 def run_one(state: object, index: int) -> None:
     """Run one worker in this process (what the supervisor starts)."""
+    cfg = state.config  # type: ignore[attr-defined]
+    skipped = [] if cfg.worker.import_pandas else skip_pandas()
     from worker.service import ScoringWorker
 
-    cfg = state.config  # type: ignore[attr-defined]
     setup_logging(cfg.worker.log_level, file=cfg.worker.log_dir / f"worker-{index}.log")
+    if skipped:
+        log.info("not loading %s in this process ([worker] import_pandas = false)", skipped)
     scoring = ScoringWorker(cfg, index=index)
     _install_stop_handlers(scoring.stop)
     log.info("worker %d starting (pid logs: %s)", index, cfg.worker.log_dir / f"worker-{index}.log")

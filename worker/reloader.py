@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from model_store import ModelStore
 from streamscore.exceptions import StreamscoreError
+from worker.lean import hint
 from worker.processor import ServingModel
 from worker.validation import ValidationPolicy
 
@@ -150,7 +151,7 @@ class ModelReloader:
             model.smoke_test()
         except Exception as exc:  # noqa: BLE001
             self._seen = state
-            reason = f"{type(exc).__name__}: {exc}"
+            reason = hint(f"{type(exc).__name__}: {exc}")
             self.last_problem = f"version {version} refused: {reason}"
             current = self._latest.label if self._latest else "nothing"
             log.error(

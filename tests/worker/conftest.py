@@ -58,6 +58,24 @@ class FailsOnMarker:
         return self.inner.predict_proba(X)
 
 
+class NeedsPandas:
+    """A model that imports pandas to predict (as a pipeline with pandas output would)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.classes_ = inner.classes_
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        import pandas
+
+        return np.asarray(self.inner.predict(pandas.DataFrame(X).to_numpy()))
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        import pandas
+
+        return np.asarray(self.inner.predict_proba(pandas.DataFrame(X).to_numpy()))
+
+
 RegisterFn = Callable[..., Any]
 
 

@@ -217,5 +217,6 @@ def test_worker_process_logs_partitions_model_and_log_file(
     text = log_file.read_text()
     assert "serving demo v1" in text
     assert f"{cfg.kafka.input_topic}[" in text
+    assert "not loading ['pandas', 'pyarrow'] in this process" in text
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=30) == 0

@@ -237,7 +237,8 @@ def test_prediction_goes_to_the_partition_number_of_its_event(
     outputs = read(cfg.kafka, cfg.kafka.output_topic, expected=200)
     assert len(outputs) == 200 and len(set(inputs.values())) > 1
     for r in outputs:
-        assert r.partition == inputs[r.value["id"]] == int(r.headers["streamscore.source.partition"])
+        source = int(r.headers["streamscore.source.partition"])
+        assert r.partition == inputs[r.value["id"]] == source
 
 
 def test_output_topic_with_other_partition_count_gets_keys_hashed_by_the_client(
