@@ -86,6 +86,11 @@ class ConfluentTransport:
                 "max.partition.fetch.bytes": w.max_partition_fetch_bytes,
                 "fetch.wait.max.ms": min(max(w.max_wait_ms, 10), 500),
                 "enable.partition.eof": False,
+                # librdkafka prefetches up to 64 MiB by default; the worker needs a batch ahead.
+                "queued.max.messages.kbytes": max(2 * w.fetch_max_bytes // 1024, 1024),
+                # ... and, when that queue is full, waits 1 s by default before fetching again,
+                # which starves a fast worker: check again after a poll wait instead.
+                "fetch.queue.backoff.ms": max(w.max_wait_ms, 1),
             }
         )
         self._producer_settings: dict[str, Any] = {
