@@ -49,6 +49,7 @@ ONLY = {
     "worker2": ("worker-2",),
     "worker-confluent": ("worker-1-confluent",),
     "latency": ("latency",),
+    "latency-confluent": ("latency-confluent",),
     "hotswap": ("hotswap",),
 }
 #: Throughput runs ignore the events done in the first WARMUP_S seconds (or first 10 %).
@@ -172,6 +173,7 @@ class Bench:
         self.results: dict[str, Any] = {
             "throughput": {},
             "latency": {},
+            "latency-confluent": {},
             "hotswap": {},
             "errors": [],
             "skipped": {},
@@ -300,33 +302,41 @@ class Bench:
                 )
                 self.save()
 
-    def max_rate(self, key: str) -> float | None:
-        runs = self.results["throughput"].get("worker-1", {}).get(key, {}).get("runs", [])
+    def max_rate(self, key: str, row: str = "worker-1") -> float | None:
+        runs = self.results["throughput"].get(row, {}).get(key, {}).get("runs", [])
         return median([r.get("rate") for r in runs])
 
-    def latency(self) -> None:
+    def latency(self, transport: str = "kafka-python") -> None:
         from bench import workers
 
         a = self.args
         fractions = (0.25, 0.5, 0.75)
+        row = "worker-1" if transport == "kafka-python" else "worker-1-confluent"
+        section = "latency" if transport == "kafka-python" else "latency-confluent"
         for key in a.model_keys:
-            top = self.max_rate(key)
+            top = self.max_rate(key, row)
             if top is None:
-                say(f"latency / {key}: measuring the 1-process maximum first ...")
+                say(f"{section} / {key}: measuring the 1-process maximum first ...")
                 try:
                     result = workers.throughput(
-                        self.setup, self.models, key, self.backlog, processes=1, label="worker-1"
+                        self.setup,
+                        self.models,
+                        key,
+                        self.backlog,
+                        processes=1,
+                        label=row,
+                        transport=transport,
                     )
-                    self._tp("worker-1", key)["runs"].append(result)
+                    self._tp(row, key)["runs"].append(result)
                     top = result.get("rate")
                 except Exception as exc:  # noqa: BLE001
-                    self._record_error(f"latency / {key}: 1-process maximum", exc)
+                    self._record_error(f"{section} / {key}: 1-process maximum", exc)
                     continue
             if not top:
                 continue
-            entry = self.results["latency"].setdefault(key, {"runs": [], "max_rate": top})
+            entry = self.results[section].setdefault(key, {"runs": [], "max_rate": top})
             for run in range(a.runs):
-                say(f"latency / {key} (run {run + 1}/{a.runs}), 1 process, max {top:,.0f}/s ...")
+                say(f"{section} / {key} (run {run + 1}/{a.runs}), 1 process, max {top:,.0f}/s ...")
                 try:
                     entry["runs"].append(
                         workers.latency(
@@ -336,10 +346,11 @@ class Bench:
                             max_rate=top,
                             fractions=fractions,
                             seconds=a.latency_seconds,
+                            transport=transport,
                         )
                     )
                 except Exception as exc:  # noqa: BLE001
-                    self._record_error(f"latency / {key} run {run + 1}", exc)
+                    self._record_error(f"{section} / {key} run {run + 1}", exc)
                 self.save()
 
     def hotswap(self) -> None:
@@ -422,6 +433,8 @@ def main(argv: list[str] | None = None) -> int:
                 bench.throughput_round(run)
             if "latency" in args.sections:
                 bench.latency()
+            if "latency-confluent" in args.sections:
+                bench.latency("confluent-kafka")
             if "hotswap" in args.sections:
                 bench.hotswap()
             r["duration_s"] = round(time.monotonic() - started, 1)

@@ -89,19 +89,20 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
             peak = median(peaks)
             if peak is not None:
                 out["rss_mib"].setdefault(row, {})[key] = peak / 1024
-    for key, entry in results.get("latency", {}).items():
-        phases: dict[str, Any] = {}
-        for run in entry.get("runs", []):
-            for fraction, ph in run["phases"].items():
-                slot = phases.setdefault(
-                    fraction, {"rate": ph["rate"], "p50": [], "p95": [], "p99": []}
-                )
-                for q in ("p50", "p95", "p99"):
-                    slot[q].append(ph[f"{q}_ms"])
-        out["latency"][key] = {
-            f: {"rate": v["rate"], **{q: median(v[q]) for q in ("p50", "p95", "p99")}}
-            for f, v in phases.items()
-        }
+    for section in ("latency", "latency-confluent"):
+        for key, entry in results.get(section, {}).items():
+            phases: dict[str, Any] = {}
+            for run in entry.get("runs", []):
+                for fraction, ph in run["phases"].items():
+                    slot = phases.setdefault(
+                        fraction, {"rate": ph["rate"], "p50": [], "p95": [], "p99": []}
+                    )
+                    for q in ("p50", "p95", "p99"):
+                        slot[q].append(ph[f"{q}_ms"])
+            out.setdefault(section, {})[key] = {
+                f: {"rate": v["rate"], **{q: median(v[q]) for q in ("p50", "p95", "p99")}}
+                for f, v in phases.items()
+            }
     for pair, entry in results.get("hotswap", {}).items():
         swaps = entry.get("runs", [])
         if not swaps:
@@ -173,10 +174,12 @@ def table(results: dict[str, Any], summary: dict[str, Any]) -> str:
                 cells += [_n(v), _ratio(v, base[k]), _pct(v, ceiling[k])]
         row(title, cells)
 
-    lat = summary["latency"]
-    if lat:
+    for name, client in (("latency", ""), ("latency-confluent", ", confluent-kafka")):
+        lat = summary.get(name) or {}
+        if not lat:
+            continue
         section(
-            "end-to-end latency, 1 process, p50 / p95 / p99 ms "
+            f"end-to-end latency, 1 process{client}, p50 / p95 / p99 ms "
             "(event → prediction, Kafka timestamps)"
         )
         fractions = sorted({f for v in lat.values() for f in v})
@@ -190,7 +193,7 @@ def table(results: dict[str, Any], summary: dict[str, Any]) -> str:
                     continue
                 rates.append(f"{ph['rate']:,.0f}/s")
                 cells += [f"{ph['p50']:.0f} / {ph['p95']:.0f} / {ph['p99']:.0f}", "", ""]
-            row(f"at {float(f):.0%} of the 1-process maximum ({', '.join(rates)})", cells)
+            row(f"at {float(f):.0%} of its 1-process maximum ({', '.join(rates)})", cells)
 
     swaps = summary["hotswap"]
     if swaps:

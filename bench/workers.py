@@ -303,12 +303,17 @@ def latency(
     seconds: float,
     warmup_events: int = 2000,
     settle_s: float = 1.0,
+    transport: str = "kafka-python",
 ) -> dict[str, Any]:
     """One worker; for each fraction, publish at ``fraction × max_rate`` for ``seconds``."""
     phases: dict[str, Any] = {}
     with fresh_topics(setup, "latency") as names:
         config, log_dir = write_config(
-            setup, names, model_root=model.store_root, model_name=model.model_name
+            setup,
+            names,
+            model_root=model.store_root,
+            model_name=model.model_name,
+            transport=transport,
         )
         collector = OutputCollector(setup.bootstrap, names.output)
         try:
