@@ -85,7 +85,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--omp-threads",
         type=int,
         default=None,
-        help="set OMP_NUM_THREADS for every scorer process (default: unset, as deployed)",
+        help="set OMP_NUM_THREADS for every scorer process, and [worker] model_threads for "
+        "the workers (default: unset for the baseline and the peer, as written; the workers "
+        "use their config default, model_threads = 1)",
     )
     p.add_argument("--quix-python", default=None, help="interpreter that has quixstreams")
     p.add_argument(
@@ -184,7 +186,8 @@ class Bench:
     def child_env(self) -> dict[str, str]:
         """Extra environment of every scorer process (baseline, peer, workers)."""
         if self.args.omp_threads:
-            return {"OMP_NUM_THREADS": str(self.args.omp_threads)}
+            threads = str(self.args.omp_threads)
+            return {"OMP_NUM_THREADS": threads, "STREAMSCORE__WORKER__MODEL_THREADS": threads}
         return {}
 
     def _record_error(self, what: str, exc: BaseException) -> None:
@@ -301,6 +304,38 @@ class Bench:
                     else f"  no rate: {result}"
                 )
                 self.save()
+
+    def model_alone(self) -> None:
+        """Peak RSS of each model scoring one batch with no Kafka and no worker around it."""
+        sample = self.work / "sample.jsonl"
+        sample.write_bytes(b"\n".join(self.backlog.values[:1000]))
+        for key in self.args.model_keys:
+            m = self.models[key]
+            folder = self.work / f"model-alone-{key}"
+            folder.mkdir(parents=True, exist_ok=True)
+            spec = {
+                "kind": "model-alone",
+                "artifact": str(m.artifact),
+                "features": m.features,
+                "sample": str(sample),
+            }
+            spec_path, result_path = folder / "spec.json", folder / "result.json"
+            spec_path.write_text(json.dumps(spec))
+            code, tail = run_child(
+                [sys.executable, "-m", "bench.runners", str(spec_path), str(result_path)],
+                log_path=folder / "output.log",
+                timeout_s=120.0,
+                env=dict(os.environ, PYTHONUNBUFFERED="1"),
+            )
+            if code != 0 or not result_path.exists():
+                self._record_error(f"model-alone / {key}", RuntimeError(tail))
+                continue
+            result = json.loads(result_path.read_text())
+            self.results.setdefault("model_alone", {})[key] = {
+                "peak_rss_kib": result.get("rss_kib"),
+                "artifact_bytes": m.artifact.stat().st_size,
+            }
+            say(f"model alone / {key}: peak RSS {result.get('rss_kib', 0) / 1024:,.0f} MiB")
 
     def max_rate(self, key: str, row: str = "worker-1") -> float | None:
         runs = self.results["throughput"].get(row, {}).get(key, {}).get("runs", [])
@@ -429,6 +464,7 @@ def main(argv: list[str] | None = None) -> int:
                 k: {"title": m.title, "estimator": m.estimator, "metrics": m.metrics}
                 for k, m in bench.models.items()
             }
+            bench.model_alone()
             for run in range(args.runs):
                 bench.throughput_round(run)
             if "latency" in args.sections:

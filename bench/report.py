@@ -52,6 +52,9 @@ def _worker_defaults() -> str:
             "linger_ms",
             "producer_batch_bytes",
             "reload_poll_ms",
+            "fetch_max_bytes",
+            "max_partition_fetch_bytes",
+            "model_threads",
         )
     )
     return f"config defaults: {shown}, acks all, http off"
@@ -210,8 +213,21 @@ def table(results: dict[str, Any], summary: dict[str, Any]) -> str:
             row(title, [cell, "", ""] + ["", "", ""] * (len(keys) - 1))
 
     rss = summary["rss_mib"]
-    if rss:
+    alone = results.get("model_alone", {})
+    if rss or alone:
         section("peak RSS of a worker process (VmHWM), MiB")
+        if alone:
+            cells = []
+            for k in keys:
+                a = alone.get(k, {})
+                cells += [_mib(a.get("peak_rss_kib")), "", ""]
+            row("the model alone: python, its libraries, the artifact, 1,000 events scored", cells)
+            cells = []
+            for k in keys:
+                a = alone.get(k, {})
+                size = a.get("artifact_bytes")
+                cells += ["–" if size is None else f"{size / 2**20:,.2f}", "", ""]
+            row("… of which the artifact file (model.joblib)", cells)
         for name, label in (
             ("worker-1", "streamscore worker, 1 process"),
             ("worker-2", "streamscore worker, 2 processes (the larger)"),
@@ -225,7 +241,18 @@ def table(results: dict[str, Any], summary: dict[str, Any]) -> str:
                     v = rss[name].get(k)
                     cells += ["–" if v is None else f"{v:,.0f}", "", ""]
                 row(label, cells)
+        if alone and "worker-1" in rss:
+            cells = []
+            for k in keys:
+                base, worker = alone.get(k, {}).get("peak_rss_kib"), rss["worker-1"].get(k)
+                over = None if base is None or worker is None else worker - base / 1024
+                cells += ["–" if over is None else f"+{over:,.0f}", "", ""]
+            row("worker, 1 process, over the model alone (the worker's own cost)", cells)
     return "\n".join(lines)
+
+
+def _mib(kib: float | None) -> str:
+    return "–" if kib is None else f"{kib / 1024:,.0f}"
 
 
 def header_text(results: dict[str, Any]) -> str:

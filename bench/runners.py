@@ -7,6 +7,9 @@
   acknowledgements), commit synchronously. Client settings as the streamscore worker's.
 * ``baseline``: the per-message worker a data scientist writes first, on kafka-python with its
   defaults: ``json.loads``, ``predict_proba`` on one row, ``json.dumps``, ``send``, auto-commit.
+* ``model-alone``: no Kafka: the interpreter, the model's libraries and the artifact, scoring one
+  batch of events (decode, matrix, ``predict_proba``), set up as a worker process is (pandas
+  skipped, model threads 1). Its peak RSS is the floor under a worker's: what the model costs.
 
 The result holds ``checkpoints``: ``(time, events done)`` pairs, from the first record on.
 """
@@ -205,6 +208,23 @@ def _baseline(spec: dict[str, Any]) -> dict[str, Any]:
     return {"checkpoints": checkpoints, "cpu_cores": _cores(cpu0)}
 
 
+def _model_alone(spec: dict[str, Any]) -> dict[str, Any]:
+    from worker.lean import limit_model_threads, skip_pandas
+
+    limit_model_threads(1)
+    skip_pandas()
+    import joblib
+    import numpy as np
+    import orjson
+
+    model = joblib.load(spec["artifact"])
+    features = spec["features"]
+    events = [orjson.loads(line) for line in Path(spec["sample"]).read_bytes().splitlines()]
+    matrix = np.array([[e[name] for name in features] for e in events], dtype=np.float64)
+    proba = model.predict_proba(matrix)
+    return {"checkpoints": [], "rows": int(proba.shape[0])}
+
+
 def _cores(start: tuple[float, float] | None) -> float | None:
     """CPU seconds of this process (all threads, librdkafka's too) per wall second."""
     if start is None:
@@ -217,6 +237,7 @@ KINDS = {
     "ceiling-kafka-python": _ceiling_kafka_python,
     "ceiling-confluent": _ceiling_confluent,
     "baseline": _baseline,
+    "model-alone": _model_alone,
 }
 
 

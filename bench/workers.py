@@ -226,7 +226,8 @@ def throughput(
         diagnosis: dict[str, Any] = {}
         if not complete:
             collector, diagnosis = _reread(setup, names, collector, n)
-    scored_at = sorted(orjson.loads(v)["scored_at"] for v in collector.values)
+    stamps = [orjson.loads(v)["scored_at"] for v in collector.values]
+    scored_at = sorted(stamps)
     checkpoints: list[tuple[float, int]] = []
     for count, ms in enumerate(scored_at, start=1):
         if checkpoints and checkpoints[-1][0] == ms / 1000:
@@ -237,6 +238,17 @@ def throughput(
     # taken after the last assignment, once every worker consumes.
     last_assignment = max((a[-1][0] for a in assignments if a), default=None)
     rate = warmup_rate(checkpoints, n, not_before=last_assignment)
+    # With several members the window also ends when the first of them has scored its last
+    # event (its partitions are drained while another still works on the rest: that tail
+    # measures the backlog's partition balance, not the group's throughput).
+    first_done = _first_member_done(assignments, collector.partitions, stamps)
+    if processes > 1 and first_done is not None:
+        whole = rate
+        rate = warmup_rate(
+            [c for c in checkpoints if c[0] <= first_done], n, not_before=last_assignment
+        )
+        rate["rate_to_last_output"] = whole["rate"]
+        rate["tail_excluded_s"] = round(checkpoints[-1][0] - first_done, 3)
     moves = sum(len(a) for a in assignments)
     window_start = checkpoints[0][0] if checkpoints else None
     return {
@@ -257,6 +269,26 @@ def throughput(
             else None
         ),
     }
+
+
+def _first_member_done(
+    assignments: list[list[tuple[float, set[int]]]], partitions: list[int], stamps: list[int]
+) -> float | None:
+    """When the first member scored its last event (epoch s): the latest ``scored_at`` among
+    the outputs of the partitions it owned at the end. Outputs go to their event's partition
+    number (same partition counts), so an output's partition names its input partition."""
+    if len(partitions) != len(stamps) or not all(assignments):
+        return None
+    last_by_partition: dict[int, int] = {}
+    for partition, ms in zip(partitions, stamps, strict=True):
+        if ms > last_by_partition.get(partition, -1):
+            last_by_partition[partition] = ms
+    done = [
+        max(last_by_partition.get(p, -1) for p in owned[-1][1]) / 1000
+        for owned in assignments
+        if owned[-1][1]
+    ]
+    return min(done) if done else None
 
 
 def _reread(

@@ -203,6 +203,7 @@ class WorkerConfig:
     log_dir: Path = _opt(Path("var/log"))
     log_level: str = _opt("INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     import_pandas: bool = _opt(False)
+    model_threads: int = _opt(1, min=0, max=256, doc="OpenMP/BLAS threads per worker; 0 = theirs")
 
 
 @dataclass(frozen=True)

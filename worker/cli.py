@@ -11,7 +11,7 @@ import click
 
 from streamscore.clitools import StreamscoreGroup, config_option, pass_state, setup_logging
 from streamscore.config import resolve_config_path
-from worker.lean import skip_pandas
+from worker.lean import limit_model_threads, skip_pandas
 
 log = logging.getLogger("worker")
 
@@ -56,12 +56,15 @@ def worker(state: object, processes: int | None) -> None:
 def run_one(state: object, index: int) -> None:
     """Run one worker in this process (what the supervisor starts)."""
     cfg = state.config  # type: ignore[attr-defined]
+    threads = limit_model_threads(cfg.worker.model_threads)
     skipped = [] if cfg.worker.import_pandas else skip_pandas()
     from worker.service import ScoringWorker
 
     setup_logging(cfg.worker.log_level, file=cfg.worker.log_dir / f"worker-{index}.log")
     if skipped:
         log.info("not loading %s in this process ([worker] import_pandas = false)", skipped)
+    if threads:
+        log.info("model threads: %d per process ([worker] model_threads)", cfg.worker.model_threads)
     scoring = ScoringWorker(cfg, index=index)
     _install_stop_handlers(scoring.stop)
     log.info("worker %d starting (pid logs: %s)", index, cfg.worker.log_dir / f"worker-{index}.log")

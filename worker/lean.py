@@ -1,4 +1,5 @@
-"""Keep libraries a worker process does not need out of its memory.
+"""Keep a worker process lean: libraries it does not need stay out of its memory, and a
+model's native thread pools stay at the size ``[worker] model_threads`` sets.
 
 scikit-learn imports pandas (and pandas imports pyarrow) whenever they are installed, although
 a model that scores numpy matrices, as every pipeline ``streamscore train`` builds does, never
@@ -11,8 +12,9 @@ and the model being served keeps serving.
 from __future__ import annotations
 
 import importlib.abc
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import MutableMapping, Sequence
 from types import ModuleType
 from typing import Any
 
@@ -51,3 +53,34 @@ def hint(message: str) -> str:
             "(worker processes skip pandas/pyarrow by default to save ~60 MB each)"
         )
     return message
+
+
+#: Environment variables that size the thread pools of the native libraries models run on:
+#: OpenMP (HistGradientBoosting, k-means, ...), OpenBLAS (numpy/scipy linear algebra), MKL.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+#: Libraries that read those variables once, when they are first loaded.
+_THREAD_READERS = ("numpy", "scipy", "sklearn")
+
+
+def limit_model_threads(
+    threads: int, environ: MutableMapping[str, str] | None = None
+) -> dict[str, str]:
+    """Size the model's native thread pools in this process to ``threads`` (0: leave them).
+
+    OpenMP and OpenBLAS read these variables when they are loaded, so this must run before
+    numpy is imported; it raises otherwise rather than silently having no effect. Returns
+    the variables set. Child processes inherit them.
+    """
+    if threads <= 0:
+        return {}
+    env = os.environ if environ is None else environ
+    if environ is None:
+        loaded = [name for name in _THREAD_READERS if name in sys.modules]
+        if loaded:
+            raise RuntimeError(
+                f"limit_model_threads() called after {', '.join(loaded)} was imported: "
+                "call it first thing in the worker process"
+            )
+    values = {name: str(threads) for name in THREAD_VARIABLES}
+    env.update(values)
+    return values

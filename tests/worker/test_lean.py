@@ -11,7 +11,7 @@ import textwrap
 from pathlib import Path
 
 from tests.worker.conftest import NeedsPandas
-from worker.lean import hint
+from worker.lean import THREAD_VARIABLES, hint, limit_model_threads
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -74,3 +74,55 @@ def test_a_model_that_needs_pandas_is_refused_with_the_key_to_set(register, mode
 
 def test_hint_leaves_other_errors_alone():
     assert hint("ValueError: bad input") == "ValueError: bad input"
+
+
+# --------------------------------------------------------------------------- model threads
+
+
+def test_model_threads_sets_the_native_thread_pool_variables():
+    env: dict[str, str] = {"OMP_NUM_THREADS": "8"}
+    assert limit_model_threads(1, env) == {name: "1" for name in THREAD_VARIABLES}
+    assert env == {name: "1" for name in THREAD_VARIABLES}
+
+
+def test_model_threads_zero_leaves_the_environment_alone():
+    env = {"OMP_NUM_THREADS": "8"}
+    assert limit_model_threads(0, env) == {}
+    assert env == {"OMP_NUM_THREADS": "8"}
+
+
+def test_model_threads_bound_openmp_and_blas_in_a_fresh_worker_process():
+    out = run_python(
+        """
+        import os
+        for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ.pop(name, None)
+        from worker.lean import limit_model_threads
+        limit_model_threads(1)
+        import numpy as np
+        from sklearn.ensemble import HistGradientBoostingClassifier
+        from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
+        from threadpoolctl import threadpool_info
+        X = np.random.default_rng(0).normal(size=(200, 4))
+        HistGradientBoostingClassifier(max_iter=5).fit(X, X[:, 0] > 0).predict(X)
+        print(_openmp_effective_n_threads())
+        print(sorted({(p["user_api"], p["num_threads"]) for p in threadpool_info()}))
+        """
+    )
+    effective, pools = out.strip().splitlines()
+    assert effective == "1"
+    assert "('openmp', 1)" in pools and "('blas', 1)" in pools
+
+
+def test_model_threads_refuses_to_run_after_numpy_is_loaded():
+    out = run_python(
+        """
+        import numpy
+        from worker.lean import limit_model_threads
+        try:
+            limit_model_threads(1)
+        except RuntimeError as exc:
+            print(exc)
+        """
+    )
+    assert "after numpy was imported" in out
