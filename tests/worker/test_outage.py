@@ -25,14 +25,15 @@ pytestmark = [
 ]
 
 
+@pytest.mark.parametrize("transport", ["kafka-python", "confluent-kafka"])
 def test_worker_survives_a_broker_outage_and_resumes(
-    config_factory, register, demo_set, tmp_path, caplog
+    config_factory, register, demo_set, tmp_path, caplog, transport
 ):
     port = free_port()
     broker = EmbeddedBroker(BrokerConfig(port=port, run_dir=tmp_path / "own-broker"))
     broker.start()
     cfg = config_factory(
-        kafka={"bootstrap_servers": f"127.0.0.1:{port}"},
+        kafka={"bootstrap_servers": f"127.0.0.1:{port}", "transport": transport},
         worker={"retry_backoff_ms": 100, "max_retry_backoff_ms": 500, "delivery_timeout_ms": 2000},
         create_topics=False,
     )

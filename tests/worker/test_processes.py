@@ -75,8 +75,11 @@ def ids_of(results) -> list[str]:
     return [r.value["id"] for r in results]
 
 
-def test_kill_9_of_a_worker_mid_stream_loses_no_event(config_factory, register, demo_set, tmp_path):
-    cfg = config_factory()
+@pytest.mark.parametrize("transport", ["kafka-python", "confluent-kafka"])
+def test_kill_9_of_a_worker_mid_stream_loses_no_event(
+    config_factory, register, demo_set, tmp_path, transport
+):
+    cfg = config_factory(kafka={"transport": transport})
     register()
     events = [demo_set.event(i % 500, id=f"k-{i}") for i in range(3000)]
     supervisor = subprocess.Popen(
