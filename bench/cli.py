@@ -227,19 +227,13 @@ class Bench:
                     "features": m.features,
                     "model_name": m.model_name,
                 }
-            folder = self.work / names.run
-            folder.mkdir(parents=True, exist_ok=True)
-            spec_path, result_path = folder / "spec.json", folder / "result.json"
-            spec_path.write_text(json.dumps(spec))
-            code, tail = run_child(
-                [python, *script, str(spec_path), str(result_path)],
-                log_path=folder / "output.log",
+            result = self._run_spec(
+                spec,
+                self.work / names.run,
+                [python, *script],
                 timeout_s=60.0 + self.args.max_seconds * 2 + 60,
-                env=dict(os.environ, PYTHONUNBUFFERED="1", **self.child_env()),
+                env=self.child_env(),
             )
-            if code != 0 or not result_path.exists():
-                raise RuntimeError(f"{kind} exited with {code}:\n{tail}")
-            result = json.loads(result_path.read_text())
         finally:
             kafkautil.delete_topics(self.bootstrap, names)
         rate = warmup_rate([tuple(c) for c in result["checkpoints"]], self.args.events, WARMUP_S)
@@ -248,6 +242,30 @@ class Bench:
             "peak_rss_kib": [result.get("rss_kib")],
             **{k: v for k, v in result.items() if k not in ("checkpoints", "rss_kib")},
         }
+
+    @staticmethod
+    def _run_spec(
+        spec: dict[str, Any],
+        folder: Path,
+        command: list[str],
+        *,
+        timeout_s: float,
+        env: dict[str, str],
+    ) -> dict[str, Any]:
+        """Run ``command SPEC.json RESULT.json`` in ``folder``; the result, or RuntimeError."""
+        folder.mkdir(parents=True, exist_ok=True)
+        spec_path, result_path = folder / "spec.json", folder / "result.json"
+        spec_path.write_text(json.dumps(spec))
+        code, tail = run_child(
+            [*command, str(spec_path), str(result_path)],
+            log_path=folder / "output.log",
+            timeout_s=timeout_s,
+            env=dict(os.environ, PYTHONUNBUFFERED="1", **env),
+        )
+        if code != 0 or not result_path.exists():
+            raise RuntimeError(f"{spec['kind']} exited with {code}:\n{tail}")
+        result: dict[str, Any] = json.loads(result_path.read_text())
+        return result
 
     # ---------------------------------------------------------------- measurements
 
@@ -311,26 +329,23 @@ class Bench:
         sample.write_bytes(b"\n".join(self.backlog.values[:1000]))
         for key in self.args.model_keys:
             m = self.models[key]
-            folder = self.work / f"model-alone-{key}"
-            folder.mkdir(parents=True, exist_ok=True)
             spec = {
                 "kind": "model-alone",
                 "artifact": str(m.artifact),
                 "features": m.features,
                 "sample": str(sample),
             }
-            spec_path, result_path = folder / "spec.json", folder / "result.json"
-            spec_path.write_text(json.dumps(spec))
-            code, tail = run_child(
-                [sys.executable, "-m", "bench.runners", str(spec_path), str(result_path)],
-                log_path=folder / "output.log",
-                timeout_s=120.0,
-                env=dict(os.environ, PYTHONUNBUFFERED="1"),
-            )
-            if code != 0 or not result_path.exists():
-                self._record_error(f"model-alone / {key}", RuntimeError(tail))
+            try:
+                result = self._run_spec(
+                    spec,
+                    self.work / f"model-alone-{key}",
+                    [sys.executable, "-m", "bench.runners"],
+                    timeout_s=120.0,
+                    env={},
+                )
+            except RuntimeError as exc:
+                self._record_error(f"model-alone / {key}", exc)
                 continue
-            result = json.loads(result_path.read_text())
             self.results.setdefault("model_alone", {})[key] = {
                 "peak_rss_kib": result.get("rss_kib"),
                 "artifact_bytes": m.artifact.stat().st_size,

@@ -217,17 +217,14 @@ def table(results: dict[str, Any], summary: dict[str, Any]) -> str:
     if rss or alone:
         section("peak RSS of a worker process (VmHWM), MiB")
         if alone:
-            cells = []
-            for k in keys:
-                a = alone.get(k, {})
-                cells += [_mib(a.get("peak_rss_kib")), "", ""]
-            row("the model alone: python, its libraries, the artifact, 1,000 events scored", cells)
-            cells = []
+            peaks, sizes = [], []
             for k in keys:
                 a = alone.get(k, {})
                 size = a.get("artifact_bytes")
-                cells += ["–" if size is None else f"{size / 2**20:,.2f}", "", ""]
-            row("… of which the artifact file (model.joblib)", cells)
+                peaks += [_mib(a.get("peak_rss_kib")), "", ""]
+                sizes += ["–" if size is None else f"{size / 1024:,.0f} KiB", "", ""]
+            row("the model alone: python, its libraries, the artifact, 1,000 events scored", peaks)
+            row("… its artifact file (model.joblib)", sizes)
         for name, label in (
             ("worker-1", "streamscore worker, 1 process"),
             ("worker-2", "streamscore worker, 2 processes (the larger)"),

@@ -209,9 +209,10 @@ def _baseline(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def _model_alone(spec: dict[str, Any]) -> dict[str, Any]:
+    from streamscore.config import WorkerConfig
     from worker.lean import limit_model_threads, skip_pandas
 
-    limit_model_threads(1)
+    limit_model_threads(WorkerConfig().model_threads)
     skip_pandas()
     import joblib
     import numpy as np
