@@ -29,7 +29,9 @@ from bench import kafkautil
 from bench.proc import cpu_seconds, say
 
 
-def probe(bootstrap: str, broker_pid: int | None, steps: list[int], trips: int) -> list[dict[str, Any]]:
+def probe(
+    bootstrap: str, broker_pid: int | None, steps: list[int], trips: int
+) -> list[dict[str, Any]]:
     from confluent_kafka import Consumer, Producer, TopicPartition
     from confluent_kafka.admin import AdminClient, NewTopic
 
