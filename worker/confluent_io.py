@@ -3,6 +3,12 @@
 
 Chosen with ``[kafka] transport = "confluent-kafka"``. Delivery is checked per record through
 delivery reports; offsets are committed synchronously after every report of the batch arrived.
+
+After losing its brokers, the consumer resumes every assigned partition from the offset the
+broker has committed for the group (the beginning when it has none), as a restarted worker
+would, instead of from librdkafka's in-memory fetch position: a broker that came back without
+its logs (the embedded memory-only broker after a restart) would otherwise be read from the old
+position and the new events below it skipped.
 """
 
 from __future__ import annotations
@@ -86,6 +92,7 @@ class ConfluentTransport:
                 "max.partition.fetch.bytes": w.max_partition_fetch_bytes,
                 "fetch.wait.max.ms": min(max(w.max_wait_ms, 10), 500),
                 "enable.partition.eof": False,
+                "error_cb": self._on_client_error,
                 # librdkafka prefetches up to 64 MiB by default; the worker needs a batch ahead.
                 "queued.max.messages.kbytes": max(2 * w.fetch_max_bytes // 1024, 1024),
                 # ... and, when that queue is full, waits 1 s by default before fetching again,
@@ -112,6 +119,10 @@ class ConfluentTransport:
         self.max_backoff_s = w.max_retry_backoff_ms / 1000
         self.delivery_timeout_s = w.delivery_timeout_ms / 1000
         self._tp: Any = None
+        #: Set when the consumer lost its brokers; the next poll re-positions from the commits.
+        self._reposition = False
+        self._producer_stale = False
+        self._reposition_timeout_s = min(k.request_timeout_ms / 1000, 5.0)
 
     # ------------------------------------------------------------------ consuming
 
@@ -130,6 +141,9 @@ class ConfluentTransport:
         self.consumer.subscribe([topic], on_assign=assigned, on_revoke=revoked)
 
     def poll(self, timeout_ms: int, max_records: int) -> list[Any]:
+        if self._reposition and not self._resume_from_commits():
+            time.sleep(self.backoff_s)
+            return []
         # consume() waits until it has num_messages or the timeout passed; the worker wants
         # what is queued now, or else the first message to arrive within the timeout.
         consume = self.consumer.consume
@@ -149,6 +163,50 @@ class ConfluentTransport:
                 continue
             out.append(Record(message))
         return out
+
+    def _on_client_error(self, error: Any) -> None:
+        """librdkafka's error callback (called from ``poll``/``consume``, this thread)."""
+        from confluent_kafka import KafkaError
+
+        if error.code() == KafkaError._ALL_BROKERS_DOWN:  # noqa: SLF001
+            # Positions are re-read from the broker's commits once it answers again (events
+            # of a batch being gathered during the outage may then be scored twice: at-least-
+            # once). The next batch goes out on a new producer: after the embedded broker came
+            # back empty, the old idempotent producer's records were acknowledged and missing
+            # from the topic (a broker that lost its producer-id state can take them for
+            # duplicates); a new producer gets a new id from the broker.
+            self._reposition = True
+            self._producer_stale = True
+            log.warning("kafka client: %s; waiting for the brokers", error)
+        else:
+            log.debug("kafka client: %s", error)
+
+    def _resume_from_commits(self) -> bool:
+        """Seek every assigned partition to the group's committed offset on the broker (its
+        beginning when the broker has none). False while the broker cannot answer."""
+        from confluent_kafka import OFFSET_BEGINNING, KafkaException
+
+        assigned = self.consumer.assignment()
+        if not assigned:
+            self._reposition = False
+            return True
+        try:
+            committed = self.consumer.committed(assigned, timeout=self._reposition_timeout_s)
+        except KafkaException as exc:
+            log.debug("committed offsets not readable yet: %s", exc)
+            return False
+        for tp in committed:
+            if tp.error is not None:  # e.g. the topic is not there yet: keep the position
+                log.warning("no committed offset for %s[%d]: %s", tp.topic, tp.partition, tp.error)
+                continue
+            offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
+            self.seek(tp.topic, tp.partition, offset)
+        self._reposition = False
+        log.info(
+            "brokers back: resuming %s from the committed offsets",
+            ", ".join(f"{tp.topic}[{tp.partition}]" for tp in committed),
+        )
+        return True
 
     def assignment(self) -> list[Partition]:
         return sorted((p.topic, p.partition) for p in self.consumer.assignment())
@@ -198,6 +256,9 @@ class ConfluentTransport:
         """
         from confluent_kafka import KafkaException
 
+        if self._producer_stale:
+            self._producer_stale = False
+            self._renew_producer()
         pending = list(records)
         backoff = self.backoff_s
         while pending:

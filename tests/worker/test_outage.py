@@ -25,18 +25,18 @@ pytestmark = [
 ]
 
 
-# On the default transport (kafka-python) only: the memory-only broker comes back empty, and
-# librdkafka keeps fetching from its pre-restart position, skipping the new events below it
-# (seen in a fresh-clone run; a real cluster keeps its logs). The confluent transport's publish
-# retry across an outage is covered in test_transports.py.
+# The memory-only broker comes back empty: no logs, no commits, no producer ids. The worker
+# must resume from the broker's (now absent) commits rather than its old positions, and must
+# not keep a producer whose id the new broker may give to someone else.
+@pytest.mark.parametrize("transport", ["kafka-python", "confluent-kafka"])
 def test_worker_survives_a_broker_outage_and_resumes(
-    config_factory, register, demo_set, tmp_path, caplog
+    config_factory, register, demo_set, tmp_path, caplog, transport
 ):
     port = free_port()
     broker = EmbeddedBroker(BrokerConfig(port=port, run_dir=tmp_path / "own-broker"))
     broker.start()
     cfg = config_factory(
-        kafka={"bootstrap_servers": f"127.0.0.1:{port}", "transport": "kafka-python"},
+        kafka={"bootstrap_servers": f"127.0.0.1:{port}", "transport": transport},
         worker={"retry_backoff_ms": 100, "max_retry_backoff_ms": 500, "delivery_timeout_ms": 2000},
         create_topics=False,
     )
