@@ -6,8 +6,8 @@ trips of "produce one record, fetch it back" are timed, and the broker's CPU sec
 are read from ``/proc`` (embedded broker only).
 
 Why it is in the bench: the embedded Tansu broker (memory storage) pays per request in
-proportion to the batches already stored in the partition (measured here: 0.4 ms of broker
-CPU per round trip on an empty partition, 2.2 ms after 5,000 batches, 12 ms after 20,000). A
+proportion to the batches already stored in the partition (measured here: 0.7 ms of broker
+CPU per round trip on an empty partition, 3.7 ms after 5,000 batches, 15.7 ms after 20,000). A
 stream of small batches, as a paced publisher writes them, therefore slows the broker down as
 the topic fills, and a latency measurement on a long-used topic measures that history. A Kafka
 cluster finds offsets through its segment indexes and does not show this growth. The latency

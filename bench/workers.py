@@ -341,11 +341,10 @@ def latency(
     ``fraction × max_rate`` for ``seconds``.
 
     Each phase starts from the same state (fresh topics, a fresh worker, warmed up): the
-    embedded broker's cost per request grows with the number of record batches stored in a
-    partition (``python -m bench.broker_probe``: 0.4 ms of broker CPU per produce+fetch round
-    trip on an empty partition, 2.2 ms after 5,000 batches, 12 ms after 20,000), and a paced
-    phase stores thousands of small batches, so a phase run on the topics of the one before
-    measured the broker's history, not the worker.
+    embedded broker's cost per request grows with the record batches stored in a partition
+    (measured by :mod:`bench.broker_probe`), and a paced phase stores thousands of small
+    batches, so a phase run on the topics of the one before measured the broker's history,
+    not the worker.
     """
     phases: dict[str, Any] = {}
     peaks: list[list[int | None]] = []
