@@ -73,6 +73,19 @@ def check_alias(alias: str) -> str:
     return alias
 
 
+def stack_of(events: list[AliasEvent]) -> list[int]:
+    """One alias's moves replayed as a stack: the top is the current target, below it the
+    rollback targets. Moving to the version already on top pushes nothing."""
+    stack: list[int] = []
+    for event in events:
+        if event.action == "rollback":
+            if stack:
+                stack.pop()
+        elif not stack or stack[-1] != event.to_version:
+            stack.append(event.to_version)
+    return stack
+
+
 class AliasBook:
     """Reads and moves the alias pointers of one model. Callers hold the store's lock to move."""
 
@@ -137,26 +150,32 @@ class AliasBook:
         return events
 
     def stack(self, alias: str) -> list[int]:
-        """The alias's targets as a stack: the top is the current one, below it the rollback
-        targets. Moving to the version already on top pushes nothing."""
-        stack: list[int] = []
-        for event in self.history(alias):
-            if event.action == "rollback":
-                if stack:
-                    stack.pop()
-            elif not stack or stack[-1] != event.to_version:
-                stack.append(event.to_version)
-        return stack
+        """The alias's targets as a stack (:func:`stack_of`)."""
+        return stack_of(self.history(alias))
 
     def move(
-        self, alias: str, version: int, *, action: str, at: str, reason: str = ""
+        self,
+        alias: str,
+        version: int,
+        *,
+        action: str,
+        at: str,
+        reason: str = "",
+        expect_seq: int | None = None,
     ) -> AliasEvent:
-        """Record the move in the history, then replace the pointer atomically."""
+        """Record the move in the history, then replace the pointer atomically.
+
+        ``expect_seq`` is checked for the same interface as the object store's book; under the
+        store's lock nobody else moves the alias, so it holds unless the files were edited."""
         if action not in ACTIONS:
             raise ValueError(f"action must be one of {ACTIONS}, got {action!r}")
         self.folder.mkdir(parents=True, exist_ok=True)
         events = self.history()
         current = self.state(alias)
+        if expect_seq is not None and (current is None or current[1] != expect_seq):
+            raise ModelStoreError(
+                f"alias {alias!r} moved while this {action} was being planned; try again"
+            )
         seq = max([e.seq for e in events] + [current[1] if current else 0]) + 1
         event = AliasEvent(
             alias=alias,

@@ -1,6 +1,6 @@
 """The versioned model store: ``<root>/<name>/<version>/{model.joblib, manifest.json}``.
 
-Layout of one model::
+Layout of one model in a folder (the default)::
 
     <root>/<name>/
         .lock                    fcntl lock: one writer (register, promote, rollback) at a time
@@ -9,6 +9,12 @@ Layout of one model::
         1/manifest.json          what it is, how it was made, its sha256
         aliases/production.json  {alias, version, seq, updated_at}, replaced atomically
         aliases/history.jsonl    every alias move, append-only
+
+With ``root = "s3://bucket/prefix"`` the same keys live in object storage, with conditional
+writes in place of the lock (:mod:`model_store.s3_storage`, :mod:`model_store.object_aliases`):
+``claims/<version>`` reserves a number, the manifest is written last, and the alias history is
+one object per move under ``aliases/history/``. The store reaches its objects only through
+:class:`model_store.storage.Storage`.
 """
 
 from __future__ import annotations
@@ -22,9 +28,9 @@ import io
 import logging
 import platform
 import re
-import shutil
 import subprocess
-import uuid
+import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,9 +39,8 @@ from typing import TYPE_CHECKING, Any
 import joblib
 
 from model_store.aliases import AliasBook, AliasEvent, check_alias, is_alias
-from model_store.atomic import fsync_path
-from model_store.checksum import file_sha256
-from model_store.locking import exclusive_lock
+from model_store.artifact_cache import ArtifactCache
+from model_store.local_storage import LocalStorage
 from model_store.manifest import (
     ARTIFACT_FILE,
     LIBRARIES,
@@ -46,6 +51,9 @@ from model_store.manifest import (
     check_schema,
     plain,
 )
+from model_store.object_aliases import AliasConflict, ObjectAliasBook
+from model_store.s3_storage import S3Location, S3Options, S3Storage, is_s3_uri, make_client
+from model_store.storage import Blob, Storage, StoreUnavailable
 from streamscore import jsonio
 from streamscore.exceptions import (
     IntegrityError,
@@ -60,7 +68,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-TMP_PREFIX = ".tmp-"
+#: Registrations retried after another writer claimed the same version number first.
+MAX_CLAIM_ATTEMPTS = 50
 
 
 @dataclass(frozen=True)
@@ -116,50 +125,80 @@ class ModelStore:
 
     def __init__(
         self,
-        root: Path,
+        root: Path | str,
         name: str,
         *,
         lock_timeout_ms: int = 30_000,
         allow_version_mismatch: bool = False,
+        s3: S3Options | None = None,
+        cache_dir: Path | None = None,
+        retry_backoff_ms: int = 500,
+        max_retry_backoff_ms: int = 10_000,
     ) -> None:
+        """``root`` is a folder, or ``s3://bucket/prefix`` (reached with ``s3`` options).
+
+        ``cache_dir``: artifacts :meth:`load` reads are kept there (a worker downloads each
+        version once) and verified again on every load."""
         if not NAME_PATTERN.fullmatch(name) or ".." in name:
             raise ModelStoreError(
                 f"invalid model name {name!r}: use letters, digits, '.', '-' and '_', "
                 f"starting with a letter or digit (e.g. breast-cancer)"
             )
-        self.root = Path(root)
         self.name = name
-        self.folder = self.root / name
         self.lock_timeout_ms = lock_timeout_ms
         self.allow_version_mismatch = allow_version_mismatch
-        self.book = AliasBook(self.folder / "aliases")
-        self._lock_file = self.folder / ".lock"
+        self.storage: Storage
+        self.book: AliasBook | ObjectAliasBook
+        if is_s3_uri(root):
+            options = s3 or S3Options()
+            location = S3Location.parse(str(root))
+            self.root: Path | str = str(location)
+            self.folder: Path | None = None
+            self.storage = S3Storage(
+                location.child(name), make_client(options), endpoint_url=options.endpoint_url
+            )
+            self.book = ObjectAliasBook(self.storage)
+        else:
+            self.root = Path(root)
+            self.folder = self.root / name
+            self.storage = LocalStorage(self.folder)
+            self.book = AliasBook(self.folder / "aliases")
+        self.location = self.storage.location
+        self.cache = ArtifactCache(Path(cache_dir) / name) if cache_dir is not None else None
+        self._watch = _Backoff(retry_backoff_ms, max_retry_backoff_ms)
 
     @classmethod
     def from_config(cls, cfg: Config) -> ModelStore:
         """The store named by ``[model_store]``."""
         s = cfg.model_store
+        remote = is_s3_uri(s.root)
         return cls(
             s.root,
             s.model_name,
             lock_timeout_ms=s.lock_timeout_ms,
             allow_version_mismatch=s.allow_version_mismatch,
+            s3=S3Options(
+                endpoint_url=s.endpoint_url,
+                region=s.region,
+                profile=s.profile,
+                request_timeout_ms=s.request_timeout_ms,
+            )
+            if remote
+            else None,
+            cache_dir=s.cache_dir if remote else None,
+            retry_backoff_ms=s.retry_backoff_ms,
+            max_retry_backoff_ms=s.max_retry_backoff_ms,
         )
 
     def __repr__(self) -> str:
-        return f"ModelStore({str(self.folder)!r})"
+        return f"ModelStore({self.storage.location!r})"
 
     # ------------------------------------------------------------------ reading
 
     def _version_numbers(self) -> list[int]:
-        """Complete version folders; ``.tmp-*`` folders (writes in progress) are not versions."""
-        if not self.folder.is_dir():
-            return []
-        return sorted(
-            int(p.name)
-            for p in self.folder.iterdir()
-            if p.name.isdigit() and not p.name.startswith("0") and p.is_dir()
-        )
+        """Complete versions; writes in progress (``.tmp-*`` folders, or objects without their
+        manifest) are not versions."""
+        return self.storage.versions()
 
     def versions(self) -> list[Manifest]:
         """Every readable version, ascending; unreadable ones are skipped with a warning."""
@@ -176,8 +215,20 @@ class ModelStore:
         return self.book.all()
 
     def alias_state(self, alias: str) -> tuple[int, int] | None:
-        """``(version, seq)`` of an alias, None if unset. One small file read: poll it."""
-        return self.book.state(alias)
+        """``(version, seq)`` of an alias, None if unset. One small file read (on S3 a
+        conditional GET, ``304`` while unchanged): poll it.
+
+        While the store is unreachable (:class:`StoreUnavailable`) the calls in between
+        retries, which back off from ``retry_backoff_ms`` doubling to ``max_retry_backoff_ms``,
+        fail at once without a request, with the last error."""
+        self._watch.before_attempt()
+        try:
+            state = self.book.state(alias)
+        except StoreUnavailable as exc:
+            self._watch.failed(exc, self.location)
+            raise
+        self._watch.succeeded(self.location)
+        return state
 
     def history(self, alias: str | None = None) -> list[AliasEvent]:
         """Alias moves, oldest first."""
@@ -192,7 +243,7 @@ class ModelStore:
                 return version
             raise VersionNotFound(
                 f"{self.name} has no version {version} (versions: {_listing(known)}) "
-                f"in {self.folder}"
+                f"in {self.location}"
             )
         state = self.book.state(ref) if is_alias(ref) else None
         if state is None:
@@ -208,16 +259,16 @@ class ModelStore:
         return self._read_manifest(self.resolve(ref))
 
     def _read_manifest(self, version: int) -> Manifest:
-        path = self.folder / str(version) / MANIFEST_FILE
-        try:
-            raw = path.read_bytes()
-        except FileNotFoundError:
+        key = f"{version}/{MANIFEST_FILE}"
+        path = self.storage.where(key)
+        blob = self.storage.read(key)
+        if not isinstance(blob, Blob):
             raise IntegrityError(
                 f"{path} is missing: {self.name} v{version} cannot be verified, so it is not "
                 f"loaded; register the model again"
-            ) from None
+            )
         try:
-            data = jsonio.loads(raw)
+            data = jsonio.loads(blob.data)
         except jsonio.JSONDecodeError as exc:
             raise IntegrityError(
                 f"{path}: not valid JSON ({exc}); register the model again"
@@ -238,10 +289,19 @@ class ModelStore:
 
     # ------------------------------------------------------------------ verified loading
 
-    def _artifact_path(self, manifest: Manifest) -> Path:
-        return self.folder / str(manifest.version) / manifest.artifact
+    def _artifact_key(self, manifest: Manifest) -> str:
+        return f"{manifest.version}/{manifest.artifact}"
 
-    def _check_integrity(self, manifest: Manifest, artifact: Path, actual_sha256: str) -> None:
+    def _read_artifact(self, manifest: Manifest) -> bytes:
+        key = self._artifact_key(manifest)
+        blob = self.storage.read(key)
+        if not isinstance(blob, Blob):
+            raise IntegrityError(
+                f"{self.storage.where(key)} is missing; {manifest.label} cannot be loaded"
+            )
+        return blob.data
+
+    def _check_integrity(self, manifest: Manifest, artifact: str, actual_sha256: str) -> None:
         if actual_sha256 != manifest.sha256:
             raise IntegrityError(
                 f"{artifact}: sha256 {actual_sha256[:16]}... does not match the manifest's "
@@ -269,26 +329,23 @@ class ModelStore:
     def check(self, ref: int | str) -> Manifest:
         """Verify a version without unpickling it: manifest, checksum, scikit-learn version."""
         manifest = self.manifest(ref)
-        artifact = self._artifact_path(manifest)
-        try:
-            actual = file_sha256(artifact)
-        except FileNotFoundError:
-            raise IntegrityError(
-                f"{artifact} is missing; {manifest.label} cannot be loaded"
-            ) from None
-        self._check_integrity(manifest, artifact, actual)
+        blob = self._read_artifact(manifest)
+        where = self.storage.where(self._artifact_key(manifest))
+        self._check_integrity(manifest, where, hashlib.sha256(blob).hexdigest())
         return manifest
 
     def load(self, ref: int | str) -> LoadedModel:
-        """Verify, then unpickle. The bytes checked are the bytes unpickled (read once)."""
+        """Verify, then unpickle. The bytes checked are the bytes unpickled (read once).
+
+        With a cache, the artifact is downloaded once into it; a cached copy that no longer
+        matches its manifest is dropped and downloaded again (still verified)."""
         manifest = self.manifest(ref)
-        artifact = self._artifact_path(manifest)
-        try:
-            blob = artifact.read_bytes()
-        except FileNotFoundError:
-            raise IntegrityError(
-                f"{artifact} is missing; {manifest.label} cannot be loaded"
-            ) from None
+        artifact = self.storage.where(self._artifact_key(manifest))
+        if self.cache is None:
+            blob = self._read_artifact(manifest)
+        else:
+            blob = self.cache.get(manifest, lambda: self._read_artifact(manifest))
+            artifact = f"{artifact} (cached as {self.cache.path(manifest)})"
         self._check_integrity(manifest, artifact, hashlib.sha256(blob).hexdigest())
         try:
             model = joblib.load(io.BytesIO(blob))
@@ -362,47 +419,49 @@ class ModelStore:
                 f"the manifest of {self.name} cannot be written as JSON ({exc}); pass plain "
                 f"str/int/float/bool/list/dict values in config and classes"
             ) from exc
-        self.folder.mkdir(parents=True, exist_ok=True)
-        staging = self.folder / f"{TMP_PREFIX}{uuid.uuid4().hex}"
-        staging.mkdir()
+        buffer = io.BytesIO()
         try:
-            artifact = staging / ARTIFACT_FILE
-            try:
-                joblib.dump(model, artifact)
-            except Exception as exc:
-                raise ModelStoreError(
-                    f"{self.name}: the model could not be pickled with joblib "
-                    f"({type(exc).__name__}: {exc})"
-                ) from exc
-            fsync_path(artifact)
-            digest = file_sha256(artifact)
-            with self._lock():
+            joblib.dump(model, buffer)
+        except Exception as exc:
+            raise ModelStoreError(
+                f"{self.name}: the model could not be pickled with joblib "
+                f"({type(exc).__name__}: {exc})"
+            ) from exc
+        artifact = buffer.getvalue()
+        digest = hashlib.sha256(artifact).hexdigest()
+        with self._lock():
+            for _ in range(MAX_CLAIM_ATTEMPTS):
                 version = self._next_version()
                 manifest = dataclasses.replace(
                     draft, version=version, created_at=utc_now(), sha256=digest
                 )
-                manifest_file = staging / MANIFEST_FILE
-                manifest_file.write_bytes(jsonio.dumps_pretty(manifest.to_dict()))
-                fsync_path(manifest_file)
-                fsync_path(staging)
-                staging.rename(self.folder / str(version))
-                fsync_path(self.folder)
-                for alias in dict.fromkeys(aliases):
-                    self.book.move(alias, version, action="register", at=manifest.created_at)
-        finally:
-            if staging.exists():
-                shutil.rmtree(staging, ignore_errors=True)
+                files = {
+                    ARTIFACT_FILE: artifact,
+                    MANIFEST_FILE: jsonio.dumps_pretty(manifest.to_dict()),  # last: the commit
+                }
+                if self.storage.publish(version, files):
+                    break
+            else:
+                raise ModelStoreError(
+                    f"{self.name}: other writers took {MAX_CLAIM_ATTEMPTS} version numbers in a "
+                    f"row while this registration tried to claim one in {self.location}; "
+                    f"register again"
+                )
+            for alias in dict.fromkeys(aliases):
+                self.book.move(alias, version, action="register", at=manifest.created_at)
         log.info("registered %s (%s)", manifest.label, ", ".join(aliases) or "no alias")
         return manifest
 
     def _lock(self) -> contextlib.AbstractContextManager[None]:
-        return exclusive_lock(
-            self._lock_file, timeout_ms=self.lock_timeout_ms, what=f"model {self.name!r}"
+        """The folder store's writer lock; a no-op on object storage (conditional writes)."""
+        return self.storage.writer_lock(
+            timeout_ms=self.lock_timeout_ms, what=f"model {self.name!r}"
         )
 
     def _next_version(self) -> int:
-        """One above every version that exists or ever had an alias (numbers are not reused)."""
-        used = set(self._version_numbers()) | self.book.versions_named()
+        """One above every version that exists, was ever claimed or ever had an alias
+        (numbers are not reused)."""
+        used = self.storage.claimed_versions() | self.book.versions_named()
         return max(used, default=0) + 1
 
     def promote(self, ref: int | str, alias: str = "production", *, reason: str = "") -> AliasEvent:
@@ -419,23 +478,37 @@ class ModelStore:
         """Return ``alias`` to the version it pointed at before the current one."""
         check_alias(alias)
         with self._lock():
-            stack = self.book.stack(alias)
-            if len(stack) < 2:
-                where = f"points at v{stack[-1]}" if stack else "was never set"
-                raise NoHistoryError(
-                    f"alias {alias!r} of {self.name} {where} and has no earlier version to "
-                    f"roll back to; point it at a version with "
-                    f"`streamscore models promote VERSION --alias {alias}`"
-                )
-            target = stack[-2]
-            try:
-                self.check(target)
-            except ModelStoreError as exc:
-                raise IntegrityError(
-                    f"cannot roll {alias!r} of {self.name} back to v{target}: {exc}; "
-                    f"promote a sound version instead"
-                ) from exc
-            event = self.book.move(alias, target, action="rollback", at=utc_now(), reason=reason)
+            for attempt in range(MAX_CLAIM_ATTEMPTS):
+                state = self.book.state(alias)
+                stack = self.book.stack(alias)
+                if len(stack) < 2:
+                    where = f"points at v{stack[-1]}" if stack else "was never set"
+                    raise NoHistoryError(
+                        f"alias {alias!r} of {self.name} {where} and has no earlier version to "
+                        f"roll back to; point it at a version with "
+                        f"`streamscore models promote VERSION --alias {alias}`"
+                    )
+                target = stack[-2]
+                try:
+                    self.check(target)
+                except ModelStoreError as exc:
+                    raise IntegrityError(
+                        f"cannot roll {alias!r} of {self.name} back to v{target}: {exc}; "
+                        f"promote a sound version instead"
+                    ) from exc
+                try:
+                    event = self.book.move(
+                        alias,
+                        target,
+                        action="rollback",
+                        at=utc_now(),
+                        reason=reason,
+                        expect_seq=state[1] if state else None,
+                    )
+                    break
+                except AliasConflict:  # moved by another writer since planned: plan again
+                    if attempt == MAX_CLAIM_ATTEMPTS - 1:
+                        raise
         log.info(
             "%s: alias %r rolled back v%s -> v%d", self.name, alias, event.from_version, target
         )
@@ -444,3 +517,43 @@ class ModelStore:
 
 def _listing(items: Sequence[Any]) -> str:
     return ", ".join(str(i) for i in items) if items else "none"
+
+
+class _Backoff:
+    """Spacing of retries against an unreachable store: doubling delays, logged once per
+    outage (and when it ends)."""
+
+    def __init__(self, first_ms: int, max_ms: int) -> None:
+        self.first_s = first_ms / 1000
+        self.max_s = max(max_ms, first_ms) / 1000
+        self._lock = threading.Lock()
+        self._delay_s = 0.0
+        self._next_at = 0.0
+        self._error: StoreUnavailable | None = None
+
+    def before_attempt(self) -> None:
+        with self._lock:
+            error, next_at = self._error, self._next_at
+        if error is not None and time.monotonic() < next_at:
+            raise StoreUnavailable(f"{error} (next retry in {next_at - time.monotonic():.1f} s)")
+
+    def failed(self, exc: StoreUnavailable, where: str) -> None:
+        with self._lock:
+            first = self._error is None
+            self._delay_s = self.first_s if first else min(self._delay_s * 2, self.max_s)
+            self._next_at = time.monotonic() + self._delay_s
+            self._error = exc
+            delay = self._delay_s
+        if first:
+            log.warning(
+                "model store %s unreachable: %s; retrying every <= %.1f s", where, exc, self.max_s
+            )
+        else:
+            log.debug("model store %s still unreachable; next retry in %.1f s", where, delay)
+
+    def succeeded(self, where: str) -> None:
+        if self._error is None:
+            return
+        with self._lock:
+            self._error, self._delay_s, self._next_at = None, 0.0, 0.0
+        log.info("model store %s reachable again", where)

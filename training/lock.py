@@ -23,8 +23,9 @@ LOCK_FILE = ".training.lock"
 
 
 def training_lock_path(cfg: Config) -> Path:
-    """``<model_store.root>/<model_name>/.training.lock``."""
-    return Path(cfg.model_store.root) / cfg.model_store.model_name / LOCK_FILE
+    """``<model_store.root>/<model_name>/.training.lock`` (an object store: under
+    ``cache_dir``, so the lock covers the runs started on this host)."""
+    return cfg.model_store.local_root / cfg.model_store.model_name / LOCK_FILE
 
 
 @contextlib.contextmanager

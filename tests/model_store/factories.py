@@ -59,11 +59,28 @@ def register_regressor(store: ModelStore) -> Manifest:
     )
 
 
-def register_in_process(root: str, count: int, out: Any) -> None:
+def open_store(root: str, options: dict[str, Any]) -> ModelStore:
+    """The store at ``root`` (a folder or ``s3://...``) in another process."""
+    location: Path | str = root if root.startswith("s3://") else Path(root)
+    return ModelStore(location, MODEL_NAME, lock_timeout_ms=60_000, **options)
+
+
+def register_in_process(root: str, options: dict[str, Any], count: int, out: Any) -> None:
     """Target of a spawned process: register ``count`` versions, report their numbers."""
-    store = ModelStore(Path(root), MODEL_NAME, lock_timeout_ms=60_000)
+    store = open_store(root, options)
     for _ in range(count):
         out.put(register(store).version)
+
+
+def promote_in_process(
+    root: str, options: dict[str, Any], versions: list[int], start: Any, out: Any
+) -> None:
+    """Target of a spawned process: wait for ``start``, promote each version, report moves."""
+    store = open_store(root, options)
+    start.wait(60)
+    for version in versions:
+        event = store.promote(version)
+        out.put((event.seq, event.from_version, event.to_version))
 
 
 def flip_byte(path: Path, offset: int = 100) -> None:

@@ -12,11 +12,11 @@ from click.testing import CliRunner, Result
 
 from model_store import ModelStore
 from model_store.cli import models
-from tests.model_store.factories import MODEL_NAME, flip_byte, register
+from streamscore.config import load_config
+from tests.model_store.factories import MODEL_NAME, register
 
 CONFIG = f"""
 [model_store]
-root = "models"
 model_name = "{MODEL_NAME}"
 
 [kafka]
@@ -25,16 +25,25 @@ bootstrap_servers = "127.0.0.1:1"   # nothing listens: alias-move notices are sk
 
 
 @pytest.fixture
-def config(tmp_path: Path) -> Path:
+def config(request: pytest.FixtureRequest, tmp_path: Path, backend: str) -> Path:
+    """A config naming this backend's store (folder: relative, next to the config file)."""
     path = tmp_path / "config.toml"
-    path.write_text(CONFIG)
+    if backend == "folder":
+        store = 'root = "models"\n'
+    else:
+        server = request.getfixturevalue("s3_server")
+        store = (
+            f'root = "{request.getfixturevalue("s3_root")}"\nendpoint_url = "{server.endpoint}"\n'
+            f'region = "us-east-1"\ncache_dir = "cache"\n'
+        )
+    path.write_text(CONFIG.replace("[model_store]\n", "[model_store]\n" + store))
     return path
 
 
 @pytest.fixture
 def store(config: Path) -> ModelStore:
-    """Two versions in the store the config names (relative root: next to the config file)."""
-    store = ModelStore(config.parent / "models", MODEL_NAME)
+    """Two versions in the store the config names."""
+    store = ModelStore.from_config(load_config(config, environ={}))
     register(store)
     register(store, metrics={"accuracy": 0.95, "roc_auc": 0.98765})
     return store
@@ -106,7 +115,7 @@ def test_promote_rollback_and_history(config, store):
 
 
 def test_promote_and_rollback_follow_the_configured_alias(config, store):
-    config.write_text(CONFIG.replace("[kafka]", 'alias = "live"\n\n[kafka]'))
+    config.write_text(config.read_text().replace("[kafka]", 'alias = "live"\n\n[kafka]'))
     assert run(config, "promote", "2").exit_code == 0
     assert store.aliases() == {"candidate": 2, "live": 2}
     assert run(config, "promote", "1", "--alias", "shadow").exit_code == 0
@@ -129,10 +138,10 @@ def test_rollback_without_history_exits_2_with_advice(config, store):
     assert store.aliases()["production"] == 1
 
 
-def test_verify_passes_then_fails_with_exit_2_on_a_tampered_artifact(config, store):
+def test_verify_passes_then_fails_with_exit_2_on_a_tampered_artifact(config, store, objects):
     result = run(config, "verify")
     assert result.exit_code == 0 and result.output.count("ok") == 2
-    flip_byte(store.folder / "2" / "model.joblib")
+    objects.flip_byte("2/model.joblib")
     result = run(config, "verify")
     assert result.exit_code == 2 and "FAILED" in result.output
 

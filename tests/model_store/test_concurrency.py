@@ -16,6 +16,7 @@ from streamscore.exceptions import ModelStoreError
 from tests.model_store.factories import register, register_in_process
 
 
+@pytest.mark.backends("folder")
 def test_a_half_written_version_is_invisible(store):
     register(store)
     crashed = store.folder / ".tmp-3f2a9c"
@@ -26,24 +27,26 @@ def test_a_half_written_version_is_invisible(store):
     assert register(store).version == 2
 
 
+@pytest.mark.backends("folder")
 def test_a_failed_registration_leaves_no_temporary_folder(store, monkeypatch):
     register(store)
 
     def crash(*_args: object) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr("model_store.store.fsync_path", crash)
+    monkeypatch.setattr("model_store.local_storage.fsync_path", crash)
     with pytest.raises(OSError, match="disk full"):
         register(store)
     assert [p.name for p in store.folder.iterdir() if p.name.startswith(".tmp-")] == []
     assert [m.version for m in store.versions()] == [1]
 
 
-def test_concurrent_registrations_in_processes_get_distinct_versions(store):
+def test_concurrent_registrations_in_processes_get_distinct_versions(store, store_options):
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
     processes = [
-        ctx.Process(target=register_in_process, args=(str(store.root), 2, queue)) for _ in range(2)
+        ctx.Process(target=register_in_process, args=(str(store.root), store_options, 2, queue))
+        for _ in range(2)
     ]
     for p in processes:
         p.start()
@@ -92,6 +95,7 @@ def hold_lock(store: ModelStore) -> int:
     return fd
 
 
+@pytest.mark.backends("folder")
 def test_a_writer_waits_for_the_lock_then_proceeds(store):
     register(store)
     fd = hold_lock(store)
@@ -102,6 +106,7 @@ def test_a_writer_waits_for_the_lock_then_proceeds(store):
     assert store.aliases()["production"] == 1
 
 
+@pytest.mark.backends("folder")
 def test_a_lock_held_too_long_times_out_with_advice_and_changes_nothing(store):
     register(store)
     fd = hold_lock(store)

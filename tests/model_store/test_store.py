@@ -25,17 +25,16 @@ from tests.model_store.factories import (
 )
 
 
-def test_register_writes_a_version_folder_with_artifact_and_manifest(store):
+def test_register_writes_a_version_folder_with_artifact_and_manifest(store, objects):
     manifest = register(store)
-    folder = store.folder / "1"
-    assert sorted(p.name for p in folder.iterdir()) == ["manifest.json", "model.joblib"]
+    assert objects.keys("1/") == ["1/manifest.json", "1/model.joblib"]
     assert manifest.version == 1 and manifest.name == MODEL_NAME
     assert manifest.artifact == "model.joblib"
     assert re.fullmatch(r"[0-9a-f]{64}", manifest.sha256)
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", manifest.created_at)
-    on_disk = jsonio.loads((folder / "manifest.json").read_bytes())
+    on_disk = jsonio.loads(objects.read("1/manifest.json"))
     assert on_disk == jsonio.loads(jsonio.dumps_pretty(manifest.to_dict()))
-    assert (folder / "manifest.json").read_bytes() == jsonio.dumps_pretty(manifest.to_dict())
+    assert objects.read("1/manifest.json") == jsonio.dumps_pretty(manifest.to_dict())
 
 
 def test_register_records_schema_metrics_libraries_and_lineage(store):
@@ -77,10 +76,10 @@ def test_register_points_candidate_at_the_new_version_unless_told_otherwise(stor
     assert store.aliases() == {"candidate": 2, "production": 4, "shadow": 4}
 
 
-def test_versions_skip_an_unreadable_version_with_a_warning(store, caplog):
+def test_versions_skip_an_unreadable_version_with_a_warning(store, objects, caplog):
     register(store)
     register(store)
-    (store.folder / "1" / "manifest.json").write_text("{not json")
+    objects.write("1/manifest.json", b"{not json")
     with caplog.at_level(logging.WARNING, logger="model_store"):
         assert [m.version for m in store.versions()] == [2]
     assert "skipping cancer v1" in caplog.text
@@ -105,6 +104,7 @@ def test_resolve_unknown_version_or_alias_names_what_exists(store):
         store.resolve("prod")
 
 
+@pytest.mark.backends("folder")
 def test_resolve_a_path_like_ref_is_not_found_without_reading_outside_the_store(store):
     register(store)
     (store.root / "escape.json").write_bytes(jsonio.dumps({"version": 1, "seq": 1}))
@@ -152,14 +152,16 @@ def test_undefined_metric_is_kept_as_nan(store):
         ({"config": {"path": Path("/x")}}, r"cannot be written as JSON"),
     ],
 )
-def test_register_refuses_what_cannot_be_served_and_writes_nothing(store, changes, message):
+def test_register_refuses_what_cannot_be_served_and_writes_nothing(
+    store, objects, changes, message
+):
     with pytest.raises(ModelStoreError, match=message):
         register(store, **changes)
     assert store.versions() == [] and store.aliases() == {}
-    assert not store.folder.exists() or not list(store.folder.glob(".tmp-*"))
+    assert objects.keys() == [] and leftovers(store) == []
 
 
-def test_register_refuses_a_model_joblib_cannot_pickle_and_leaves_nothing(store):
+def test_register_refuses_a_model_joblib_cannot_pickle_and_leaves_nothing(store, objects):
     with pytest.raises(ModelStoreError, match=r"could not be pickled"):
         store.register(
             lambda x: x,
@@ -169,20 +171,21 @@ def test_register_refuses_a_model_joblib_cannot_pickle_and_leaves_nothing(store)
             metrics={},
             estimator="lambda",
         )
-    assert store.versions() == [] and list(store.folder.glob(".tmp-*")) == []
+    assert store.versions() == [] and objects.keys() == [] and leftovers(store) == []
 
 
-def test_version_numbers_are_not_reused_after_a_version_is_deleted(store):
+def test_version_numbers_are_not_reused_after_a_version_is_deleted(store, objects):
     register(store)
     register(store)
-    shutil.rmtree(store.folder / "2")  # candidate's history still names v2
+    for key in objects.keys("2/"):  # candidate's history still names v2
+        objects.delete(key)
     assert register(store).version == 3
 
 
-def test_model_name_must_be_a_plain_folder_name(tmp_path):
+def test_model_name_must_be_a_plain_folder_name(store_root):
     for bad in ("", "../up", "a/b", ".hidden"):
         with pytest.raises(ModelStoreError, match=r"invalid model name"):
-            ModelStore(tmp_path, bad)
+            ModelStore(store_root, bad)
 
 
 def test_from_config_uses_the_model_store_section(tmp_path):
@@ -200,6 +203,13 @@ def test_from_config_uses_the_model_store_section(tmp_path):
     store = ModelStore.from_config(cfg)
     assert store.folder == tmp_path.resolve() / "models" / "fraud"
     assert store.lock_timeout_ms == 1234 and store.allow_version_mismatch
+
+
+def leftovers(store: ModelStore) -> list[str]:
+    """``.tmp-*`` folders of a folder store (writes that did not finish)."""
+    if store.folder is None or not store.folder.exists():
+        return []
+    return [p.name for p in store.folder.glob(".tmp-*")]
 
 
 def test_current_git_commit_is_none_outside_a_checkout(tmp_path):
