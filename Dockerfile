@@ -29,6 +29,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     STREAMSCORE_CONFIG=/etc/streamscore/config.toml \
     STREAMSCORE__MODEL_STORE__ROOT=/var/lib/streamscore/models \
+    STREAMSCORE__MODEL_STORE__CACHE_DIR=/var/lib/streamscore/cache \
     STREAMSCORE__WORKER__LOG_DIR=/var/lib/streamscore/log \
     STREAMSCORE__TRAINER__JOBS_DIR=/var/lib/streamscore/jobs \
     STREAMSCORE__HTTP__HOST=0.0.0.0

@@ -114,6 +114,8 @@ class ObjectAliasBook:
             self._repair(name)
         events = []
         for key in self.storage.keys(HISTORY):
+            if alias is not None and not key.endswith(f".{alias}.json"):
+                continue  # another alias's move (the key names it): not read
             blob = self.storage.read(key)
             if not isinstance(blob, Blob):
                 continue  # listed, then gone: nothing deletes history, but be safe

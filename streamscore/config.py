@@ -155,6 +155,12 @@ class ModelStoreConfig:
     retry_backoff_ms: int = _opt(500, min=10, max=600_000, doc="store unreachable: first retry")
     max_retry_backoff_ms: int = _opt(10_000, min=10, max=3_600_000)
 
+    def __repr__(self) -> str:  # endpoint_url without any user:password@ in it
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        values["endpoint_url"] = _redact_url(self.endpoint_url)
+        shown = ", ".join(f"{name}={value!r}" for name, value in values.items())
+        return f"ModelStoreConfig({shown})"
+
     @property
     def is_object_store(self) -> bool:
         return isinstance(self.root, str)

@@ -411,3 +411,62 @@ def test_env_override_into_a_section_that_is_not_a_table_is_a_config_error(tmp_p
 def test_topic_names_kafka_would_refuse_are_config_errors(tmp_path, name):
     with pytest.raises(ConfigError, match="input_topic"):
         load_config(write(tmp_path, f'[kafka]\ninput_topic = "{name}"\n'), environ={})
+
+
+# --------------------------------------------------------------------------- object storage
+
+
+def test_model_store_root_takes_an_s3_url_as_written_and_cache_dir_resolves(tmp_path):
+    text = (
+        '[model_store]\nroot = "s3://models-bucket/team/prod/"\n'
+        'endpoint_url = "http://127.0.0.1:8333"\nregion = "eu-west-1"\n'
+    )
+    store = load_config(write(tmp_path, text), environ={}).model_store
+    assert store.root == "s3://models-bucket/team/prod" and store.is_object_store
+    assert store.cache_dir == tmp_path / "var/cache/models"
+    assert store.local_root == store.cache_dir  # where this host's lock files go
+    assert (store.endpoint_url, store.region) == ("http://127.0.0.1:8333", "eu-west-1")
+
+
+def test_model_store_root_from_the_environment_can_be_an_s3_url(tmp_path):
+    env = {"STREAMSCORE__MODEL_STORE__ROOT": "s3://models-bucket"}
+    cfg = load_config(write(tmp_path, ""), environ=env)
+    assert cfg.model_store.root == "s3://models-bucket"
+
+
+@pytest.mark.parametrize(
+    "root", ["s3://", "s3://x", "s3://Upper/x", "gs://bucket/x", "s3://bucket name/x"]
+)
+def test_a_root_url_that_is_not_s3_bucket_prefix_is_an_error(tmp_path, root):
+    with pytest.raises(ConfigError, match=r"\[model_store\] root = .* s3://bucket/prefix"):
+        load_config(write(tmp_path, f'[model_store]\nroot = "{root}"\n'), environ={})
+
+
+@pytest.mark.parametrize("key", ["endpoint_url", "region", "profile"])
+def test_object_store_keys_on_a_folder_root_are_an_error(tmp_path, key):
+    text = f'[model_store]\nroot = "models"\n{key} = "http://x:1"\n'
+    with pytest.raises(ConfigError, match=rf"{key} = .* is for an object store, but root"):
+        load_config(write(tmp_path, text), environ={})
+
+
+def test_object_store_endpoint_must_be_an_http_url(tmp_path):
+    text = '[model_store]\nroot = "s3://bucket1/p"\nendpoint_url = "127.0.0.1:8333"\n'
+    with pytest.raises(ConfigError, match=r"endpoint_url = '127.0.0.1:8333' must be an http"):
+        load_config(write(tmp_path, text), environ={})
+
+
+def test_object_store_credentials_never_show_in_config_or_store(tmp_path, monkeypatch):
+    from model_store import ModelStore
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAEXAMPLEKEY")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s3cr3t-value")
+    text = (
+        '[model_store]\nroot = "s3://bucket1/p"\n'
+        'endpoint_url = "http://user:pa55word@127.0.0.1:1"\n'
+    )
+    cfg = load_config(write(tmp_path, text), environ={})
+    store = ModelStore.from_config(cfg)
+    shown = " ".join([repr(cfg), str(cfg.to_dict()), repr(store), repr(store.storage)])
+    for secret in ("AKIAEXAMPLEKEY", "s3cr3t-value", "pa55word"):
+        assert secret not in shown
+    assert "http://***@127.0.0.1:1" in repr(cfg.model_store)

@@ -88,3 +88,17 @@ def dashboard_metrics() -> set[str]:
         for target in panel["targets"]:
             names |= set(METRIC.findall(target["expr"]))
     return names
+
+
+def test_compose_workers_and_trainer_share_the_model_store_through_object_storage_only():
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    services = compose["services"]
+    assert "seaweedfs" in services and services["seaweedfs"]["command"][0] == "mini"
+    for name in ("worker-1", "worker-2", "trainer"):
+        service = services[name]
+        env = service["environment"]
+        assert env["STREAMSCORE__MODEL_STORE__ROOT"].startswith("s3://")
+        assert env["STREAMSCORE__MODEL_STORE__ENDPOINT_URL"] == "http://seaweedfs:8333"
+        assert "seaweedfs" in service["depends_on"]
+        mounted = [v.split(":")[1] for v in service.get("volumes", []) if ":" in v]
+        assert not any(path.startswith("/var/lib/streamscore/models") for path in mounted)

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from model_store import ModelStore
+from model_store import ModelStore, StoreUnavailable
 from streamscore.exceptions import StreamscoreError
 from worker.lean import hint
 from worker.processor import ServingModel
@@ -149,6 +149,9 @@ class ModelReloader:
                 loaded, self.policy, alias=self.alias, seq=seq, allowed_extra=self.allowed_extra
             )
             model.smoke_test()
+        except StoreUnavailable as exc:  # the store's outage, not the version's fault: retry
+            self.last_problem = f"version {version} not loaded yet: {exc}"
+            return None
         except Exception as exc:  # noqa: BLE001
             self._seen = state
             reason = hint(f"{type(exc).__name__}: {exc}")

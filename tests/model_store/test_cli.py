@@ -156,3 +156,23 @@ def test_python_dash_m_model_store_runs_the_group(config, store):
     )
     assert result.returncode == 0, result.stderr
     assert [d["version"] for d in json.loads(result.stdout)] == [1, 2]
+
+
+def test_promote_with_the_object_store_unreachable_exits_2_saying_so(tmp_path):
+    from streamscore.broker import free_port
+
+    path = tmp_path / "config.toml"
+    endpoint = f"http://127.0.0.1:{free_port()}"  # nothing listens
+    path.write_text(
+        CONFIG.replace(
+            "[model_store]\n",
+            f'[model_store]\nroot = "s3://streamscore-tests/x"\nendpoint_url = "{endpoint}"\n'
+            f'region = "us-east-1"\nrequest_timeout_ms = 500\n',
+        )
+    )
+    result = CliRunner(env={"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"}).invoke(
+        models, ["promote", "1", "--config", str(path)]
+    )
+    assert result.exit_code == 2
+    assert f"object store {endpoint} unreachable" in result.output
+    assert "check [model_store] endpoint_url" in result.output

@@ -14,6 +14,7 @@ def test_public_names_are_exported_once_and_sorted():
         "LoadedModel",
         "Manifest",
         "ModelStore",
+        "StoreUnavailable",
         "VerifyResult",
         "current_git_commit",
         "file_sha256",
