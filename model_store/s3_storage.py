@@ -20,6 +20,7 @@ it.
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -96,8 +97,11 @@ class S3Options:
         )
 
 
+@functools.lru_cache(maxsize=8)
 def make_client(options: S3Options) -> Any:
-    """A boto3 S3 client: path-style addressing for custom endpoints, short timeouts."""
+    """A boto3 S3 client: path-style addressing for custom endpoints, short timeouts.
+
+    One per set of options in a process (clients are thread-safe; making one costs ~0.3 s)."""
     import boto3
     from botocore.config import Config as BotoConfig
 

@@ -131,9 +131,12 @@ class S3Server:
     endpoint: str
     bucket: str
     seaweed: SeaweedServer | None
+    _client: Any = None
 
     def client(self) -> Any:
-        return s3_client(self.endpoint)
+        if self._client is None:
+            self._client = s3_client(self.endpoint)
+        return self._client
 
     @contextlib.contextmanager
     def stopped(self) -> Iterator[None]:
