@@ -24,6 +24,7 @@ from rich.console import Console
 from sklearn.pipeline import Pipeline
 
 from model_store import DataFingerprint, FeatureSpec, Manifest, ModelStore, current_git_commit
+from model_store.release import promote_and_announce
 from streamscore.config import Config, TrainingConfig
 from streamscore.exceptions import GateFailed, TrainingError
 from training.cleanse import CleanseReport, cleanse
@@ -161,10 +162,16 @@ def train(
             elif not verdict.passed:
                 step.skip("gate failed: stays a candidate")
             else:
-                store.promote(manifest.version, alias, reason=f"gate passed: {verdict.summary()}")
+                promote_and_announce(
+                    store,
+                    cfg.kafka,
+                    manifest.version,
+                    alias,
+                    reason=f"gate passed: {verdict.summary()}",
+                    timeout_s=2.0,
+                )
                 promoted = True
                 step.note = f"{alias} -> v{manifest.version}"
-                _announce(cfg, store.name, manifest.version)
     result = TrainResult(
         manifest=manifest,
         verdict=verdict,
@@ -222,12 +229,3 @@ def _recorded_config(cfg: Config, path: Path) -> dict[str, Any]:
     recorded = cfg.to_dict()
     recorded["training"]["data_path"] = str(path)
     return recorded
-
-
-def _announce(cfg: Config, model: str, version: int) -> None:
-    """Tell running workers now (best effort; they also poll the store)."""
-    from streamscore.control import announce_alias_move
-
-    announce_alias_move(
-        cfg.kafka, model=model, alias=cfg.model_store.alias, version=version, timeout_s=2.0
-    )

@@ -20,8 +20,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from streamscore.config import Config, KafkaConfig
+from streamscore.wire import OutRecord
 from worker.kafka_io import DeliveryFailed, Partition
-from worker.records import OutRecord
 
 log = logging.getLogger(__name__)
 

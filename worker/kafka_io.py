@@ -16,7 +16,7 @@ from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from streamscore.config import Config
 from streamscore.kafka_admin import client_kwargs
-from worker.records import OutRecord
+from streamscore.wire import OutRecord
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from types import FrameType
 
 import click
 
-from streamscore.clitools import StreamscoreGroup, config_option, pass_state, setup_logging
+from app.clitools import StreamscoreGroup, config_option, pass_state, setup_logging
 from streamscore.config import resolve_config_path
 from worker.lean import limit_model_threads, skip_pandas
 

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import signal
 import subprocess
 import sys
@@ -25,8 +26,8 @@ from typing import Any
 import click
 from rich.table import Table
 
-from streamscore import jsonio
-from streamscore.clitools import config_option, console, pass_state
+from app.clitools import config_option, console, pass_state
+from streamscore import jsonio, wire
 from streamscore.config import Config, resolve_config_path, with_overrides
 from streamscore.exceptions import StreamscoreError
 
@@ -42,9 +43,9 @@ def _section(title: str) -> None:
 def run_demo(cfg: Config, config_path: Path) -> None:
     from kafka import KafkaProducer
 
+    from broker import EmbeddedBroker
     from model_store import ModelStore
-    from streamscore.broker import EmbeddedBroker
-    from streamscore.control import announce_alias_move
+    from model_store.release import promote_and_announce
     from streamscore.kafka_admin import client_kwargs, ensure_topics, high_watermarks
     from training import export_demo_data, train
 
@@ -119,14 +120,10 @@ def run_demo(cfg: Config, config_path: Path) -> None:
 
         def promote_later() -> None:
             time.sleep(STREAM_SECONDS / 2)
-            store.promote(second.manifest.version, cfg.model_store.alias, reason="demo swap")
-            promoted_at.append(time.time())
-            announce_alias_move(
-                cfg.kafka,
-                model=store.name,
-                alias=cfg.model_store.alias,
-                version=second.manifest.version,
+            move = promote_and_announce(
+                store, cfg.kafka, second.manifest.version, cfg.model_store.alias, reason="demo swap"
             )
+            promoted_at.append(dt.datetime.fromisoformat(move.event.at).timestamp())
 
         swapper = threading.Thread(target=promote_later)
         swapper.start()
@@ -210,7 +207,7 @@ def _print_results(outputs: list[Any], dead: list[Any], labels: dict[str, Any], 
             str(labels.get(base)),
         )
     console.print(table)
-    stages = Counter(r.headers.get("streamscore.error.stage", "?") for r in dead)
+    stages = Counter(r.headers.get(wire.H_STAGE, "?") for r in dead)
     outcome = Table(title="outcomes")
     outcome.add_column("outcome")
     outcome.add_column("events", justify="right")
@@ -246,7 +243,7 @@ def _print_swap(outputs: list[Any], promoted_at: float, new_version: int) -> Non
     firsts: dict[str, float] = {}
     for r in outputs:
         v = r.value
-        worker = r.headers.get("streamscore.source.partition", "?")
+        worker = r.headers.get(wire.H_SOURCE_PARTITION, "?")
         if v["model"]["version"] == new_version:
             firsts.setdefault(worker, v["scored_at"] / 1000)
     if firsts:
