@@ -62,4 +62,3 @@ class GateFailed(TrainingError):
 
 class ScoringError(StreamscoreError):
     """The worker cannot score with the model it has (schema, load)."""
-
