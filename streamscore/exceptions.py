@@ -11,7 +11,8 @@ The tree::
     │   └── NoHistoryError       rollback with nothing to roll back to
     ├── TrainingError            training data or the training run is unusable
     │   └── GateFailed           the quality gate refused promotion
-    └── ScoringError             a worker could not score (schema, model load)
+    ├── ScoringError             a worker could not score (schema, model load)
+    └── DeliveryFailed           (worker.transport) outputs not acknowledged / commit refused
 
 Foreign errors (kafka, orjson, joblib, pandas) are translated at the boundary with
 ``raise ... from exc`` so the cause stays visible in tracebacks.

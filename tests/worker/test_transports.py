@@ -16,8 +16,7 @@ from streamscore.config import BrokerConfig
 from streamscore.kafka_admin import ensure_topics
 from streamscore.wire import OutRecord
 from tests.kafka_helpers import read
-from worker.kafka_io import DeliveryFailed
-from worker.service import make_transport
+from worker.transport import DeliveryFailed, make_transport
 
 pytestmark = [
     pytest.mark.broker,
