@@ -395,6 +395,37 @@ class ModelStore:
         check_schema(task, features, classes)
         for alias in aliases:
             check_alias(alias)
+        draft = self._draft(
+            task=task,
+            features=features,
+            classes=classes,
+            metrics=metrics,
+            estimator=estimator,
+            data=data,
+            config=config,
+            git_commit=git_commit,
+            parent=parent,
+        )
+        artifact, digest = self._write_artifact(model)
+        with self._lock():
+            manifest = self._publish(artifact, draft, digest, aliases)
+        log.info("registered %s (%s)", manifest.label, ", ".join(aliases) or "no alias")
+        return manifest
+
+    def _draft(
+        self,
+        *,
+        task: str,
+        features: Sequence[FeatureSpec],
+        classes: Sequence[Any] | None,
+        metrics: Mapping[str, float],
+        estimator: str,
+        data: DataFingerprint | None,
+        config: Mapping[str, Any] | None,
+        git_commit: str | None,
+        parent: int | None,
+    ) -> Manifest:
+        """The manifest without version, time and checksum; refused if not JSON-able."""
         draft = Manifest(
             name=self.name,
             version=0,
@@ -419,6 +450,10 @@ class ModelStore:
                 f"the manifest of {self.name} cannot be written as JSON ({exc}); pass plain "
                 f"str/int/float/bool/list/dict values in config and classes"
             ) from exc
+        return draft
+
+    def _write_artifact(self, model: Any) -> tuple[bytes, str]:
+        """``model`` pickled with joblib, and its sha256."""
         buffer = io.BytesIO()
         try:
             joblib.dump(model, buffer)
@@ -428,28 +463,33 @@ class ModelStore:
                 f"({type(exc).__name__}: {exc})"
             ) from exc
         artifact = buffer.getvalue()
-        digest = hashlib.sha256(artifact).hexdigest()
-        with self._lock():
-            for _ in range(MAX_CLAIM_ATTEMPTS):
-                version = self._next_version()
-                manifest = dataclasses.replace(
-                    draft, version=version, created_at=utc_now(), sha256=digest
-                )
-                files = {
-                    ARTIFACT_FILE: artifact,
-                    MANIFEST_FILE: jsonio.dumps_pretty(manifest.to_dict()),  # last: the commit
-                }
-                if self.storage.publish(version, files):
-                    break
-            else:
-                raise ModelStoreError(
-                    f"{self.name}: other writers took {MAX_CLAIM_ATTEMPTS} version numbers in a "
-                    f"row while this registration tried to claim one in {self.location}; "
-                    f"register again"
-                )
-            for alias in dict.fromkeys(aliases):
-                self.book.move(alias, version, action="register", at=manifest.created_at)
-        log.info("registered %s (%s)", manifest.label, ", ".join(aliases) or "no alias")
+        return artifact, hashlib.sha256(artifact).hexdigest()
+
+    def _publish(
+        self, artifact: bytes, draft: Manifest, digest: str, aliases: Sequence[str]
+    ) -> Manifest:
+        """Under the lock (a folder store): number the version, publish its files with the
+        manifest last (:meth:`Storage.publish`; a number another writer took first is skipped)
+        and point ``aliases`` at it."""
+        for _ in range(MAX_CLAIM_ATTEMPTS):
+            version = self._next_version()
+            manifest = dataclasses.replace(
+                draft, version=version, created_at=utc_now(), sha256=digest
+            )
+            files = {
+                ARTIFACT_FILE: artifact,
+                MANIFEST_FILE: jsonio.dumps_pretty(manifest.to_dict()),  # last: the commit
+            }
+            if self.storage.publish(version, files):
+                break
+        else:
+            raise ModelStoreError(
+                f"{self.name}: other writers took {MAX_CLAIM_ATTEMPTS} version numbers in a "
+                f"row while this registration tried to claim one in {self.location}; "
+                f"register again"
+            )
+        for alias in dict.fromkeys(aliases):
+            self.book.move(alias, version, action="register", at=manifest.created_at)
         return manifest
 
     def _lock(self) -> contextlib.AbstractContextManager[None]:

@@ -61,7 +61,7 @@ class SeaweedServer:
     """``weed mini`` on free ports; :meth:`stop` and :meth:`start` again keep ports and data."""
 
     def __init__(self, binary: str, folder: Path) -> None:
-        from streamscore.broker import free_port
+        from broker import free_port
 
         self.binary = binary
         self.folder = folder

@@ -10,10 +10,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
+from app.models_cli import models
 from model_store import ModelStore
-from model_store.cli import models
 from streamscore.config import load_config
+from tests.model_store.conftest import BACKENDS
 from tests.model_store.factories import MODEL_NAME, register
+from tests.object_storage import Objects
 
 CONFIG = f"""
 [model_store]
@@ -22,6 +24,18 @@ model_name = "{MODEL_NAME}"
 [kafka]
 bootstrap_servers = "127.0.0.1:1"   # nothing listens: alias-move notices are skipped at once
 """
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """Every CLI test runs on a folder store and on S3, as the model-store suite does."""
+    return str(request.param)
+
+
+@pytest.fixture
+def objects(request: pytest.FixtureRequest, store: ModelStore, backend: str) -> Objects:
+    server = request.getfixturevalue("s3_server") if backend == "s3" else None
+    return Objects(store, server)
 
 
 @pytest.fixture
@@ -159,7 +173,7 @@ def test_python_dash_m_model_store_runs_the_group(config, store):
 
 
 def test_promote_with_the_object_store_unreachable_exits_2_saying_so(tmp_path):
-    from streamscore.broker import free_port
+    from broker import free_port
 
     path = tmp_path / "config.toml"
     endpoint = f"http://127.0.0.1:{free_port()}"  # nothing listens
