@@ -388,9 +388,10 @@ class ModelStore:
     ) -> Manifest:
         """Write a new version and point ``aliases`` at it.
 
-        The artifact is written into ``.tmp-<uuid>/`` without the lock; numbering the version,
-        writing the manifest, renaming the folder into place and moving the aliases happen
-        under it, so concurrent registrations get distinct versions.
+        The model is pickled without the lock; numbering the version, publishing its files
+        (a folder: ``.tmp-<uuid>/`` renamed into place; S3: a conditional claim, the manifest
+        last) and moving the aliases happen under it (a folder) or by conditional writes (S3),
+        so concurrent registrations get distinct versions.
         """
         check_schema(task, features, classes)
         for alias in aliases:
