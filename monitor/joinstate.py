@@ -1,0 +1,588 @@
+"""Predictions joined with their delayed labels, in one sqlite file that survives restarts.
+
+Why stdlib :mod:`sqlite3` (in WAL mode): the state is a keyed table with a time index (pending
+predictions by id, expiring by time), updated in batches, read by one process; sqlite gives
+that with atomic multi-table transactions and no new dependency or server. WAL lets a reader
+(``models show``, a test) read while the monitor writes; ``synchronous = NORMAL`` makes every
+commit durable against a crash of the process (kill -9), which is the failure this state must
+survive (a power cut may lose the last commits, which the consumer offsets stored in the same
+transaction then replay).
+
+Rules, all decided from record timestamps (never the wall clock), so replaying the same records
+after a crash makes the same decisions:
+
+* A prediction is kept for ``label_ttl_ms`` (default 7 days) after it was made. A label for it
+  joins once; a second label for the same id is a **duplicate** and is ignored. A label that
+  arrives more than ``label_ttl_ms`` after its prediction is **expired** and not joined.
+* A label whose prediction has not arrived waits up to ``label_wait_ms`` (default 1 hour); if the
+  prediction arrives in time the two join, otherwise the label is dropped as an **unknown id**.
+* A second prediction with an id already held (a worker re-scoring after a crash) is a duplicate:
+  the first one stays.
+* Disk is bounded: beyond ``max_predictions`` held predictions the oldest are **evicted**.
+* Consumer offsets are stored in the same transaction as the outcomes they produced
+  (:meth:`JoinState.apply`), so after a crash the consumer resumes exactly after the last
+  committed batch: nothing joined is lost and nothing is counted twice.
+
+Storage per prediction: the id, the version, the time, the predicted class index (or value) and
+the class probabilities as float32 (8 bytes for a binary model): about 100 bytes on disk with the
+time index (measured in ``bench/monitor.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from monitor.quality import (
+    CLASSIFICATION,
+    REGRESSION,
+    QualityAggregate,
+    classification_outcome,
+    label_key,
+    regression_outcome,
+)
+from streamscore import jsonio
+from streamscore.exceptions import StreamscoreError
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+DAY_MS = 86_400_000
+DEFAULT_LABEL_TTL_MS = 7 * DAY_MS
+DEFAULT_LABEL_WAIT_MS = 3_600_000
+DEFAULT_WINDOW_MS = 3_600_000
+DEFAULT_MAX_PREDICTIONS = 1_000_000
+_CHUNK = 900  # sqlite's default limit is 999 bound parameters per statement
+
+COUNTERS = (
+    "predictions",
+    "duplicate_predictions",
+    "labels",
+    "joined",
+    "duplicate_labels",
+    "expired_labels",
+    "unknown_labels",
+    "waiting_labels_joined",
+    "expired_predictions",
+    "evicted_predictions",
+    "unusable_labels",
+)
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS predictions (
+    id TEXT PRIMARY KEY,
+    version INTEGER NOT NULL,
+    predicted_at INTEGER NOT NULL,
+    value REAL NOT NULL,
+    probs BLOB,
+    labelled INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS predictions_by_time ON predictions (predicted_at);
+CREATE TABLE IF NOT EXISTS pending_labels (
+    id TEXT PRIMARY KEY, label TEXT NOT NULL, arrived_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS pending_by_time ON pending_labels (arrived_at);
+CREATE TABLE IF NOT EXISTS classes (version INTEGER PRIMARY KEY, classes TEXT);
+CREATE TABLE IF NOT EXISTS windows (
+    version INTEGER NOT NULL,
+    window_start INTEGER NOT NULL,
+    sums TEXT NOT NULL,
+    positives BLOB NOT NULL,
+    negatives BLOB NOT NULL,
+    PRIMARY KEY (version, window_start)
+);
+CREATE TABLE IF NOT EXISTS offsets (
+    topic TEXT NOT NULL, partition INTEGER NOT NULL, next_offset INTEGER NOT NULL,
+    PRIMARY KEY (topic, partition)
+);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER);
+CREATE TABLE IF NOT EXISTS decisions (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    at_ms INTEGER NOT NULL,
+    version INTEGER NOT NULL,
+    action TEXT NOT NULL,
+    reason TEXT NOT NULL
+);
+"""
+
+
+class JoinStateError(StreamscoreError):
+    """The join state file cannot be used; the message names the file and the fix."""
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A prediction as read from the output topic."""
+
+    id: str
+    version: int
+    predicted_at_ms: int
+    prediction: Any
+    probabilities: Mapping[str, float] | None = None
+    task: str = CLASSIFICATION
+
+
+@dataclass(frozen=True)
+class Label:
+    """A label from the labels topic; ``arrived_at_ms`` is its record's timestamp."""
+
+    id: str
+    label: Any
+    arrived_at_ms: int
+
+
+@dataclass
+class ApplyResult:
+    """What one :meth:`JoinState.apply` did (also added to the persistent counters)."""
+
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTERS, 0))
+    windows: set[tuple[int, int]] = field(default_factory=set)  # (version, window_start_ms)
+
+
+class JoinState:
+    """The join state in one sqlite file. Not thread-safe: one owner thread."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        label_ttl_ms: int = DEFAULT_LABEL_TTL_MS,
+        label_wait_ms: int = DEFAULT_LABEL_WAIT_MS,
+        window_ms: int = DEFAULT_WINDOW_MS,
+        max_predictions: int = DEFAULT_MAX_PREDICTIONS,
+    ) -> None:
+        self.path = Path(path)
+        self.label_ttl_ms = label_ttl_ms
+        self.label_wait_ms = label_wait_ms
+        self.window_ms = window_ms
+        self.max_predictions = max_predictions
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self.db.execute("PRAGMA journal_mode = WAL")
+            self.db.execute("PRAGMA synchronous = NORMAL")
+            self.db.execute("PRAGMA busy_timeout = 10000")
+            self._create()
+        except sqlite3.DatabaseError as exc:
+            raise JoinStateError(
+                f"join state {self.path} is not usable ({exc}); stop the monitor, move the file "
+                f"away and restart (the monitor re-reads the topics from their beginning)"
+            ) from exc
+        self._classes: dict[int, list[str]] = {
+            int(v): list(jsonio.loads(c))
+            for v, c in self.db.execute("SELECT version, classes FROM classes")
+        }
+        self._windows: dict[tuple[int, int], QualityAggregate] = self._load_windows()
+        self.held = int(self.db.execute("SELECT COUNT(*) FROM predictions").fetchone()[0])
+        self._new_classes: dict[int, list[str]] = {}  # of the batch in flight
+        self._held_delta = 0
+
+    def _create(self) -> None:
+        with self._transaction():
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    self.db.execute(statement)
+            row = self.db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+            if row is None:
+                self.db.execute(
+                    "INSERT INTO meta (key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
+                )
+            elif int(row[0]) != SCHEMA_VERSION:
+                raise JoinStateError(
+                    f"join state {self.path} has schema {row[0]}, this streamscore uses "
+                    f"{SCHEMA_VERSION}: move the file away to start afresh"
+                )
+            settings = {"window_ms": str(self.window_ms)}
+            for key, value in settings.items():
+                stored = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+                if stored is None:
+                    self.db.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (key, value))
+                elif stored[0] != value:
+                    raise JoinStateError(
+                        f"join state {self.path} was built with {key} = {stored[0]}, the config "
+                        f"now says {value}: windows cannot be re-cut; restore the setting or "
+                        f"move the file away to start afresh"
+                    )
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    def close(self) -> None:
+        self.db.close()
+
+    # ------------------------------------------------------------------ reading
+
+    def offsets(self) -> dict[tuple[str, int], int]:
+        """``(topic, partition) → next offset to read``, as of the last committed batch."""
+        return {
+            (str(t), int(p)): int(o)
+            for t, p, o in self.db.execute("SELECT topic, partition, next_offset FROM offsets")
+        }
+
+    def counters(self) -> dict[str, int]:
+        out = dict.fromkeys(COUNTERS, 0)
+        out.update({str(n): int(v) for n, v in self.db.execute("SELECT name, value FROM counters")})
+        return out
+
+    def pending_labels(self) -> int:
+        return int(self.db.execute("SELECT COUNT(*) FROM pending_labels").fetchone()[0])
+
+    def window(self, version: int, window_start_ms: int) -> QualityAggregate:
+        agg = self._windows.get((version, window_start_ms))
+        out = QualityAggregate()
+        if agg is not None:
+            out.add(agg)
+        return out
+
+    def windows(self, version: int | None = None) -> list[tuple[int, int, QualityAggregate]]:
+        """``(version, window_start_ms, aggregate)`` sorted by version then window."""
+        return [
+            (v, w, self.window(v, w))
+            for v, w in sorted(self._windows)
+            if version is None or v == version
+        ]
+
+    def versions(self) -> list[int]:
+        return sorted({v for v, _ in self._windows})
+
+    def cumulative(self, version: int) -> QualityAggregate:
+        total = QualityAggregate()
+        for (v, _), agg in self._windows.items():
+            if v == version:
+                total.add(agg)
+        return total
+
+    def decisions(self) -> list[tuple[int, int, str, str]]:
+        """``(at_ms, version, action, reason)`` of every recorded rollback decision."""
+        return [
+            (int(a), int(v), str(act), str(r))
+            for a, v, act, r in self.db.execute(
+                "SELECT at_ms, version, action, reason FROM decisions ORDER BY seq"
+            )
+        ]
+
+    def record_decision(self, at_ms: int, version: int, action: str, reason: str) -> None:
+        with self._transaction():
+            self.db.execute(
+                "INSERT INTO decisions (at_ms, version, action, reason) VALUES (?, ?, ?, ?)",
+                (at_ms, version, action, reason),
+            )
+
+    # ------------------------------------------------------------------ writing
+
+    def window_start(self, predicted_at_ms: int) -> int:
+        return predicted_at_ms - predicted_at_ms % self.window_ms
+
+    def apply(
+        self,
+        predictions: Sequence[Prediction],
+        labels: Sequence[Label],
+        offsets: Mapping[tuple[str, int], int],
+    ) -> ApplyResult:
+        """Store predictions, join labels, and record ``offsets`` (next offset per partition
+        read), all in one transaction: either all of it is on disk or none of it."""
+        result = ApplyResult()
+        touched: dict[tuple[int, int], QualityAggregate] = {}
+        try:
+            with self._transaction():
+                held = self._insert_predictions(predictions, result, touched)
+                self._join_labels(labels, held, result, touched)
+                self._evict(result)
+                if offsets:
+                    self.db.executemany(
+                        "INSERT OR REPLACE INTO offsets (topic, partition, next_offset) "
+                        "VALUES (?, ?, ?)",
+                        [(t, p, o) for (t, p), o in offsets.items()],
+                    )
+                self._save(touched, result)
+            # Memory follows the database only once the transaction is committed.
+            self._classes.update(self._new_classes)
+            self.held += self._held_delta
+            self._windows.update(touched)
+        finally:
+            self._new_classes = {}
+            self._held_delta = 0
+        result.windows = set(touched)
+        return result
+
+    def _aggregate(
+        self, touched: dict[tuple[int, int], QualityAggregate], version: int, predicted_at: int
+    ) -> QualityAggregate:
+        key = (version, self.window_start(predicted_at))
+        agg = touched.get(key)
+        if agg is None:
+            agg = self.window(*key)  # a copy: memory changes only after the commit
+            touched[key] = agg
+        return agg
+
+    def _classes_of(self, version: int, prediction: Prediction) -> list[str]:
+        known = self._new_classes.get(version) or self._classes.get(version)
+        keys = [label_key(k) for k in prediction.probabilities or ()]
+        changed = known is None
+        classes = list(keys) if known is None else list(known)
+        for key in [*keys, label_key(prediction.prediction)]:
+            if key not in classes:
+                classes.append(key)
+                changed = True
+        if changed:
+            self._new_classes[version] = classes
+            self.db.execute(
+                "INSERT OR REPLACE INTO classes (version, classes) VALUES (?, ?)",
+                (version, jsonio.dumps(classes).decode()),
+            )
+        return classes
+
+    def _insert_predictions(
+        self,
+        predictions: Sequence[Prediction],
+        result: ApplyResult,
+        touched: dict[tuple[int, int], QualityAggregate],
+    ) -> dict[str, tuple[int, int, float, bytes | None, int]]:
+        """Insert the new predictions; returns the rows as held, for labels in this batch."""
+        held: dict[str, tuple[int, int, float, bytes | None, int]] = {}
+        if not predictions:
+            return held
+        ids = list(dict.fromkeys(p.id for p in predictions))
+        existing = self._select_ids(ids, "predictions")
+        rows = []
+        for p in predictions:
+            result.counts["predictions"] += 1
+            if p.id in existing or p.id in held:
+                result.counts["duplicate_predictions"] += 1
+                continue
+            if p.task == REGRESSION:
+                try:
+                    value, probs = float(p.prediction), None
+                except (TypeError, ValueError):
+                    continue
+            else:
+                classes = self._classes_of(p.version, p)
+                value = float(classes.index(label_key(p.prediction)))
+                probs = None
+                if p.probabilities:
+                    vector = np.zeros(len(classes), dtype="<f4")
+                    for key, prob in p.probabilities.items():
+                        vector[classes.index(label_key(key))] = prob
+                    probs = vector.tobytes()
+            held[p.id] = (p.version, p.predicted_at_ms, value, probs, 0)
+            rows.append((p.id, p.version, p.predicted_at_ms, value, probs))
+            self._aggregate(touched, p.version, p.predicted_at_ms).predictions += 1
+        self.db.executemany(
+            "INSERT INTO predictions (id, version, predicted_at, value, probs) "
+            "VALUES (?, ?, ?, ?, ?)",
+            rows,
+        )
+        self._held_delta += len(rows)
+        # Labels that came first and waited for these predictions.
+        waiting = self._select(
+            list(held), "SELECT id, label, arrived_at FROM pending_labels WHERE id IN ({})"
+        )
+        joined: list[tuple[str]] = []
+        done: list[tuple[str]] = []
+        for label_id, label_json, arrived_at in waiting:
+            version, predicted_at, value, probs, _ = held[label_id]
+            done.append((label_id,))
+            if predicted_at - int(arrived_at) > self.label_wait_ms:
+                result.counts["unknown_labels"] += 1  # it waited longer than allowed
+                continue
+            label = Label(label_id, jsonio.loads(label_json), int(arrived_at))
+            if self._join_one(label, version, predicted_at, value, probs, result, touched):
+                joined.append((label_id,))
+                held[label_id] = (version, predicted_at, value, probs, 1)
+                result.counts["waiting_labels_joined"] += 1
+        if done:
+            self.db.executemany("DELETE FROM pending_labels WHERE id = ?", done)
+        if joined:
+            self.db.executemany("UPDATE predictions SET labelled = 1 WHERE id = ?", joined)
+        return held
+
+    def _join_labels(
+        self,
+        labels: Sequence[Label],
+        held: dict[str, tuple[int, int, float, bytes | None, int]],
+        result: ApplyResult,
+        touched: dict[tuple[int, int], QualityAggregate],
+    ) -> None:
+        if not labels:
+            return
+        ids = list(dict.fromkeys(label.id for label in labels))
+        found: dict[str, tuple[int, int, float, bytes | None, int]] = {
+            str(i): (int(v), int(t), float(x), b, int(lab))
+            for i, v, t, x, b, lab in self._select(
+                [i for i in ids if i not in held],
+                "SELECT id, version, predicted_at, value, probs, labelled FROM predictions "
+                "WHERE id IN ({})",
+            )
+        }
+        found.update(held)
+        pending_now = self._select_ids([i for i in ids if i not in found], "pending_labels")
+        joined: list[tuple[str]] = []
+        waiting: list[tuple[str, str, int]] = []
+        for label in labels:
+            result.counts["labels"] += 1
+            row = found.get(label.id)
+            if row is None:
+                if label.id in pending_now:
+                    result.counts["duplicate_labels"] += 1
+                    continue
+                pending_now.add(label.id)
+                waiting.append((label.id, jsonio.dumps(label.label).decode(), label.arrived_at_ms))
+                continue
+            version, predicted_at, value, probs, labelled = row
+            if labelled:
+                result.counts["duplicate_labels"] += 1
+                continue
+            if label.arrived_at_ms - predicted_at > self.label_ttl_ms:
+                result.counts["expired_labels"] += 1
+                continue
+            if self._join_one(label, version, predicted_at, value, probs, result, touched):
+                joined.append((label.id,))
+                found[label.id] = (version, predicted_at, value, probs, 1)
+        if joined:
+            self.db.executemany("UPDATE predictions SET labelled = 1 WHERE id = ?", joined)
+        if waiting:
+            self.db.executemany(
+                "INSERT INTO pending_labels (id, label, arrived_at) VALUES (?, ?, ?)", waiting
+            )
+
+    def _join_one(
+        self,
+        label: Label,
+        version: int,
+        predicted_at: int,
+        value: float,
+        probs: bytes | None,
+        result: ApplyResult,
+        touched: dict[tuple[int, int], QualityAggregate],
+    ) -> bool:
+        classes = self._new_classes.get(version) or self._classes.get(version)
+        if classes is None:  # a regressor's version: no classes recorded
+            outcome = regression_outcome(
+                version=version, predicted_at_ms=predicted_at, predicted=value, label=label.label
+            )
+            if outcome is None:
+                result.counts["unusable_labels"] += 1
+                return False
+        else:
+            probabilities = None
+            if probs is not None:
+                probabilities = np.frombuffer(probs, dtype="<f4").astype(np.float64).tolist()
+            outcome = classification_outcome(
+                version=version,
+                predicted_at_ms=predicted_at,
+                classes=classes,
+                predicted=int(value),
+                probabilities=probabilities,
+                label=label.label,
+            )
+        self._aggregate(touched, version, predicted_at).record(outcome)
+        result.counts["joined"] += 1
+        return True
+
+    def _evict(self, result: ApplyResult) -> None:
+        over = self.held + self._held_delta - self.max_predictions
+        if over <= 0:
+            return
+        cursor = self.db.execute(
+            "DELETE FROM predictions WHERE id IN "
+            "(SELECT id FROM predictions ORDER BY predicted_at LIMIT ?)",
+            (over,),
+        )
+        self._held_delta -= cursor.rowcount
+        result.counts["evicted_predictions"] += cursor.rowcount
+
+    def expire(self, now_ms: int) -> dict[str, int]:
+        """Drop predictions older than the TTL and labels that waited too long (one
+        transaction). ``now_ms`` is stream time: the latest record timestamp seen."""
+        counts = {"expired_predictions": 0, "unknown_labels": 0}
+        with self._transaction():
+            cursor = self.db.execute(
+                "DELETE FROM predictions WHERE predicted_at < ?", (now_ms - self.label_ttl_ms,)
+            )
+            counts["expired_predictions"] = cursor.rowcount
+            cursor = self.db.execute(
+                "DELETE FROM pending_labels WHERE arrived_at < ?", (now_ms - self.label_wait_ms,)
+            )
+            counts["unknown_labels"] = cursor.rowcount
+            self._add_counters(counts)
+        self.held -= counts["expired_predictions"]
+        return counts
+
+    def _save(
+        self, touched: Mapping[tuple[int, int], QualityAggregate], result: ApplyResult
+    ) -> None:
+        if touched:
+            self.db.executemany(
+                "INSERT OR REPLACE INTO windows (version, window_start, sums, positives, "
+                "negatives) VALUES (?, ?, ?, ?, ?)",
+                [
+                    (
+                        v,
+                        w,
+                        jsonio.dumps(agg.to_dict()).decode(),
+                        agg.positives.astype("<i8").tobytes(),
+                        agg.negatives.astype("<i8").tobytes(),
+                    )
+                    for (v, w), agg in touched.items()
+                ],
+            )
+        self._add_counters(result.counts)
+
+    def _add_counters(self, counts: Mapping[str, int]) -> None:
+        changed = [(name, n) for name, n in counts.items() if n]
+        if changed:
+            self.db.executemany(
+                "INSERT INTO counters (name, value) VALUES (?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
+                changed,
+            )
+
+    def _load_windows(self) -> dict[tuple[int, int], QualityAggregate]:
+        out: dict[tuple[int, int], QualityAggregate] = {}
+        for v, w, sums, pos, neg in self.db.execute(
+            "SELECT version, window_start, sums, positives, negatives FROM windows"
+        ):
+            out[(int(v), int(w))] = QualityAggregate.from_dict(
+                jsonio.loads(sums),
+                np.frombuffer(pos, dtype="<i8"),
+                np.frombuffer(neg, dtype="<i8"),
+            )
+        return out
+
+    def _select(self, ids: Sequence[str], query: str) -> list[Any]:
+        """Rows of ``query`` (with ``IN ({})``) for ``ids``, in chunks of bound parameters."""
+        out: list[Any] = []
+        for start in range(0, len(ids), _CHUNK):
+            chunk = ids[start : start + _CHUNK]
+            out.extend(self.db.execute(query.format(",".join("?" * len(chunk))), chunk))
+        return out
+
+    def _select_ids(self, ids: Sequence[str], table: str) -> set[str]:
+        rows = self._select(ids, f"SELECT id FROM {table} WHERE id IN ({{}})")  # noqa: S608
+        return {str(r[0]) for r in rows}
+
+
+def disk_bytes(path: Path) -> int:
+    """Size of the state on disk: the database file and its WAL."""
+    total = 0
+    for suffix in ("", "-wal", "-shm"):
+        candidate = Path(f"{path}{suffix}")
+        if candidate.exists():
+            total += candidate.stat().st_size
+    return total
