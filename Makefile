@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-PACKAGES := streamscore model_store training worker producer
+PACKAGES := streamscore model_store training worker producer monitor
 
 .DEFAULT_GOAL := help
 

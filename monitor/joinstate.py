@@ -30,8 +30,11 @@ time index (measured in ``bench/monitor.py``).
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import math
 import sqlite3
+from array import array
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -40,14 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from monitor.quality import (
-    CLASSIFICATION,
-    REGRESSION,
-    QualityAggregate,
-    classification_outcome,
-    label_key,
-    regression_outcome,
-)
+from monitor.quality import CLASSIFICATION, REGRESSION, QualityAggregate, label_key
 from streamscore import jsonio
 from streamscore.exceptions import StreamscoreError
 
@@ -83,14 +79,15 @@ CREATE TABLE IF NOT EXISTS predictions (
     version INTEGER NOT NULL,
     predicted_at INTEGER NOT NULL,
     value REAL NOT NULL,
-    probs BLOB,
-    labelled INTEGER NOT NULL DEFAULT 0
+    probs BLOB
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS predictions_by_time ON predictions (predicted_at);
 CREATE TABLE IF NOT EXISTS pending_labels (
     id TEXT PRIMARY KEY, label TEXT NOT NULL, arrived_at INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS pending_by_time ON pending_labels (arrived_at);
+CREATE TABLE IF NOT EXISTS joined (key INTEGER NOT NULL, predicted_at INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS joined_by_time ON joined (predicted_at);
 CREATE TABLE IF NOT EXISTS classes (version INTEGER PRIMARY KEY, classes TEXT);
 CREATE TABLE IF NOT EXISTS windows (
     version INTEGER NOT NULL,
@@ -113,6 +110,73 @@ CREATE TABLE IF NOT EXISTS decisions (
     reason TEXT NOT NULL
 );
 """
+
+
+#: A held prediction: (version, predicted_at_ms, class index or value, float32 probs, labelled)
+_Row = tuple[int, int, float, bytes | None, int]
+#: How one version's records lay out: (classes, positions of their keys or None if in
+#: class order, prediction value -> class index)
+_Layout = tuple[int, list[int] | None, dict[Any, int]]
+
+
+def _hashable(value: Any) -> Any:
+    return value if isinstance(value, (str, int, float, bool)) else label_key(value)
+
+
+def id_key(prediction_id: str) -> int:
+    """A stable 63-bit key of an id (blake2b): the joined marks keep keys, not ids. Two of a
+    million ids share a key with probability about 5e-8."""
+    digest = hashlib.blake2b(prediction_id.encode("utf-8", "surrogatepass"), digest_size=8)
+    return int.from_bytes(digest.digest(), "little") & _KEY_MASK
+
+
+_KEY_MASK = (1 << 63) - 1
+
+
+class JoinedIds:
+    """Keys of the ids joined with a label, with their prediction time, in memory: a sorted
+    numpy array (16 bytes per id) and a small set of recent additions, merged when it grows."""
+
+    _MERGE_AT = 50_000
+
+    def __init__(self) -> None:
+        self._keys = np.zeros(0, dtype=np.int64)
+        self._times = np.zeros(0, dtype=np.int64)
+        self._recent: dict[int, int] = {}
+
+    def __len__(self) -> int:
+        return int(self._keys.size) + len(self._recent)
+
+    def add(self, items: Sequence[tuple[int, int]]) -> None:
+        for key, at in items:
+            self._recent[int(key)] = int(at)
+        if len(self._recent) >= self._MERGE_AT:
+            self._merge()
+
+    def _merge(self) -> None:
+        if not self._recent:
+            return
+        keys = np.concatenate([self._keys, np.fromiter(self._recent, dtype=np.int64)])
+        times = np.concatenate([self._times, np.fromiter(self._recent.values(), dtype=np.int64)])
+        order = np.argsort(keys, kind="stable")
+        self._keys, self._times = keys[order], times[order]
+        self._recent = {}
+
+    def contains(self, keys: Sequence[int]) -> np.ndarray:
+        wanted = np.asarray(keys, dtype=np.int64)
+        found = np.zeros(wanted.size, dtype=bool)
+        if self._keys.size:
+            at = np.searchsorted(self._keys, wanted).clip(0, self._keys.size - 1)
+            found = self._keys[at] == wanted
+        if self._recent:
+            found |= np.fromiter((int(k) in self._recent for k in keys), dtype=bool)
+        return found
+
+    def expire(self, cutoff_ms: int) -> None:
+        self._merge()
+        keep = self._times >= cutoff_ms
+        if not keep.all():
+            self._keys, self._times = self._keys[keep], self._times[keep]
 
 
 class JoinStateError(StreamscoreError):
@@ -185,6 +249,12 @@ class JoinState:
         self.held = int(self.db.execute("SELECT COUNT(*) FROM predictions").fetchone()[0])
         self._new_classes: dict[int, list[str]] = {}  # of the batch in flight
         self._held_delta = 0
+        self._joins: list[tuple[_Row, Any]] = []  # outcomes of the batch in flight
+        self._layouts: dict[tuple[int, tuple[str, ...]], _Layout] = {}
+        self._label_keys: dict[Any, str] = {}
+        self._new_joined: list[tuple[int, int]] = []
+        self.joined_ids = JoinedIds()
+        self.joined_ids.add(list(self.db.execute("SELECT key, predicted_at FROM joined")))
 
     def _create(self) -> None:
         with self._transaction():
@@ -302,7 +372,8 @@ class JoinState:
         try:
             with self._transaction():
                 held = self._insert_predictions(predictions, result, touched)
-                self._join_labels(labels, held, result, touched)
+                self._join_labels(labels, held, result)
+                self._record_joins(touched)
                 self._evict(result)
                 if offsets:
                     self.db.executemany(
@@ -315,24 +386,34 @@ class JoinState:
             self._classes.update(self._new_classes)
             self.held += self._held_delta
             self._windows.update(touched)
+            self.joined_ids.add(self._new_joined)
+        except BaseException:
+            self._layouts.clear()  # may describe classes that were rolled back
+            raise
         finally:
             self._new_classes = {}
             self._held_delta = 0
+            self._joins = []
+            self._new_joined = []
         result.windows = set(touched)
         return result
 
     def _aggregate(
-        self, touched: dict[tuple[int, int], QualityAggregate], version: int, predicted_at: int
+        self, touched: dict[tuple[int, int], QualityAggregate], version: int, window_start: int
     ) -> QualityAggregate:
-        key = (version, self.window_start(predicted_at))
+        key = (version, window_start)
         agg = touched.get(key)
         if agg is None:
             agg = self.window(*key)  # a copy: memory changes only after the commit
             touched[key] = agg
         return agg
 
+    def _classes_now(self, version: int) -> list[str] | None:
+        return self._new_classes.get(version) or self._classes.get(version)
+
     def _classes_of(self, version: int, prediction: Prediction) -> list[str]:
-        known = self._new_classes.get(version) or self._classes.get(version)
+        """The version's class list, extended by this prediction's classes if it has new ones."""
+        known = self._classes_now(version)
         keys = [label_key(k) for k in prediction.probabilities or ()]
         changed = known is None
         classes = list(keys) if known is None else list(known)
@@ -342,27 +423,58 @@ class JoinState:
                 changed = True
         if changed:
             self._new_classes[version] = classes
+            self._layouts.clear()
             self.db.execute(
                 "INSERT OR REPLACE INTO classes (version, classes) VALUES (?, ?)",
                 (version, jsonio.dumps(classes).decode()),
             )
         return classes
 
+    def _encode(self, p: Prediction) -> tuple[float, bytes | None]:
+        """A classifier's prediction as (class index, float32 probabilities in class order).
+
+        The layout of a version's records (their probability keys, in order) is looked up once
+        and cached: the hot path is one dict lookup and one ``array.tobytes``.
+        """
+        keys = tuple(p.probabilities) if p.probabilities else ()
+        layout = self._layouts.get((p.version, keys))
+        index = None if layout is None else layout[2].get(_hashable(p.prediction))
+        if layout is None or index is None:
+            classes = self._classes_of(p.version, p)
+            positions = [classes.index(label_key(k)) for k in keys]
+            identity = positions == list(range(len(classes)))
+            by_value = {_hashable(p.prediction): classes.index(label_key(p.prediction))}
+            if layout is not None:
+                by_value = {**layout[2], **by_value}
+            layout = (len(classes), None if identity else positions, by_value)
+            self._layouts[(p.version, keys)] = layout
+            index = by_value[_hashable(p.prediction)]
+        if not p.probabilities:
+            return float(index), None
+        size, order, _ = layout
+        if order is None:
+            return float(index), array("f", p.probabilities.values()).tobytes()
+        vector = array("f", bytes(4 * size))
+        for position, prob in zip(order, p.probabilities.values(), strict=True):
+            vector[position] = prob
+        return float(index), vector.tobytes()
+
     def _insert_predictions(
         self,
         predictions: Sequence[Prediction],
         result: ApplyResult,
         touched: dict[tuple[int, int], QualityAggregate],
-    ) -> dict[str, tuple[int, int, float, bytes | None, int]]:
+    ) -> dict[str, _Row]:
         """Insert the new predictions; returns the rows as held, for labels in this batch."""
-        held: dict[str, tuple[int, int, float, bytes | None, int]] = {}
+        held: dict[str, _Row] = {}
         if not predictions:
             return held
         ids = list(dict.fromkeys(p.id for p in predictions))
         existing = self._select_ids(ids, "predictions")
         rows = []
+        counted: dict[tuple[int, int], int] = {}
+        window_ms = self.window_ms
         for p in predictions:
-            result.counts["predictions"] += 1
             if p.id in existing or p.id in held:
                 result.counts["duplicate_predictions"] += 1
                 continue
@@ -372,17 +484,15 @@ class JoinState:
                 except (TypeError, ValueError):
                     continue
             else:
-                classes = self._classes_of(p.version, p)
-                value = float(classes.index(label_key(p.prediction)))
-                probs = None
-                if p.probabilities:
-                    vector = np.zeros(len(classes), dtype="<f4")
-                    for key, prob in p.probabilities.items():
-                        vector[classes.index(label_key(key))] = prob
-                    probs = vector.tobytes()
-            held[p.id] = (p.version, p.predicted_at_ms, value, probs, 0)
-            rows.append((p.id, p.version, p.predicted_at_ms, value, probs))
-            self._aggregate(touched, p.version, p.predicted_at_ms).predictions += 1
+                value, probs = self._encode(p)
+            at = p.predicted_at_ms
+            held[p.id] = (p.version, at, value, probs, 0)
+            rows.append((p.id, p.version, at, value, probs))
+            key = (p.version, at - at % window_ms)
+            counted[key] = counted.get(key, 0) + 1
+        result.counts["predictions"] += len(predictions)
+        for (version, start), n in counted.items():
+            self._aggregate(touched, version, start).predictions += n
         self.db.executemany(
             "INSERT INTO predictions (id, version, predicted_at, value, probs) "
             "VALUES (?, ?, ?, ?, ?)",
@@ -393,7 +503,7 @@ class JoinState:
         waiting = self._select(
             list(held), "SELECT id, label, arrived_at FROM pending_labels WHERE id IN ({})"
         )
-        joined: list[tuple[str]] = []
+        joined: list[tuple[str, int]] = []
         done: list[tuple[str]] = []
         for label_id, label_json, arrived_at in waiting:
             version, predicted_at, value, probs, _ = held[label_id]
@@ -401,41 +511,43 @@ class JoinState:
             if predicted_at - int(arrived_at) > self.label_wait_ms:
                 result.counts["unknown_labels"] += 1  # it waited longer than allowed
                 continue
-            label = Label(label_id, jsonio.loads(label_json), int(arrived_at))
-            if self._join_one(label, version, predicted_at, value, probs, result, touched):
-                joined.append((label_id,))
+            if self._join(jsonio.loads(label_json), held[label_id], result):
+                joined.append((label_id, predicted_at))
                 held[label_id] = (version, predicted_at, value, probs, 1)
                 result.counts["waiting_labels_joined"] += 1
         if done:
             self.db.executemany("DELETE FROM pending_labels WHERE id = ?", done)
-        if joined:
-            self.db.executemany("UPDATE predictions SET labelled = 1 WHERE id = ?", joined)
+        self._mark_joined(joined)
         return held
 
     def _join_labels(
         self,
         labels: Sequence[Label],
-        held: dict[str, tuple[int, int, float, bytes | None, int]],
+        held: dict[str, _Row],
         result: ApplyResult,
-        touched: dict[tuple[int, int], QualityAggregate],
     ) -> None:
         if not labels:
             return
         ids = list(dict.fromkeys(label.id for label in labels))
-        found: dict[str, tuple[int, int, float, bytes | None, int]] = {
+        found: dict[str, _Row] = {
             str(i): (int(v), int(t), float(x), b, int(lab))
             for i, v, t, x, b, lab in self._select(
                 [i for i in ids if i not in held],
-                "SELECT id, version, predicted_at, value, probs, labelled FROM predictions "
+                "SELECT id, version, predicted_at, value, probs, 0 FROM predictions "
                 "WHERE id IN ({})",
             )
         }
+        if found:
+            marked = self.joined_ids.contains([id_key(i) for i in found])
+            for (i, held_row), seen in zip(list(found.items()), marked.tolist(), strict=True):
+                if seen:
+                    found[i] = (held_row[0], held_row[1], held_row[2], held_row[3], 1)
         found.update(held)
         pending_now = self._select_ids([i for i in ids if i not in found], "pending_labels")
-        joined: list[tuple[str]] = []
+        joined: list[tuple[str, int]] = []
         waiting: list[tuple[str, str, int]] = []
+        ttl = self.label_ttl_ms
         for label in labels:
-            result.counts["labels"] += 1
             row = found.get(label.id)
             if row is None:
                 if label.id in pending_now:
@@ -444,56 +556,100 @@ class JoinState:
                 pending_now.add(label.id)
                 waiting.append((label.id, jsonio.dumps(label.label).decode(), label.arrived_at_ms))
                 continue
-            version, predicted_at, value, probs, labelled = row
-            if labelled:
+            if row[4]:
                 result.counts["duplicate_labels"] += 1
                 continue
-            if label.arrived_at_ms - predicted_at > self.label_ttl_ms:
+            if label.arrived_at_ms - row[1] > ttl:
                 result.counts["expired_labels"] += 1
                 continue
-            if self._join_one(label, version, predicted_at, value, probs, result, touched):
-                joined.append((label.id,))
-                found[label.id] = (version, predicted_at, value, probs, 1)
-        if joined:
-            self.db.executemany("UPDATE predictions SET labelled = 1 WHERE id = ?", joined)
+            if self._join(label.label, row, result):
+                joined.append((label.id, row[1]))
+                found[label.id] = (row[0], row[1], row[2], row[3], 1)
+        result.counts["labels"] += len(labels)
+        self._mark_joined(joined)
         if waiting:
             self.db.executemany(
                 "INSERT INTO pending_labels (id, label, arrived_at) VALUES (?, ?, ?)", waiting
             )
 
-    def _join_one(
-        self,
-        label: Label,
-        version: int,
-        predicted_at: int,
-        value: float,
-        probs: bytes | None,
-        result: ApplyResult,
-        touched: dict[tuple[int, int], QualityAggregate],
-    ) -> bool:
-        classes = self._new_classes.get(version) or self._classes.get(version)
-        if classes is None:  # a regressor's version: no classes recorded
-            outcome = regression_outcome(
-                version=version, predicted_at_ms=predicted_at, predicted=value, label=label.label
-            )
-            if outcome is None:
+    def _mark_joined(self, joined: Sequence[tuple[str, int]]) -> None:
+        """Remember that these ids have their label (append-only: no page of the predictions
+        table is rewritten, which is what made a join cost a random page write)."""
+        if not joined:
+            return
+        keys = [(id_key(i), at) for i, at in joined]
+        self.db.executemany("INSERT INTO joined (key, predicted_at) VALUES (?, ?)", keys)
+        self._new_joined.extend(keys)
+
+    def _join(self, label: Any, row: _Row, result: ApplyResult) -> bool:
+        """Queue the outcome of ``row`` joined with ``label``; False if the label is unusable
+        (a regressor's label that is not a finite number)."""
+        if self._classes_now(row[0]) is None:  # a regressor's version: no classes recorded
+            try:
+                number = float(label)
+            except (TypeError, ValueError):
+                number = math.nan
+            if not math.isfinite(number):
                 result.counts["unusable_labels"] += 1
                 return False
-        else:
-            probabilities = None
-            if probs is not None:
-                probabilities = np.frombuffer(probs, dtype="<f4").astype(np.float64).tolist()
-            outcome = classification_outcome(
-                version=version,
-                predicted_at_ms=predicted_at,
-                classes=classes,
-                predicted=int(value),
-                probabilities=probabilities,
-                label=label.label,
-            )
-        self._aggregate(touched, version, predicted_at).record(outcome)
+        self._joins.append((row, label))
         result.counts["joined"] += 1
         return True
+
+    def _record_joins(self, touched: dict[tuple[int, int], QualityAggregate]) -> None:
+        """Add the queued outcomes to their windows' aggregates, one numpy pass per version."""
+        by_version: dict[int, list[tuple[_Row, Any]]] = {}
+        for item in self._joins:
+            by_version.setdefault(item[0][0], []).append(item)
+        for version, items in by_version.items():
+            n = len(items)
+            at = np.fromiter((row[1] for row, _ in items), dtype=np.int64, count=n)
+            starts = at - at % self.window_ms
+            values = np.fromiter((row[2] for row, _ in items), dtype=np.float64, count=n)
+            classes = self._classes_now(version)
+            groups = [(int(w), starts == w) for w in np.unique(starts)]
+            if classes is None:
+                truths = np.fromiter((float(lab) for _, lab in items), dtype=np.float64, count=n)
+                errors = values - truths
+                for start, mask in groups:
+                    self._aggregate(touched, version, start).record_regression_batch(errors[mask])
+                continue
+            position = {key: i for i, key in enumerate(classes)}
+            truth = np.fromiter(
+                (position.get(self._label_key(lab), -1) for _, lab in items),
+                dtype=np.int64,
+                count=n,
+            )
+            predicted = values.astype(np.int64)
+            width = 4 * len(classes)
+            blank = bytes(width)
+            has = np.fromiter(
+                (row[3] is not None and len(row[3]) == width for row, _ in items),
+                dtype=bool,
+                count=n,
+            )
+            blobs = b"".join(
+                row[3] if row[3] is not None and len(row[3]) == width else blank for row, _ in items
+            )
+            matrix = np.frombuffer(blobs, dtype="<f4").reshape(n, len(classes)).astype(np.float64)
+            for start, mask in groups:
+                agg = self._aggregate(touched, version, start)
+                for subset, probabilities in ((mask & has, matrix), (mask & ~has, None)):
+                    if subset.any():
+                        agg.record_classification_batch(
+                            predicted=predicted[subset],
+                            truth=truth[subset],
+                            probabilities=None if probabilities is None else matrix[subset],
+                        )
+
+    def _label_key(self, label: Any) -> str:
+        try:
+            key = self._label_keys.get(label)
+        except TypeError:  # an unhashable label (a list): no cache
+            return label_key(label)
+        if key is None:
+            key = self._label_keys[label] = label_key(label)
+        return key
 
     def _evict(self, result: ApplyResult) -> None:
         over = self.held + self._held_delta - self.max_predictions
@@ -516,12 +672,16 @@ class JoinState:
                 "DELETE FROM predictions WHERE predicted_at < ?", (now_ms - self.label_ttl_ms,)
             )
             counts["expired_predictions"] = cursor.rowcount
+            self.db.execute(
+                "DELETE FROM joined WHERE predicted_at < ?", (now_ms - self.label_ttl_ms,)
+            )
             cursor = self.db.execute(
                 "DELETE FROM pending_labels WHERE arrived_at < ?", (now_ms - self.label_wait_ms,)
             )
             counts["unknown_labels"] = cursor.rowcount
             self._add_counters(counts)
         self.held -= counts["expired_predictions"]
+        self.joined_ids.expire(now_ms - self.label_ttl_ms)
         return counts
 
     def _save(

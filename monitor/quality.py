@@ -149,6 +149,49 @@ class QualityAggregate:
             index = min(int(outcome.positive_score * AUC_BINS), AUC_BINS - 1)
             (self.positives if outcome.is_positive else self.negatives)[max(index, 0)] += 1
 
+    def record_classification_batch(
+        self,
+        *,
+        predicted: np.ndarray,
+        truth: np.ndarray,
+        probabilities: np.ndarray | None,
+    ) -> None:
+        """:meth:`record` for many outcomes at once (the same sums, one numpy pass).
+
+        ``predicted`` and ``truth`` are class indices (``truth`` -1: a label of no known class);
+        ``probabilities`` is ``rows x classes`` or None when the model gave none.
+        """
+        self.task = CLASSIFICATION
+        rows = int(truth.size)
+        self.labelled += rows
+        self.correct += int(np.count_nonzero((truth >= 0) & (truth == predicted)))
+        if probabilities is None or rows == 0:
+            return
+        known = truth >= 0
+        p_true = np.where(known, probabilities[np.arange(rows), np.maximum(truth, 0)], 0.0)
+        losses = -np.log(np.clip(p_true, LOG_LOSS_EPS, 1 - LOG_LOSS_EPS))
+        self.log_loss_sum += float(losses.sum())
+        self.log_loss_count += rows
+        if probabilities.shape[1] == 2:
+            positive = probabilities[:, 1]
+            is_positive = truth == 1
+            self.brier_sum += float(np.sum((positive - is_positive) ** 2))
+            bins = np.clip((positive * AUC_BINS).astype(np.int64), 0, AUC_BINS - 1)
+            self.positives = self.positives + np.bincount(bins[is_positive], minlength=AUC_BINS)
+            self.negatives = self.negatives + np.bincount(bins[~is_positive], minlength=AUC_BINS)
+        else:
+            onehot = np.zeros_like(probabilities)
+            onehot[np.arange(rows)[known], truth[known]] = 1.0
+            self.brier_sum += float(np.sum((probabilities - onehot) ** 2))
+        self.brier_count += rows
+
+    def record_regression_batch(self, errors: np.ndarray) -> None:
+        """:meth:`record` for many regression errors (prediction - label) at once."""
+        self.task = REGRESSION
+        self.labelled += int(errors.size)
+        self.abs_error_sum += float(np.abs(errors).sum())
+        self.squared_error_sum += float(np.square(errors).sum())
+
     def add(self, other: QualityAggregate) -> None:
         if other.labelled or other.predictions:
             self.task = other.task

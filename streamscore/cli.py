@@ -22,6 +22,7 @@ SUBCOMMANDS: dict[str, str] = {
     "publish": "producer.cli:publish",
     "tail": "producer.cli:tail",
     "demo": "streamscore.demo:demo",
+    "monitor": "monitor.cli:monitor",
 }
 
 

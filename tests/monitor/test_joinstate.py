@@ -167,3 +167,16 @@ def test_regressor_predictions_join_to_mae(state: JoinState) -> None:
     )
     metrics = state.cumulative(3).metrics()
     assert metrics["mae"] == 1.0 and metrics["rmse"] == pytest.approx(2**0.5)
+
+
+def test_joined_marks_survive_a_reopen_and_expire_with_the_ttl(tmp_path: Path) -> None:
+    path = tmp_path / "join.sqlite"
+    first = JoinState(path)
+    first.apply([pred(1, at=T0), pred(2, at=T0 + DAY)], [lab(1), lab(2, at=T0 + DAY)], {})
+    first.close()
+    again = JoinState(path)
+    assert len(again.joined_ids) == 2
+    again.apply([], [lab(1), lab(2, at=T0 + DAY)], {})
+    assert again.counters()["duplicate_labels"] == 2
+    again.expire(T0 + 7 * DAY + 1)
+    assert len(again.joined_ids) == 1

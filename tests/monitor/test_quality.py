@@ -111,3 +111,38 @@ def test_regression_label_that_is_not_a_number_is_unusable() -> None:
 def test_label_key_matches_probability_keys() -> None:
     assert label_key(1) == "1" and label_key(1.0) == "1" and label_key(True) == "1"
     assert label_key("yes") == "yes"
+
+
+def test_batch_recording_equals_one_by_one() -> None:
+    y, p1 = _classifier_rows(4, 500)
+    one_by_one = _aggregate(y, p1)
+    batch = QualityAggregate()
+    batch.predictions = 500
+    batch.record_classification_batch(
+        predicted=(p1 >= 0.5).astype(np.int64),
+        truth=y.astype(np.int64),
+        probabilities=np.column_stack([1 - p1, p1]),
+    )
+    assert batch.metrics() == pytest.approx(one_by_one.metrics())
+    assert (batch.positives == one_by_one.positives).all()
+
+
+def test_batch_recording_of_three_classes_and_unknown_labels() -> None:
+    probabilities = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8], [0.3, 0.4, 0.3]])
+    truth = np.array([0, 2, -1])
+    predicted = probabilities.argmax(axis=1)
+    batch = QualityAggregate()
+    batch.record_classification_batch(predicted=predicted, truth=truth, probabilities=probabilities)
+    single = QualityAggregate()
+    for row, t, p in zip(probabilities, truth, predicted, strict=True):
+        single.record(
+            classification_outcome(
+                version=1,
+                predicted_at_ms=0,
+                classes=["a", "b", "c"],
+                predicted=int(p),
+                probabilities=row.tolist(),
+                label=["a", "b", "c"][t] if t >= 0 else "zzz",
+            )
+        )
+    assert batch.metrics() == pytest.approx(single.metrics())
