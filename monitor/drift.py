@@ -18,7 +18,7 @@ Three layers, cheapest first:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -299,3 +299,101 @@ class DriftWindow:
             window_minutes=self.window_minutes,
             scores=tuple(scores),
         )
+
+
+# --------------------------------------------------------------------------- per minute
+
+MINUTE_MS = 60_000
+DRIFT_COUNTS = "drift-counts"
+
+
+class MinuteCounts:
+    """A worker's bucket counts per epoch minute, for one model version.
+
+    :meth:`add` counts a batch into the minute of ``at_ms``; :meth:`drain` hands over the
+    minutes that are over (all of them with ``final``) as records for the monitoring topic::
+
+        {"type": "drift-counts", "model": {"name": "fraud", "version": 7}, "minute": 29400000,
+         "worker": "host-1/0", "counts": {"events": 812, "columns": {"amount": [..], ...}}}
+    """
+
+    def __init__(self, counter: BucketCounter, *, model: str, version: int, worker: str) -> None:
+        self.counter = counter
+        self.model = model
+        self.version = version
+        self.worker = worker
+        self._minutes: dict[int, BucketCounts] = {}
+
+    def add(
+        self, columns: Mapping[str, Any], predictions: Any | None, *, events: int, at_ms: int
+    ) -> None:
+        counts = self.counter.count(columns, predictions, events=events)
+        self._minutes.setdefault(at_ms // MINUTE_MS, BucketCounts()).add(counts)
+
+    def drain(self, now_ms: int, *, final: bool = False) -> list[dict[str, Any]]:
+        current = now_ms // MINUTE_MS
+        done = sorted(m for m in self._minutes if final or m < current)
+        return [
+            {
+                "type": DRIFT_COUNTS,
+                "model": {"name": self.model, "version": self.version},
+                "minute": minute,
+                "worker": self.worker,
+                "counts": self._minutes.pop(minute).to_dict(),
+            }
+            for minute in done
+        ]
+
+
+class FleetDrift:
+    """Drift of every version from the per-minute counts all workers publish."""
+
+    def __init__(
+        self,
+        profile_of: Callable[[int], Profile | None],
+        *,
+        window_minutes: int = DEFAULT_WINDOW_MINUTES,
+        min_events: int = DEFAULT_MIN_EVENTS,
+        warn: float = DEFAULT_WARN,
+        alert: float = DEFAULT_ALERT,
+    ) -> None:
+        self.profile_of = profile_of
+        self.window_minutes = window_minutes
+        self.min_events = min_events
+        self.warn = warn
+        self.alert = alert
+        self._windows: dict[int, DriftWindow | None] = {}
+
+    def add(self, record: Mapping[str, Any]) -> bool:
+        """Add one monitoring-topic record; False when it is not usable (no profile, bad)."""
+        try:
+            version = int(record["model"]["version"])
+            minute = int(record["minute"])
+            counts = BucketCounts.from_dict(record["counts"])
+        except (KeyError, TypeError, ValueError):
+            return False
+        if version not in self._windows:
+            profile = self.profile_of(version)
+            self._windows[version] = None if profile is None else self._window(profile)
+        window = self._windows[version]
+        if window is None:
+            return False
+        window.add(minute, counts)
+        return True
+
+    def _window(self, profile: Profile) -> DriftWindow:
+        return DriftWindow(
+            profile,
+            window_minutes=self.window_minutes,
+            min_events=self.min_events,
+            warn=self.warn,
+            alert=self.alert,
+        )
+
+    def evaluate(self, now_ms: int) -> dict[int, DriftReport]:
+        minute = now_ms // MINUTE_MS
+        return {
+            version: window.evaluate(minute)
+            for version, window in self._windows.items()
+            if window is not None
+        }

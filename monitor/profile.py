@@ -25,8 +25,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from streamscore import jsonio
 from streamscore.exceptions import StreamscoreError
 
+PROFILE_FILE = "profile.json"  # its name among the files stored with a version
 PROFILE_FORMAT = "streamscore.profile"
 PROFILE_FORMAT_VERSION = 1
 NUMERIC_EDGES = 10
@@ -198,6 +200,18 @@ class Profile:
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ProfileError(f"profile is malformed: {type(exc).__name__}: {exc}") from exc
+
+
+def profile_bytes(profile: Profile) -> bytes:
+    """The profile as the file stored with a version (sorted, indented JSON)."""
+    return jsonio.dumps_pretty(profile.to_dict())
+
+
+def profile_from_bytes(data: bytes) -> Profile:
+    try:
+        return Profile.from_dict(jsonio.loads(data))
+    except jsonio.JSONDecodeError as exc:
+        raise ProfileError(f"profile is not JSON: {exc}") from exc
 
 
 def _get(data: Any, key: str) -> Any:

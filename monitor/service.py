@@ -38,7 +38,9 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from model_store.store import ModelStore
+from monitor.drift import DRIFT_COUNTS, PREDICTIONS, FleetDrift
 from monitor.joinstate import COUNTERS, JoinState, Label, Prediction, disk_bytes
+from monitor.profile import PROFILE_FILE, Profile, ProfileError, profile_from_bytes
 from monitor.quality import CLASSIFICATION, REGRESSION, QualityAggregate
 from monitor.rollback import (
     HOLD,
@@ -134,12 +136,41 @@ class MonitorMetrics:
         self.state_bytes = Gauge(
             "streamscore_monitor_state_bytes", "Join state on disk (sqlite + WAL)", registry=r
         )
+        self.feature_drift = Gauge(
+            "streamscore_feature_drift",
+            "Drift of a feature against the version's reference profile, over the drift window "
+            "of every worker's counts (PSI numeric, Jensen-Shannon distance categorical)",
+            ["feature", "model_version"],
+            registry=r,
+        )
+        self.prediction_drift = Gauge(
+            "streamscore_prediction_drift",
+            "Drift of the predictions against the held-out ones (Jensen-Shannon / PSI)",
+            ["model_version"],
+            registry=r,
+        )
         self.decisions = Counter(
             "streamscore_monitor_decisions_total",
             "Rollback rule evaluations by outcome (rollback, report, hold, failed)",
             ["action"],
             registry=r,
         )
+
+
+def stored_profile(store: ModelStore, version: int) -> Profile | None:
+    """The reference profile stored with ``version`` (``profile.json``), None without one.
+
+    Extra files stored with a version come with the safe-artifacts change to the store
+    (``ModelStore.read_file``); a store without it has no profiles.
+    """
+    read_file = getattr(store, "read_file", None)
+    if read_file is None:
+        return None
+    try:
+        return profile_from_bytes(read_file(version, PROFILE_FILE))
+    except (ModelStoreError, ProfileError) as exc:
+        log.info("v%d has no usable reference profile (%s): no drift for it", version, exc)
+        return None
 
 
 class MonitorService:
@@ -150,6 +181,7 @@ class MonitorService:
         cfg: Config,
         *,
         clock_ms: Callable[[], int] | None = None,
+        profile_of: Callable[[int], Profile | None] | None = None,
     ) -> None:
         self.cfg = cfg
         self.policy = policy_from_config(cfg)
@@ -164,6 +196,15 @@ class MonitorService:
         self._stream_ms = 0
         self._http: HttpServer | None = None
         self.last_decision: Decision | None = None
+        m = cfg.monitor
+        self.drift = FleetDrift(
+            profile_of or (lambda version: stored_profile(self.store, version)),
+            window_minutes=m.drift_window_minutes,
+            min_events=m.drift_min_events,
+            warn=m.drift_warn,
+            alert=m.drift_alert,
+        )
+        self.drift_reports: dict[int, Any] = {}
         self._summary_snapshot: dict[str, Any] = {}  # what /quality serves (HTTP thread)
         self.ready = threading.Event()
         self.port: int | None = None
@@ -175,7 +216,7 @@ class MonitorService:
 
     def run(self, stop: threading.Event) -> None:
         k, m = self.cfg.kafka, self.cfg.monitor
-        ensure_topics(k, [k.labels_topic])
+        ensure_topics(k, [k.labels_topic, k.monitoring_topic])
         ensure_topics(k, [k.quality_topic], partitions=1)
         self._http = HttpServer(self._app(), m.host, m.port)
         self._http.start()
@@ -224,7 +265,7 @@ class MonitorService:
     def _assign(self, consumer: Any, stop: threading.Event) -> None:
         k = self.cfg.kafka
         tps: list[TopicPartition] = []
-        for topic in (k.output_topic, k.labels_topic):
+        for topic in (k.output_topic, k.labels_topic, k.monitoring_topic):
             partitions = consumer.partitions_for_topic(topic)
             deadline = time.monotonic() + k.request_timeout_ms / 1000
             while not partitions and not stop.is_set() and time.monotonic() < deadline:
@@ -238,12 +279,27 @@ class MonitorService:
             tps.extend(TopicPartition(topic, p) for p in sorted(partitions))
         consumer.assign(tps)
         stored = self.state.offsets()
+        drift_tps = [tp for tp in tps if tp.topic == k.monitoring_topic]
         for tp in tps:
             offset = stored.get((tp.topic, tp.partition))
-            if offset is None:
+            if offset is None or tp.topic == k.monitoring_topic:
                 consumer.seek_to_beginning(tp)
             else:
                 consumer.seek(tp, offset)
+        self._seek_drift_window(consumer, drift_tps)
+
+    def _seek_drift_window(self, consumer: Any, tps: list[TopicPartition]) -> None:
+        """Drift counts are not kept in the join state: re-read the last drift window of them
+        (from the beginning where the broker cannot look offsets up by time)."""
+        since = self.clock_ms() - self.cfg.monitor.drift_window_minutes * 60_000
+        try:
+            found = consumer.offsets_for_times(dict.fromkeys(tps, since))
+        except (KafkaError, ValueError) as exc:
+            log.debug("offsets_for_times unavailable (%s): drift counts from the beginning", exc)
+            return
+        for tp, at in (found or {}).items():
+            if at is not None:
+                consumer.seek(tp, at.offset)
 
     def _commit(self, consumer: Any, offsets: dict[tuple[str, int], int]) -> None:
         """Offsets to the group too (for lag tools); the join state's copy is the one used."""
@@ -263,8 +319,12 @@ class MonitorService:
         out = _Parsed([], [], {}, 0, 0)
         output, labels = self.cfg.kafka.output_topic, self.cfg.kafka.labels_topic
         model = self.cfg.model_store.model_name
+        drift_topic = self.cfg.kafka.monitoring_topic
         for tp, records in polled.items():
             if not records:
+                continue
+            if tp.topic == drift_topic:
+                self._add_drift(records)
                 continue
             out.offsets[(tp.topic, tp.partition)] = records[-1].offset + 1
             for record in records:
@@ -303,6 +363,20 @@ class MonitorService:
                         exc,
                     )
         return out
+
+    def _add_drift(self, records: list[Any]) -> None:
+        model = self.cfg.model_store.model_name
+        for record in records:
+            try:
+                value = jsonio.loads(record.value)
+            except jsonio.JSONDecodeError:
+                continue
+            if (
+                isinstance(value, dict)
+                and value.get("type") == DRIFT_COUNTS
+                and (value.get("model") or {}).get("name") == model
+            ):
+                self.drift.add(value)
 
     def _task(self, version: int, value: dict[str, Any]) -> str:
         task = self._tasks.get(version)
@@ -471,6 +545,26 @@ class MonitorService:
         for name, value in self.state.counters().items():
             if name in COUNTERS:
                 m.join.labels(name).set(value)
+        self.drift_reports = self.drift.evaluate(now)
+        for version, report in self.drift_reports.items():
+            for score in report.scores:
+                if score.value is None:
+                    continue
+                if score.column == PREDICTIONS:
+                    m.prediction_drift.labels(str(version)).set(score.value)
+                else:
+                    m.feature_drift.labels(score.column, str(version)).set(score.value)
+                if score.level == "alert":
+                    log.warning(
+                        "drift alert v%d %s: %s %.3f >= %.2f over %d events in %d minutes",
+                        version,
+                        "predictions" if score.column == PREDICTIONS else score.column,
+                        score.metric,
+                        score.value,
+                        self.cfg.monitor.drift_alert,
+                        report.events,
+                        report.window_minutes,
+                    )
         m.held.set(self.state.held)
         m.waiting.set(self.state.pending_labels())
         m.state_bytes.set(disk_bytes(self.state.path))
@@ -490,6 +584,7 @@ class MonitorService:
             "counters": self.state.counters(),
             "pending_predictions": self.state.held,
             "pending_labels": self.state.pending_labels(),
+            "drift": {str(v): r.to_dict() for v, r in self.drift_reports.items()},
             "last_decision": None if last is None else _decision_dict(last),
         }
 

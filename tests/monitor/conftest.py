@@ -82,12 +82,13 @@ def register(
 
 
 @pytest.fixture
-def run_monitor() -> Iterator[Callable[[Config], MonitorService]]:
-    """``run_monitor(cfg)`` starts a MonitorService in a thread; stopped after the test."""
+def run_monitor() -> Iterator[Callable[..., MonitorService]]:
+    """``run_monitor(cfg, **kwargs)`` starts a MonitorService in a thread; stopped after the
+    test."""
     started: list[tuple[threading.Event, threading.Thread, list[BaseException]]] = []
 
-    def start(cfg: Config) -> MonitorService:
-        service = MonitorService(cfg)
+    def start(cfg: Config, **kwargs: Any) -> MonitorService:
+        service = MonitorService(cfg, **kwargs)
         stop = threading.Event()
         errors: list[BaseException] = []
 

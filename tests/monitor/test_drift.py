@@ -165,3 +165,48 @@ def test_drift_window_counts_a_feature_absent_from_the_batch_as_missing() -> Non
     counts = BucketCounter(profile).count({"amount": np.ones(10)}, events=10)
     assert counts.columns["age"][-1] == 10
     assert counts.columns["country"][-1] == 10
+
+
+def test_minute_counts_hand_over_finished_minutes_as_summable_records() -> None:
+    from monitor.drift import MinuteCounts
+
+    rng = np.random.default_rng(17)
+    profile = build_profile(_training(rng, 1000), SCHEMA)
+    minutes = MinuteCounts(BucketCounter(profile), model="m", version=3, worker="w0")
+    batch = _training(rng, 100)
+    minutes.add(batch, None, events=100, at_ms=60_000 * 5 + 10)
+    minutes.add(batch, None, events=100, at_ms=60_000 * 5 + 59_000)
+    minutes.add(batch, None, events=100, at_ms=60_000 * 6)
+    assert minutes.drain(60_000 * 6 + 1) == [
+        {
+            "type": "drift-counts",
+            "model": {"name": "m", "version": 3},
+            "minute": 5,
+            "worker": "w0",
+            "counts": (
+                minutes.counter.count(batch, events=100) + minutes.counter.count(batch, events=100)
+            ).to_dict(),
+        }
+    ]
+    assert [r["minute"] for r in minutes.drain(60_000 * 6 + 2, final=True)] == [6]
+
+
+def test_fleet_drift_sums_the_workers_minutes_per_version() -> None:
+    from monitor.drift import FleetDrift, MinuteCounts
+
+    rng = np.random.default_rng(18)
+    profile = build_profile(_training(rng, 5000), SCHEMA)
+    fleet = FleetDrift(lambda version: profile if version == 3 else None)
+    for worker in ("w0", "w1"):
+        minutes = MinuteCounts(BucketCounter(profile), model="m", version=3, worker=worker)
+        live = _training(rng, 300)
+        live["amount"] = live["amount"] + 30.0
+        minutes.add(live, None, events=300, at_ms=60_000 * 100)
+        for record in minutes.drain(0, final=True):
+            assert fleet.add(record)
+    assert not fleet.add({"model": {"version": 4}, "minute": 100, "counts": {"events": 1}})
+    assert not fleet.add({"nonsense": True})
+    report = fleet.evaluate(60_000 * 100)[3]
+    assert report.events == 600  # neither worker alone has the 500 events needed
+    levels = {s.column: s.level for s in report.scores}
+    assert levels["amount"] == "alert" and levels["age"] == "ok"

@@ -70,6 +70,47 @@ def test_monitor_joins_labels_before_and_after_predictions(monitor_config, run_m
     assert windows[-1]["cumulative"]["labelled"] == 100
 
 
+def test_monitor_computes_fleet_drift_from_the_workers_minute_counts(
+    monitor_config, run_monitor, cancer
+):
+    import urllib.request
+
+    import numpy as np
+
+    from monitor.drift import BucketCounter, MinuteCounts
+    from monitor.profile import build_profile
+
+    names, X, _ = cancer
+    cfg = monitor_config()
+    k = cfg.kafka
+    ensure_topics(k, [k.monitoring_topic])
+    specs = [type("Spec", (), {"name": n, "dtype": "float"})() for n in names]
+    profile = build_profile({n: X[:, i] for i, n in enumerate(names)}, specs)
+    now = int(time.time() * 1000)
+    records = []
+    for worker in ("host-a/0", "host-b/0"):  # 300 events each: only together past the 500
+        minutes = MinuteCounts(BucketCounter(profile), model="demo", version=1, worker=worker)
+        shifted = {n: X[:300, i] for i, n in enumerate(names)}
+        shifted["mean_radius"] = shifted["mean_radius"] * 3
+        minutes.add(shifted, None, events=300, at_ms=now)
+        records += minutes.drain(now, final=True)
+    produce_json(k, k.monitoring_topic, records)
+    service = run_monitor(cfg, profile_of=lambda v: profile if v == 1 else None)
+    wait_until(lambda: "1" in service.snapshot().get("drift", {}), 30, "drift of v1")
+    scores = {s["column"]: s for s in service.snapshot()["drift"]["1"]["scores"]}
+    assert service.snapshot()["drift"]["1"]["events"] == 600
+    assert scores["mean_radius"]["level"] == "alert"
+    assert scores["mean_texture"]["level"] == "ok"
+    body = urllib.request.urlopen(f"http://127.0.0.1:{service.port}/metrics", timeout=5).read()
+    line = next(
+        x
+        for x in body.decode().splitlines()
+        if x.startswith('streamscore_feature_drift{feature="mean_radius",model_version="1"}')
+    )
+    assert float(line.split()[-1]) == pytest.approx(scores["mean_radius"]["value"])
+    assert np.isfinite(float(line.split()[-1]))
+
+
 def _start_worker(cfg):
     import threading
 
