@@ -205,6 +205,8 @@ class MonitorService:
             alert=m.drift_alert,
         )
         self.drift_reports: dict[int, Any] = {}
+        self._recorded: dict[int, tuple[str, tuple[int, ...]]] = {}
+        self._fresh_decision = False
         self._summary_snapshot: dict[str, Any] = {}  # what /quality serves (HTTP thread)
         self.ready = threading.Event()
         self.port: int | None = None
@@ -402,9 +404,11 @@ class MonitorService:
         if producer is not None:
             self._publish_windows(producer, now)
         self._refresh_metrics(now)
+        self._fresh_decision = False
         decision = self._rule(now)
-        if decision is not None and producer is not None and decision.action != HOLD:
+        if decision is not None and producer is not None and self._fresh_decision:
             self._send(producer, {"type": "decision", **_decision_dict(decision), "at": now})
+            producer.flush(timeout=10)
         return decision
 
     def _closed_windows(self, version: int, now: int) -> list[WindowQuality]:
@@ -459,7 +463,13 @@ class MonitorService:
             "rollback rule for v%d: %s: %s %s", version, decision.action, decision.reason, numbers
         )
         if decision.action != HOLD:
-            self.state.record_decision(now, version, decision.action, decision.reason)
+            # A report repeats at every evaluation while the same windows are bad: record it
+            # (and publish it) once per set of windows.
+            key = (decision.action, tuple(decision.numbers.get("windows", ())))
+            if decision.rolls_back or self._recorded.get(version) != key:
+                self._recorded[version] = key
+                self.state.record_decision(now, version, decision.action, decision.reason)
+                self._fresh_decision = True
         if decision.rolls_back:
             self._roll_back(decision, now)
         return decision

@@ -111,6 +111,35 @@ def test_monitor_computes_fleet_drift_from_the_workers_minute_counts(
     assert np.isfinite(float(line.split()[-1]))
 
 
+def test_monitor_with_auto_rollback_off_only_reports(monitor_config, run_monitor, cancer):
+    cfg = monitor_config(window_s=1, min_labels_per_window=20, auto_rollback=False)
+    k = cfg.kafka
+    ensure_topics(k, [k.labels_topic])
+    store = ModelStore.from_config(cfg)
+    first = register(store, cancer)
+    store.promote(first.version)
+    second = register(store, cancer, bad=True)
+    store.promote(second.version)
+    start = int(time.time() * 1000) // 1000 * 1000 - 10_000  # ten closed 1-second windows
+    predictions = [_prediction(i, second.version, 0.9, start + i * 25) for i in range(400)]
+    produce_json(k, k.output_topic, predictions, key_field="id")  # 40 per window
+    produce_json(k, k.labels_topic, [{"id": f"p-{i}", "label": 0} for i in range(400)])
+    service = run_monitor(cfg)
+    wait_until(
+        lambda: (service.snapshot().get("last_decision") or {}).get("action") == "report",
+        30,
+        "a report decision",
+    )
+    decision = service.snapshot()["last_decision"]
+    assert decision["reason"].startswith("live accuracy 0 vs 0.97 held-out of v2 over 3 windows")
+    assert decision["reason"].endswith("(auto_rollback off)")
+    assert store.alias_state("production")[0] == second.version  # not moved
+    published = [
+        r.value for r in read(k, k.quality_topic, expected=2) if r.value["type"] == "decision"
+    ]
+    assert [d["action"] for d in published] == ["report"]  # once for the same windows
+
+
 def _start_worker(cfg):
     import threading
 
