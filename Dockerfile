@@ -17,6 +17,7 @@ COPY model_store ./model_store
 COPY training ./training
 COPY worker ./worker
 COPY producer ./producer
+COPY monitor ./monitor
 RUN pip install --no-cache-dir --no-deps .
 
 FROM python:3.11-slim-bookworm AS runtime
