@@ -14,6 +14,11 @@ Measures, in a temporary folder:
 On a shared machine the wall-clock rate depends on the load: the CPU-second rate and the load
 average are printed next to it.
 
+``--kafka N`` also runs the whole service end to end on an embedded broker (free port): N
+predictions and their N labels are published first (confluent-kafka, so the producer is not the
+limit), then :class:`monitor.service.MonitorService` runs in this process until every label is
+joined; the rate is labels joined per second of its run (it consumes the N predictions too).
+
 Targets (issue 16): 1,000,000 pending predictions in at most 300 MB; at least 20,000 labels/s.
 """
 
@@ -100,6 +105,78 @@ def measure(
     }
 
 
+def measure_kafka(n: int, folder: Path) -> dict[str, float]:
+    import threading
+
+    from confluent_kafka import Producer
+
+    from monitor.service import MonitorService
+    from streamscore import jsonio
+    from streamscore.broker import EmbeddedBroker, free_port
+    from streamscore.config import config_from_dict
+    from streamscore.kafka_admin import ensure_topics
+
+    with EmbeddedBroker(host="127.0.0.1", port=free_port(), run_dir=folder / "broker") as broker:
+        cfg = config_from_dict(
+            {
+                "kafka": {"bootstrap_servers": broker.address, "request_timeout_ms": 30000},
+                "model_store": {"root": str(folder / "models"), "model_name": "bench"},
+                "monitor": {
+                    "state_path": str(folder / "kafka-join.sqlite"),
+                    "port": 0,
+                    "evaluate_interval_ms": 200,
+                },
+            },
+            environ={},
+            base_dir=folder,
+        )
+        k = cfg.kafka
+        ensure_topics(k)
+        ensure_topics(k, [k.labels_topic])
+        producer = Producer({"bootstrap.servers": broker.address, "linger.ms": 20})
+        now = int(time.time() * 1000)
+        for i in range(n):
+            key = f"evt-{i:08d}".encode()
+            p1 = (i % 100) / 100
+            body = {
+                "id": key.decode(),
+                "prediction": int(p1 >= 0.5),
+                "probabilities": {"0": 1 - p1, "1": p1},
+                "model": {"name": "bench", "version": 1},
+                "scored_at": now,
+            }
+            producer.produce(k.output_topic, jsonio.dumps(body), key=key)
+            producer.produce(
+                k.labels_topic, jsonio.dumps({"id": key.decode(), "label": i % 2}), key=key
+            )
+            if i % 10_000 == 0:
+                producer.flush()
+        producer.flush()
+        service = MonitorService(cfg)
+        stop = threading.Event()
+        thread = threading.Thread(target=service.run, args=(stop,), daemon=True)
+        started = time.perf_counter()
+        cpu_started = time.process_time()
+        thread.start()
+        joined = 0
+        while time.perf_counter() - started < 600:
+            joined = int(service.snapshot().get("counters", {}).get("joined", 0))
+            if joined >= n:
+                break
+            time.sleep(0.05)
+        elapsed = time.perf_counter() - started
+        cpu = time.process_time() - cpu_started
+        stop.set()
+        thread.join(timeout=30)
+    return {
+        "kafka_labels": n,
+        "kafka_joined": joined,
+        "kafka_labels_per_s": joined / elapsed,
+        "kafka_labels_per_cpu_s": joined / cpu,
+        "kafka_peak_rss_mib": _rss_mib(),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.monitor", description=__doc__)
     p.add_argument("--predictions", type=int, default=1_000_000)
@@ -107,9 +184,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=5000)
     p.add_argument("--hours", type=int, default=24)
     p.add_argument("--dir", type=Path, default=None, help="where the sqlite file goes (tmp)")
+    p.add_argument("--kafka", type=int, default=0, help="also end to end with N labels")
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         out = measure(args.predictions, args.labels, args.batch, args.hours, Path(tmp))
+        if args.kafka:
+            out |= measure_kafka(args.kafka, Path(tmp))
     print(
         f"join state: {out['predictions']:,.0f} pending predictions in {out['disk_mb']:.1f} MB "
         f"({out['bytes_per_prediction']:.0f} B each; target <= 300 MB), inserted at "
@@ -121,6 +201,13 @@ def main(argv: list[str] | None = None) -> int:
         f"second (target >= 20,000); peak RSS {out['peak_rss_mib']:.0f} MiB; load average "
         f"{out['load_average']:.1f} on {os.cpu_count()} CPUs"
     )
+    if args.kafka:
+        print(
+            f"service on Kafka: {out['kafka_joined']:,.0f} of {out['kafka_labels']:,.0f} labels "
+            f"joined at {out['kafka_labels_per_s']:,.0f} labels/s wall "
+            f"({out['kafka_labels_per_cpu_s']:,.0f} per CPU second of this process, which also "
+            f"consumed the predictions); peak RSS {out['kafka_peak_rss_mib']:.0f} MiB"
+        )
     ok = out["disk_mb"] <= 300 and out["labels_per_s"] >= 20_000
     return 0 if ok else 1
 

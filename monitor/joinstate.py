@@ -173,10 +173,12 @@ class JoinedIds:
         return found
 
     def expire(self, cutoff_ms: int) -> None:
-        self._merge()
-        keep = self._times >= cutoff_ms
-        if not keep.all():
+        """Forget ids whose prediction is older than ``cutoff_ms``."""
+        if self._times.size and int(self._times.min()) < cutoff_ms:
+            keep = self._times >= cutoff_ms
             self._keys, self._times = self._keys[keep], self._times[keep]
+        if self._recent and min(self._recent.values()) < cutoff_ms:
+            self._recent = {k: t for k, t in self._recent.items() if t >= cutoff_ms}
 
 
 class JoinStateError(StreamscoreError):
