@@ -93,8 +93,15 @@ def bucket_numeric(column: Any, edges: np.ndarray) -> np.ndarray:
 def bucket_categorical(column: Any, positions: Mapping[str, int]) -> np.ndarray:
     """Counts per bucket: each profiled value, ``other``, then missing."""
     other = len(positions)
-    text, missing = category_strings(column)
     counts = np.zeros(other + 2, dtype=np.int64)
+    array = np.asarray(column)
+    if array.dtype.kind in "iub":  # class labels as numbers: no per-value Python work
+        uniques, found = np.unique(array, return_counts=True)
+        for value, count in zip(uniques.tolist(), found.tolist(), strict=True):
+            key = str(int(value))
+            counts[positions.get(key, other)] += count
+        return counts
+    text, missing = category_strings(array)
     present = text[~missing]
     if present.size:
         uniques, inverse_counts = np.unique(present.astype(str), return_counts=True)
@@ -150,6 +157,7 @@ class BucketCounter:
         self.profile = profile
         self._numeric: dict[str, np.ndarray] = {}
         self._categorical: dict[str, dict[str, int]] = {}
+
         columns: dict[str, ColumnProfile] = dict(profile.features)
         if profile.predictions is not None:
             columns[PREDICTIONS] = profile.predictions
@@ -327,7 +335,9 @@ class MinuteCounts:
     def add(
         self, columns: Mapping[str, Any], predictions: Any | None, *, events: int, at_ms: int
     ) -> None:
-        counts = self.counter.count(columns, predictions, events=events)
+        self.add_counts(self.counter.count(columns, predictions, events=events), at_ms=at_ms)
+
+    def add_counts(self, counts: BucketCounts, *, at_ms: int) -> None:
         self._minutes.setdefault(at_ms // MINUTE_MS, BucketCounts()).add(counts)
 
     def drain(self, now_ms: int, *, final: bool = False) -> list[dict[str, Any]]:

@@ -190,7 +190,6 @@ class MonitorService:
         self.metrics = MonitorMetrics()
         self.clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
         self.alias = cfg.model_store.alias
-        self._dirty: set[tuple[int, int]] = set()
         self._tasks: dict[int, str] = {}
         self._held_out: dict[int, dict[str, float]] = {}
         self._stream_ms = 0
@@ -212,17 +211,17 @@ class MonitorService:
         self.port: int | None = None
         window_ms = cfg.monitor.window_s * 1000
         recent = self.clock_ms() - 3 * window_ms * max(cfg.monitor.consecutive_windows, 1)
-        self._dirty = {(v, w) for v, w, _ in self.state.windows() if w >= recent}
+        # Windows to publish: the recent ones again after a restart, then those that change.
+        self._dirty: set[tuple[int, int]] = {
+            (v, w) for v, w, _ in self.state.windows() if w >= recent
+        }
 
     # ------------------------------------------------------------------ running
 
     def run(self, stop: threading.Event) -> None:
         k, m = self.cfg.kafka, self.cfg.monitor
-        ensure_topics(k, [k.labels_topic, k.monitoring_topic])
+        ensure_topics(k, [k.output_topic, k.labels_topic, k.monitoring_topic])
         ensure_topics(k, [k.quality_topic], partitions=1)
-        self._http = HttpServer(self._app(), m.host, m.port)
-        self._http.start()
-        self.port = self._http.port
         consumer = KafkaConsumer(
             **client_kwargs(k),
             group_id=m.group_id,
@@ -233,6 +232,9 @@ class MonitorService:
         )
         producer = KafkaProducer(**client_kwargs(k), acks="all", linger_ms=20)
         try:
+            self._http = HttpServer(self._app(), m.host, m.port)
+            self._http.start()
+            self.port = self._http.port
             self._assign(consumer, stop)
             self.ready.set()
             log.info(
