@@ -110,9 +110,9 @@ def measure_kafka(n: int, folder: Path) -> dict[str, float]:
 
     from confluent_kafka import Producer
 
+    from broker import EmbeddedBroker, free_port
     from monitor.service import MonitorService
     from streamscore import jsonio
-    from streamscore.broker import EmbeddedBroker, free_port
     from streamscore.config import config_from_dict
     from streamscore.kafka_admin import ensure_topics
 

@@ -1,5 +1,5 @@
 """``python -m monitor``: ``streamscore monitor`` on its own."""
 
-from monitor.cli import monitor
+from app.monitor_cli import monitor
 
 monitor(prog_name="python -m monitor")

@@ -37,6 +37,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
+from model_store.release import rollback_and_announce
 from model_store.store import ModelStore
 from monitor.drift import DRIFT_COUNTS, PREDICTIONS, FleetDrift
 from monitor.joinstate import COUNTERS, JoinState, Label, Prediction, disk_bytes
@@ -491,28 +492,24 @@ class MonitorService:
         return self._held_out[version]
 
     def _roll_back(self, decision: Decision, now: int) -> None:
-        from streamscore.control import announce_alias_move
-
         try:
-            event = self.store.rollback(self.alias, reason=f"monitor: {decision.reason}")
+            move = rollback_and_announce(
+                self.store, self.cfg.kafka, self.alias, reason=f"monitor: {decision.reason}"
+            )
         except ModelStoreError as exc:
             self.metrics.decisions.labels("failed").inc()
             self.state.record_decision(now, decision.version, "failed", str(exc))
             log.error("automatic rollback of v%d failed: %s", decision.version, exc)
             return
+        event = move.event
         log.warning(
-            "ROLLED BACK %s %r v%s -> v%d: %s",
+            "ROLLED BACK %s %r v%s -> v%d (%s): %s",
             self.cfg.model_store.model_name,
             self.alias,
             event.from_version,
             event.to_version,
+            "workers notified" if move.announced else "no notice: workers see it on their poll",
             decision.reason,
-        )
-        announce_alias_move(
-            self.cfg.kafka,
-            model=self.cfg.model_store.model_name,
-            alias=self.alias,
-            version=event.to_version,
         )
 
     # ------------------------------------------------------------------ publishing

@@ -9,7 +9,7 @@ from types import FrameType
 
 import click
 
-from streamscore.clitools import State, config_option, pass_state, setup_logging
+from app.clitools import State, config_option, pass_state, setup_logging
 
 log = logging.getLogger("monitor")
 

@@ -1,4 +1,4 @@
-"""``python -m monitor.demo``: the monitor rolls a bad version back on its own, in about a minute.
+"""``python -m app.monitor_demo``: the monitor rolls a bad version back, in about a minute.
 
 1. start an embedded broker on a free port (owned by the demo, stopped at the end) and write a
    demo config into ``--dir`` with short windows (3 s) and small guards (50 labels per window);
@@ -70,6 +70,17 @@ def _config(bootstrap: str, http_port: int, monitor_port: int) -> dict[str, Any]
             "port": monitor_port,
         },
     }
+
+
+def _toml(tables: dict[str, dict[str, Any]]) -> str:
+    """The demo config as TOML: tables of strings, numbers and booleans (JSON spells them as
+    TOML does)."""
+    lines = []
+    for name, table in tables.items():
+        lines.append(f"[{name}]")
+        lines += [f"{key} = {jsonio.dumps(value).decode()}" for key, value in table.items()]
+        lines.append("")
+    return "\n".join(lines)
 
 
 def _register(cfg: Any) -> tuple[int, int]:
@@ -168,12 +179,11 @@ def _quality(port: int) -> dict[str, Any]:
 
 
 def run(folder: Path) -> int:
+    from broker import EmbeddedBroker, free_port
     from model_store import ModelStore
-    from streamscore.broker import EmbeddedBroker, free_port
+    from model_store.release import promote_and_announce
     from streamscore.config import load_config
-    from streamscore.control import announce_alias_move
     from streamscore.kafka_admin import ensure_topics
-    from streamscore.tomlwrite import dumps_toml
 
     if folder.exists():
         shutil.rmtree(folder)  # the demo's own folder: models, state and logs of the last run
@@ -182,7 +192,7 @@ def run(folder: Path) -> int:
     with EmbeddedBroker(host="127.0.0.1", port=port, run_dir=folder / "broker") as broker:
         path = folder / "config.toml"
         monitor_port = free_port()
-        path.write_text(dumps_toml(_config(broker.address, free_port(), monitor_port)))
+        path.write_text(_toml(_config(broker.address, free_port(), monitor_port)))
         cfg = load_config(path, environ={})
         ensure_topics(cfg.kafka)
         ensure_topics(cfg.kafka, [cfg.kafka.labels_topic])
@@ -204,8 +214,9 @@ def run(folder: Path) -> int:
             publisher.thread.start()
             _say(f"publishing {RATE_PER_S} events/s, each label {LABEL_DELAY_S:g} s later")
             time.sleep(V1_SECONDS)
-            event = store.promote(bad, reason="demo: promoted by hand, without the gate")
-            announce_alias_move(cfg.kafka, model=store.name, alias="production", version=bad)
+            event = promote_and_announce(
+                store, cfg.kafka, bad, "production", reason="demo: promoted by hand, no gate"
+            ).event
             _say(f"promoted v{event.to_version} by hand (production was v{event.from_version})")
             deadline = time.monotonic() + TIMEOUT_S
             rolled = None
@@ -248,7 +259,7 @@ def run(folder: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m monitor.demo", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m app.monitor_demo", description=__doc__)
     parser.add_argument("--dir", type=Path, default=Path("var/monitor-demo"))
     args = parser.parse_args(argv)
     return run(args.dir.resolve())
