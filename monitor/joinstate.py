@@ -748,3 +748,33 @@ def disk_bytes(path: Path) -> int:
         if candidate.exists():
             total += candidate.stat().st_size
     return total
+
+
+def read_live(path: Path, version: int) -> QualityAggregate | None:
+    """A version's cumulative live aggregate from a join state file, read-only (safe while the
+    monitor writes: WAL); None when there is no state file or no window of that version."""
+    if not Path(path).is_file():
+        return None
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+    except sqlite3.Error:
+        return None
+    try:
+        rows = db.execute(
+            "SELECT sums, positives, negatives FROM windows WHERE version = ?", (version,)
+        ).fetchall()
+    except sqlite3.Error as exc:
+        log.warning("cannot read the join state %s: %s", path, exc)
+        return None
+    finally:
+        db.close()
+    if not rows:
+        return None
+    total = QualityAggregate()
+    for sums, pos, neg in rows:
+        total.add(
+            QualityAggregate.from_dict(
+                jsonio.loads(sums), np.frombuffer(pos, dtype="<i8"), np.frombuffer(neg, dtype="<i8")
+            )
+        )
+    return total
