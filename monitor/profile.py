@@ -336,3 +336,20 @@ def build_profile(
     return Profile(
         rows=rows, features=features, predictions=predicted, prediction_rows=prediction_rows
     )
+
+
+def stored_profile(store: Any, version: int) -> Profile | None:
+    """The reference profile stored with ``version`` (``profile.json``), None without one.
+
+    Extra files stored with a version come with the safe-artifacts change to the model store
+    (``ModelStore.read_file``, checksummed in the manifest); a store without it has no profiles.
+    """
+    from streamscore.exceptions import ModelStoreError
+
+    read_file = getattr(store, "read_file", None)
+    if read_file is None:
+        return None
+    try:
+        return profile_from_bytes(read_file(version, PROFILE_FILE))
+    except (ModelStoreError, ProfileError):
+        return None

@@ -41,7 +41,7 @@ from model_store.release import rollback_and_announce
 from model_store.store import ModelStore
 from monitor.drift import DRIFT_COUNTS, PREDICTIONS, FleetDrift
 from monitor.joinstate import COUNTERS, JoinState, Label, Prediction, disk_bytes
-from monitor.profile import PROFILE_FILE, Profile, ProfileError, profile_from_bytes
+from monitor.profile import Profile, stored_profile
 from monitor.quality import CLASSIFICATION, REGRESSION, QualityAggregate
 from monitor.rollback import (
     HOLD,
@@ -156,22 +156,6 @@ class MonitorMetrics:
             ["action"],
             registry=r,
         )
-
-
-def stored_profile(store: ModelStore, version: int) -> Profile | None:
-    """The reference profile stored with ``version`` (``profile.json``), None without one.
-
-    Extra files stored with a version come with the safe-artifacts change to the store
-    (``ModelStore.read_file``); a store without it has no profiles.
-    """
-    read_file = getattr(store, "read_file", None)
-    if read_file is None:
-        return None
-    try:
-        return profile_from_bytes(read_file(version, PROFILE_FILE))
-    except (ModelStoreError, ProfileError) as exc:
-        log.info("v%d has no usable reference profile (%s): no drift for it", version, exc)
-        return None
 
 
 class MonitorService:
