@@ -24,8 +24,11 @@ after a crash makes the same decisions:
   committed batch: nothing joined is lost and nothing is counted twice.
 
 Storage per prediction: the id, the version, the time, the predicted class index (or value) and
-the class probabilities as float32 (8 bytes for a binary model): about 100 bytes on disk with the
-time index (measured in ``bench/monitor.py``).
+the class probabilities as float32 (8 bytes for a binary model): 68 bytes on disk with the time
+index (``python -m bench.monitor``: 1,000,000 pending predictions in 68.2 MB). A join never
+rewrites the prediction's row (a random page write per label): the joined ids are kept as 63-bit
+keys in an append-only table and, in memory, in a sorted numpy array (:class:`JoinedIds`,
+16 bytes per id), which is what makes a label a cheap read.
 """
 
 from __future__ import annotations
