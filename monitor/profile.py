@@ -202,6 +202,25 @@ class Profile:
             raise ProfileError(f"profile is malformed: {type(exc).__name__}: {exc}") from exc
 
 
+def profile_of_matrix(
+    matrix: Any,
+    schema: Sequence[FeatureLike],
+    *,
+    predictions: Iterable[Any] | None = None,
+    task: str = "classification",
+) -> Profile:
+    """:func:`build_profile` of a feature matrix whose columns follow ``schema`` (what training
+    holds after cleansing: the training rows, and the model's predictions on the held-out rows)."""
+    array = np.asarray(matrix)
+    if array.ndim != 2 or array.shape[1] != len(schema):
+        raise ProfileError(
+            f"feature matrix of shape {array.shape} does not match the schema's "
+            f"{len(schema)} features"
+        )
+    columns = {spec.name: array[:, j] for j, spec in enumerate(schema)}
+    return build_profile(columns, schema, predictions=predictions, task=task)
+
+
 def profile_bytes(profile: Profile) -> bytes:
     """The profile as the file stored with a version (sorted, indented JSON)."""
     return jsonio.dumps_pretty(profile.to_dict())

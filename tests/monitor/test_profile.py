@@ -109,3 +109,17 @@ def test_profile_from_dict_refuses_another_format_version() -> None:
     data["format_version"] = 99
     with pytest.raises(ProfileError, match="format_version 99"):
         Profile.from_dict(data)
+
+
+def test_profile_of_a_training_matrix_follows_the_schema_and_round_trips_as_a_file() -> None:
+    from monitor.profile import profile_bytes, profile_from_bytes, profile_of_matrix
+
+    rng = np.random.default_rng(3)
+    matrix = np.column_stack([rng.normal(size=300), rng.integers(0, 3, 300).astype(float)])
+    schema = [Spec("amount", "float"), Spec("kind", "category")]
+    profile = profile_of_matrix(matrix, schema, predictions=rng.integers(0, 2, 60))
+    assert isinstance(profile.features["kind"], CategoricalProfile)
+    assert set(profile.features["kind"].values) == {"0", "1", "2"}  # 1.0 in a matrix is "1"
+    assert profile_from_bytes(profile_bytes(profile)) == profile
+    with pytest.raises(ProfileError, match="does not match the schema's 2 features"):
+        profile_of_matrix(matrix[:, :1], schema)
