@@ -54,8 +54,8 @@ def test_worker_drift_costs_little_per_event() -> None:
     batch = rng.normal(size=(1000, 30))
     predictions = rng.integers(0, 2, 1000)
     drift.observe(batch, predictions, at_ms=0)  # warm-up
-    best = float("inf")
-    for _ in range(5):
+    best = float("inf")  # the best of 15 rounds: a shared, loaded machine inflates the others
+    for _ in range(15):
         started = time.process_time()
         for _ in range(20):
             drift.observe(batch, predictions, at_ms=0)
