@@ -19,6 +19,7 @@ COPY training ./training
 COPY worker ./worker
 COPY producer ./producer
 COPY app ./app
+COPY monitor ./monitor
 RUN pip install --no-cache-dir --no-deps .
 
 FROM python:3.11-slim-bookworm AS runtime

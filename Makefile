@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-PACKAGES := streamscore broker model_store training worker producer app
+PACKAGES := streamscore broker model_store training worker producer app monitor
 
 .DEFAULT_GOAL := help
 

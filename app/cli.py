@@ -23,6 +23,7 @@ SUBCOMMANDS: dict[str, str] = {
     "publish": "app.producer_cli:publish",
     "tail": "app.producer_cli:tail",
     "demo": "app.demo:demo",
+    "monitor": "app.monitor_cli:monitor",
 }
 
 

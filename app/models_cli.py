@@ -126,6 +126,34 @@ def show(state: State, ref: str, as_json: bool) -> None:
         _echo_json(manifest.to_dict())
         return
     _print_manifest(manifest, _tags(store.aliases(), manifest.version))
+    _print_live(state.config, manifest)
+
+
+def _print_live(cfg: Config, m: Manifest) -> None:
+    """Live metrics from the monitor's join state (``streamscore monitor``), beside held-out."""
+    from monitor.joinstate import read_live
+
+    live = read_live(cfg.monitor.state_path, m.version)
+    if live is None:
+        console.print(
+            "[bold]live[/]: - (no labelled predictions in the monitor's state "
+            f"{escape(str(cfg.monitor.state_path))})",
+            highlight=False,
+        )
+        return
+    metrics = live.metrics()
+    shown = ", ".join(
+        f"{k}={v:.4f}" + (f" (held-out {m.metrics[k]:.4f})" if k in m.metrics else "")
+        for k, v in metrics.items()
+        if k not in ("predictions", "labelled", "coverage") and v is not None
+    )
+    coverage = metrics["coverage"]
+    console.print(
+        f"[bold]live[/]: {escape(shown) or '-'}; {live.labelled:,} labelled of "
+        f"{live.predictions:,} predictions"
+        + (f" (coverage {coverage:.0%})" if coverage is not None else ""),
+        highlight=False,
+    )
 
 
 def _print_manifest(m: Manifest, aliases: list[str]) -> None:

@@ -68,7 +68,7 @@ def test_compose_mounts_existing_files_and_runs_real_commands():
         build = service.get("build")
         if build:
             assert (DEPLOY / build["context"] / build["dockerfile"]).is_file()
-        if name.startswith(("worker", "trainer")):
+        if name.startswith(("worker", "trainer", "monitor")):
             assert cli_accepts(service["command"]), f"{name}: {service['command']}"
 
 

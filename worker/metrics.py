@@ -63,6 +63,19 @@ class WorkerMetrics:
             ["outcome"],
             registry=r,
         )
+        self.feature_drift = Gauge(
+            "streamscore_feature_drift",
+            "Drift of a feature against the version's reference profile over this worker's "
+            "window (PSI numeric, Jensen-Shannon distance categorical)",
+            ["feature", "model_version"],
+            registry=r,
+        )
+        self.prediction_drift = Gauge(
+            "streamscore_prediction_drift",
+            "Drift of this worker's predictions against the held-out ones",
+            ["model_version"],
+            registry=r,
+        )
         self.model_info = Gauge(
             "streamscore_model_info",
             "The serving model (value 1)",
@@ -85,6 +98,18 @@ class WorkerMetrics:
         self.partitions_assigned = Gauge(
             "streamscore_partitions_assigned", "Partitions this worker owns", registry=r
         )
+
+    def drift(self, version: int, report: Any) -> None:
+        """This worker's drift over its window (a :class:`monitor.drift.DriftReport`)."""
+        for score in report.scores:
+            if score.value is None:
+                continue
+            if score.column == "__predictions__":
+                self.prediction_drift.labels(model_version=str(version)).set(score.value)
+            else:
+                self.feature_drift.labels(feature=score.column, model_version=str(version)).set(
+                    score.value
+                )
 
     def serving(self, name: str, version: int, alias: str) -> None:
         self.model_info.clear()

@@ -74,6 +74,7 @@ class BatchResult:
     dead_letters: Counter[str] = field(default_factory=Counter)  # by stage
     predictions: list[Any] = field(default_factory=list)
     timestamps_ms: list[int] = field(default_factory=list)  # Kafka timestamps of scored inputs
+    matrix: Any = None  # the batch's feature matrix (valid events), for drift counting
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,7 @@ def score_events(
     The stream and ``POST /predict`` both go through :func:`_score`, so a bad event gets the
     same message in a dead letter as in an HTTP 422.
     """
-    bodies, failures = _score(events, model, id_field, passthrough, None)
+    bodies, failures, _ = _score(events, model, id_field, passthrough, None)
     outcomes = [Outcome(body) if body is not None else _NOT_SCORED for body in bodies]
     for index, stage, error_class, message in failures:
         outcomes[index] = Outcome(None, stage, error_class, message)
@@ -113,9 +114,10 @@ def _score(
     id_field: str,
     passthrough: Sequence[str],
     sources: Sequence[InputRecord] | None,
-) -> tuple[list[dict[str, Any] | None], list[tuple[int, str, str, str]]]:
-    """Prediction bodies (None where an event did not score) and the failures as
-    ``(event index, stage, error class, message)``, in event order within each stage."""
+) -> tuple[list[dict[str, Any] | None], list[tuple[int, str, str, str]], Any]:
+    """Prediction bodies (None where an event did not score), the failures as
+    ``(event index, stage, error class, message)`` in event order within each stage, and the
+    feature matrix of the valid events."""
     bodies: list[dict[str, Any] | None] = [None] * len(events)
     failures: list[tuple[int, str, str, str]] = []
     built = model.builder.build(events)
@@ -157,7 +159,7 @@ def _score(
             if name in event:
                 body[name] = event[name]
         bodies[index] = body
-    return bodies, failures
+    return bodies, failures, built.matrix
 
 
 class BatchProcessor:
@@ -202,7 +204,9 @@ class BatchProcessor:
             events.append(event)
             decoded.append(record)
 
-        bodies, failures = _score(events, model, dest.id_field, dest.passthrough, decoded)
+        bodies, failures, result.matrix = _score(
+            events, model, dest.id_field, dest.passthrough, decoded
+        )
         for index, stage, error_class, message in failures:
             out.append(self._dead(decoded[index], model, stage, error_class, message))
             result.dead_letters[stage] += 1

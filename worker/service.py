@@ -26,16 +26,23 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from model_store import ModelStore
+from monitor.profile import Profile, stored_profile
+from monitor.worker_drift import WorkerDrift
+from streamscore import jsonio
 from streamscore.config import Config
 from streamscore.control import NOTICE_ALIAS_MOVED, ControlListener
 from streamscore.kafka_admin import ensure_topics
+from streamscore.wire import OutRecord
 from worker.batcher import Batcher, BatchLimits
 from worker.commit import publish_then_commit
 from worker.metrics import WorkerMetrics
-from worker.processor import BatchProcessor, Destinations, ServingModel
+from worker.processor import BatchProcessor, BatchResult, Destinations, ServingModel
 from worker.reloader import ModelReloader, ReloadEvent
 from worker.status import WorkerStatus
 from worker.swap import swap_between_batches
@@ -84,6 +91,9 @@ class ScoringWorker:
         self._waiting_since = time.monotonic()
         #: A member waiting this long for an assignment rejoins with a new consumer.
         self.join_timeout_s = max(4 * cfg.kafka.session_timeout_ms / 1000, 15.0)
+        #: The reference profile of a version (None: no drift counting for it).
+        self.profile_of: Callable[[int], Profile | None] = lambda v: stored_profile(self.store, v)
+        self.drift: WorkerDrift | None = None
 
     # ------------------------------------------------------------------ control
 
@@ -192,6 +202,8 @@ class ScoringWorker:
         self.metrics.scoring_seconds.labels(model_version=model.version_text).observe(
             time.perf_counter() - started
         )
+        if self.drift is not None and result.matrix is not None:
+            self._count_drift(result)
         publish_then_commit(transport, result.records, records, self._stop)
         dead = self.metrics.record_batch(model, len(records), result)
         s = self.status
@@ -199,6 +211,20 @@ class ScoringWorker:
         s.dead_letters += dead
         s.batches += 1
         s.last_batch_at = time.time()
+
+    def _count_drift(self, result: BatchResult) -> None:
+        """Count the batch into the current minute; finished minutes ride along with the
+        batch's outputs to the monitoring topic (acknowledged before the commit)."""
+        drift = self.drift
+        assert drift is not None
+        now = time.time_ns() // 1_000_000
+        drift.observe(result.matrix, np.asarray(result.predictions), at_ms=now)
+        finished = drift.drain(now)
+        if finished:
+            topic = self.cfg.kafka.monitoring_topic
+            key = self.worker_id.encode()
+            result.records.extend(OutRecord(topic, key, jsonio.dumps(r), []) for r in finished)
+            self.metrics.drift(drift.version, drift.scores(now))
 
     def _update_lag(self, transport: Transport) -> None:
         now = time.monotonic()
@@ -214,6 +240,7 @@ class ScoringWorker:
         if swapped is None:
             return
         self.model = swapped
+        self.drift = self._make_drift(swapped)
         self.status.model = {
             "name": swapped.name,
             "version": swapped.version,
@@ -221,6 +248,24 @@ class ScoringWorker:
             "seq": swapped.seq,
         }
         self.metrics.serving(swapped.name, swapped.version, swapped.alias)
+
+    def _make_drift(self, model: ServingModel) -> WorkerDrift | None:
+        profile = self.profile_of(model.version)
+        if profile is None:
+            return None
+        m = self.cfg.monitor
+        log.info("%s: counting drift against its reference profile", model.label)
+        return WorkerDrift(
+            profile,
+            model=model.name,
+            version=model.version,
+            worker=self.worker_id,
+            feature_names=[f.name for f in model.manifest.features],
+            window_minutes=m.drift_window_minutes,
+            min_events=m.drift_min_events,
+            warn=m.drift_warn,
+            alert=m.drift_alert,
+        )
 
     def _on_reload_event(self, event: ReloadEvent) -> None:
         self.metrics.model_loads.labels(outcome=event.outcome).inc()

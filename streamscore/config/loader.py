@@ -118,6 +118,48 @@ def _check_dependent(cfg: Config, where: str) -> None:
     _check_model_store(cfg, where)
     _check_worker(cfg, where)
     _check_gate(cfg, where)
+    _check_monitor(cfg, where)
+
+
+def _check_monitor(cfg: Config, where: str) -> None:
+    k, m = cfg.kafka, cfg.monitor
+    for key in ("labels_topic", "quality_topic", "monitoring_topic"):
+        topic = getattr(k, key)
+        if not _TOPIC.match(topic) or topic in (".", ".."):
+            raise ConfigError(
+                f"{where}: [kafka] {key} = {topic!r} is not a Kafka topic name: use 1-249 "
+                f"characters of letters, digits, '.', '_' and '-'"
+            )
+    topics = [
+        k.input_topic,
+        k.output_topic,
+        k.dead_letter_topic,
+        k.control_topic,
+        k.labels_topic,
+        k.quality_topic,
+        k.monitoring_topic,
+    ]
+    if len(set(topics)) != len(topics):
+        raise ConfigError(
+            f"{where}: [kafka] labels_topic ({k.labels_topic!r}), quality_topic "
+            f"({k.quality_topic!r}) and monitoring_topic ({k.monitoring_topic!r}) must differ "
+            f"from each other and from the input, output, dead-letter and control topics"
+        )
+    if m.group_id == k.group_id:
+        raise ConfigError(
+            f"{where}: [monitor] group_id = {m.group_id!r} is the workers' group: the monitor "
+            f"needs a consumer group of its own"
+        )
+    if m.drift_warn > m.drift_alert:
+        raise ConfigError(
+            f"{where}: [monitor] drift_warn ({m.drift_warn}) must be <= drift_alert "
+            f"({m.drift_alert})"
+        )
+    if m.label_wait_s > m.label_ttl_s:
+        raise ConfigError(
+            f"{where}: [monitor] label_wait_s ({m.label_wait_s}) must be <= label_ttl_s "
+            f"({m.label_ttl_s})"
+        )
 
 
 def _check_kafka(cfg: Config, where: str) -> None:

@@ -70,6 +70,9 @@ class KafkaConfig:
     output_topic: str = _opt("streamscore.predictions")
     dead_letter_topic: str = _opt("streamscore.dead-letters")
     control_topic: str = _opt("streamscore.control")
+    labels_topic: str = _opt("streamscore.labels", doc='{"id": ..., "label": ...} per prediction')
+    quality_topic: str = _opt("streamscore.quality", doc="the monitor's per-window live metrics")
+    monitoring_topic: str = _opt("streamscore.monitoring", doc="workers' per-minute drift counts")
     group_id: str = _opt("streamscore-workers")
     client_id: str = _opt("streamscore")
     partitions: int = _opt(4, min=1, max=10_000)
@@ -234,6 +237,34 @@ class TrainerConfig:
 
 
 @dataclass(frozen=True)
+class MonitorConfig:
+    """``streamscore monitor``: delayed-label join, live metrics, drift, automatic rollback."""
+
+    group_id: str = _opt("streamscore-monitor", doc="its own consumer group")
+    state_path: Path = _opt(Path("var/monitor/join.sqlite"), doc="the join state (sqlite, WAL)")
+    label_ttl_s: int = _opt(7 * 86_400, min=1, max=366 * 86_400, doc="predictions wait this long")
+    label_wait_s: int = _opt(3600, min=0, max=7 * 86_400, doc="early labels wait this long")
+    max_pending_predictions: int = _opt(1_000_000, min=1, max=1_000_000_000)
+    window_s: int = _opt(3600, min=1, max=7 * 86_400, doc="quality windows by prediction time")
+    drift_window_minutes: int = _opt(60, min=1, max=7 * 1440)
+    drift_min_events: int = _opt(500, min=1)
+    drift_warn: float = _opt(0.1, min=0.0, max=100.0)
+    drift_alert: float = _opt(0.25, min=0.0, max=100.0)
+    auto_rollback: bool = _opt(True, doc="false: decisions are only reported")
+    min_labels_per_window: int = _opt(500, min=1)
+    min_coverage: float = _opt(0.5, min=0.0, max=1.0)
+    consecutive_windows: int = _opt(3, min=1, max=1000)
+    accuracy_margin: float = _opt(0.02, min=0.0, max=1.0, doc="absolute")
+    log_loss_margin: float = _opt(0.10, min=0.0, max=100.0, doc="relative (0.10 = +10 %)")
+    mae_margin: float = _opt(0.10, min=0.0, max=100.0, doc="relative (0.10 = +10 %)")
+    cooldown_s: int = _opt(3600, min=0, max=30 * 86_400)
+    evaluate_interval_ms: int = _opt(10_000, min=10, max=3_600_000)
+    max_poll_records: int = _opt(5000, min=1, max=1_000_000)
+    host: str = _opt("127.0.0.1", doc="/metrics binds to loopback by default")
+    port: int = _opt(8095, min=0, max=65535, doc="0 = any free port (logged)")
+
+
+@dataclass(frozen=True)
 class Config:
     kafka: KafkaConfig = field(default_factory=KafkaConfig)
     broker: BrokerConfig = field(default_factory=BrokerConfig)
@@ -243,6 +274,7 @@ class Config:
     worker: WorkerConfig = field(default_factory=WorkerConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
     source: Path | None = field(default=None, compare=False)
 
     def to_dict(self) -> dict[str, Any]:

@@ -190,3 +190,20 @@ def test_promote_with_the_object_store_unreachable_exits_2_saying_so(tmp_path):
     assert result.exit_code == 2
     assert f"object store {endpoint} unreachable" in result.output
     assert "check [model_store] endpoint_url" in result.output
+
+
+def test_show_prints_live_metrics_beside_held_out_from_the_monitor_state(config, store):
+    from monitor.joinstate import JoinState, Label, Prediction
+
+    state = JoinState(config.parent / "var/monitor/join.sqlite")
+    state.apply(
+        [Prediction(f"p{i}", 2, 1_000, 1, {"0": 0.2, "1": 0.8}) for i in range(4)],
+        [Label(f"p{i}", 1 if i < 3 else 0, 2_000) for i in range(3)],
+        {},
+    )
+    state.close()
+    result = run(config, "show", "2")
+    assert result.exit_code == 0, result.output
+    assert "live: accuracy=1.0000 (held-out 0.9500)" in result.output
+    assert "3 labelled of 4 predictions (coverage 75%)" in result.output
+    assert "live: -" in run(config, "show", "1").output
