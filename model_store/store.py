@@ -1,12 +1,14 @@
-"""The versioned model store: ``<root>/<name>/<version>/{model.joblib, manifest.json}``.
+"""The versioned model store: ``<root>/<name>/<version>/{model.skops, manifest.json}``.
 
 Layout of one model::
 
     <root>/<name>/
         .lock                    fcntl lock: one writer (register, promote, rollback) at a time
         .tmp-<uuid>/             a version being written; renamed to <version>/ when complete
-        1/model.joblib           the artifact (joblib)
-        1/manifest.json          what it is, how it was made, its sha256
+        1/model.skops            the artifact (skops; model.joblib in stores written before)
+        1/manifest.json          what it is, how it was made, the sha256 of every file,
+                                 and its signature when [model_store] signing_key is set
+        1/examples.jsonl ...     extra files stored with the version (``register(files=)``)
         aliases/production.json  {alias, version, seq, updated_at}, replaced atomically
         aliases/history.jsonl    every alias move, append-only
 """
@@ -18,7 +20,6 @@ import dataclasses
 import datetime as dt
 import hashlib
 import importlib.metadata
-import io
 import logging
 import platform
 import re
@@ -30,9 +31,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import joblib
-
+from model_store import artifact as artifacts
+from model_store import signing
 from model_store.aliases import AliasBook, AliasEvent, check_alias, is_alias
+from model_store.artifact import ArtifactPolicy
 from model_store.atomic import fsync_path
 from model_store.checksum import file_sha256
 from model_store.locking import exclusive_lock
@@ -55,7 +57,7 @@ from streamscore.exceptions import (
 )
 
 if TYPE_CHECKING:
-    from streamscore.config import Config
+    from streamscore.config import Config, Secret
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +68,7 @@ TMP_PREFIX = ".tmp-"
 @dataclass(frozen=True)
 class LoadedModel:
     manifest: Manifest
-    model: Any  # the unpickled estimator or pipeline
+    model: Any  # the estimator or pipeline, rebuilt from its verified artifact
 
 
 @dataclass(frozen=True)
@@ -121,6 +123,8 @@ class ModelStore:
         *,
         lock_timeout_ms: int = 30_000,
         allow_version_mismatch: bool = False,
+        policy: ArtifactPolicy | None = None,
+        signing_key: Secret | None = None,
     ) -> None:
         if not NAME_PATTERN.fullmatch(name) or ".." in name:
             raise ModelStoreError(
@@ -132,6 +136,8 @@ class ModelStore:
         self.folder = self.root / name
         self.lock_timeout_ms = lock_timeout_ms
         self.allow_version_mismatch = allow_version_mismatch
+        self.policy = policy or ArtifactPolicy()
+        self._signing_key = signing_key
         self.book = AliasBook(self.folder / "aliases")
         self._lock_file = self.folder / ".lock"
 
@@ -144,6 +150,8 @@ class ModelStore:
             s.model_name,
             lock_timeout_ms=s.lock_timeout_ms,
             allow_version_mismatch=s.allow_version_mismatch,
+            policy=ArtifactPolicy(tuple(s.trusted_types), s.allow_pickle),
+            signing_key=s.signing_key,
         )
 
     def __repr__(self) -> str:
@@ -224,16 +232,17 @@ class ModelStore:
             ) from exc
         if not isinstance(data, dict):
             raise IntegrityError(f"{path}: not a JSON object; register the model again")
+        if self._signing_key:
+            signing.verify(data, self._signing_key, what=f"{self.name} v{version} ({path})")
         manifest = Manifest.from_dict(data, where=str(path))
         if (manifest.name, manifest.version) != (self.name, version):
             raise IntegrityError(
                 f"{path} describes {manifest.label}, not {self.name} v{version}: the folder "
                 f"was copied or renamed by hand; register the model again"
             )
-        if Path(manifest.artifact).name != manifest.artifact or manifest.artifact in ("", "."):
-            raise IntegrityError(
-                f"{path}: artifact {manifest.artifact!r} must be a file name in the version folder"
-            )
+        for name in (manifest.artifact, *manifest.files):
+            if Path(name).name != name or name in ("", ".", ".."):
+                raise IntegrityError(f"{path}: {name!r} must be a file name in the version folder")
         return manifest
 
     # ------------------------------------------------------------------ verified loading
@@ -246,7 +255,7 @@ class ModelStore:
             raise IntegrityError(
                 f"{artifact}: sha256 {actual_sha256[:16]}... does not match the manifest's "
                 f"{manifest.sha256[:16]}...: the artifact changed after it was registered and "
-                f"{manifest.label} will not be unpickled; register the model again"
+                f"{manifest.label} will not be loaded; register the model again"
             )
         trained = manifest.libraries.get("scikit-learn", "unknown")
         running = library_versions()["scikit-learn"]
@@ -267,21 +276,16 @@ class ModelStore:
         )
 
     def check(self, ref: int | str) -> Manifest:
-        """Verify a version without unpickling it: manifest, checksum, scikit-learn version."""
+        """Verify a version without loading it: signature, manifest, checksums, scikit-learn
+        version, and that its format and types are ones this store loads."""
         manifest = self.manifest(ref)
-        artifact = self._artifact_path(manifest)
-        try:
-            actual = file_sha256(artifact)
-        except FileNotFoundError:
-            raise IntegrityError(
-                f"{artifact} is missing; {manifest.label} cannot be loaded"
-            ) from None
-        self._check_integrity(manifest, artifact, actual)
+        blob = self._verified_artifact(manifest)
+        artifacts.check_loadable(blob, manifest.artifact, self.policy, what=manifest.label)
+        for name in manifest.files:
+            self.read_file(manifest, name)
         return manifest
 
-    def load(self, ref: int | str) -> LoadedModel:
-        """Verify, then unpickle. The bytes checked are the bytes unpickled (read once)."""
-        manifest = self.manifest(ref)
+    def _verified_artifact(self, manifest: Manifest) -> bytes:
         artifact = self._artifact_path(manifest)
         try:
             blob = artifact.read_bytes()
@@ -290,14 +294,40 @@ class ModelStore:
                 f"{artifact} is missing; {manifest.label} cannot be loaded"
             ) from None
         self._check_integrity(manifest, artifact, hashlib.sha256(blob).hexdigest())
-        try:
-            model = joblib.load(io.BytesIO(blob))
-        except Exception as exc:
+        return blob
+
+    def read_file(self, ref: int | str | Manifest, name: str) -> bytes:
+        """An extra file of a version (see ``register(files=)``), checked against the sha256
+        its manifest lists; :class:`IntegrityError` if it is not listed, missing or changed."""
+        manifest = ref if isinstance(ref, Manifest) else self.manifest(ref)
+        expected = manifest.files.get(name)
+        if expected is None:
+            listed = ", ".join(sorted(manifest.files)) or "none"
             raise IntegrityError(
-                f"{artifact}: checksum ok but it could not be unpickled "
-                f"({type(exc).__name__}: {exc}); check the installed libraries against "
-                f"{manifest.libraries}"
-            ) from exc
+                f"{manifest.label} has no file {name!r} (its manifest lists: {listed})"
+            )
+        path = self.folder / str(manifest.version) / name
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise IntegrityError(
+                f"{path} is missing; {manifest.label} cannot be verified"
+            ) from None
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != expected:
+            raise IntegrityError(
+                f"{path}: sha256 {actual[:16]}... does not match the manifest's "
+                f"{expected[:16]}...: it changed after {manifest.label} was registered; "
+                f"register the model again"
+            )
+        return data
+
+    def load(self, ref: int | str) -> LoadedModel:
+        """Verify, then rebuild the model. The bytes checked are the bytes loaded (read once);
+        untrusted types and pickles (unless allowed) are refused before anything is built."""
+        manifest = self.manifest(ref)
+        blob = self._verified_artifact(manifest)
+        model = artifacts.loads(blob, manifest.artifact, self.policy, what=manifest.label)
         return LoadedModel(manifest, model)
 
     def verify(self) -> list[VerifyResult]:
@@ -328,8 +358,15 @@ class ModelStore:
         git_commit: str | None = None,
         parent: int | None = None,
         aliases: Sequence[str] = ("candidate",),
+        files: Mapping[str, bytes] | None = None,
     ) -> Manifest:
         """Write a new version and point ``aliases`` at it.
+
+        The model is always written in the skops format (refused if it needs a type the store
+        does not trust). ``files`` are extra files stored with the version, name -> content
+        (e.g. ``examples.jsonl``, a reference ``profile.json``): each is written into the
+        version folder, listed with its sha256 in the manifest, verified by ``check`` and
+        ``verify``, and read back with :meth:`read_file`.
 
         The artifact is written into ``.tmp-<uuid>/`` without the lock; numbering the version,
         writing the manifest, renaming the folder into place and moving the aliases happen
@@ -338,6 +375,9 @@ class ModelStore:
         check_schema(task, features, classes)
         for alias in aliases:
             check_alias(alias)
+        extra = dict(files or {})
+        for name in extra:
+            _check_file_name(name)
         draft = Manifest(
             name=self.name,
             version=0,
@@ -354,6 +394,7 @@ class ModelStore:
             config=dict(config or {}),
             git_commit=git_commit,
             parent=parent,
+            files={name: hashlib.sha256(data).hexdigest() for name, data in extra.items()},
         )
         try:
             jsonio.dumps(draft.to_dict())
@@ -367,22 +408,22 @@ class ModelStore:
         staging.mkdir()
         try:
             artifact = staging / ARTIFACT_FILE
-            try:
-                joblib.dump(model, artifact)
-            except Exception as exc:
-                raise ModelStoreError(
-                    f"{self.name}: the model could not be pickled with joblib "
-                    f"({type(exc).__name__}: {exc})"
-                ) from exc
+            artifact.write_bytes(artifacts.dumps(model, self.policy, what=self.name))
             fsync_path(artifact)
             digest = file_sha256(artifact)
+            for name, data in extra.items():
+                (staging / name).write_bytes(data)
+                fsync_path(staging / name)
             with self._lock():
                 version = self._next_version()
                 manifest = dataclasses.replace(
                     draft, version=version, created_at=utc_now(), sha256=digest
                 )
                 manifest_file = staging / MANIFEST_FILE
-                manifest_file.write_bytes(jsonio.dumps_pretty(manifest.to_dict()))
+                written = manifest.to_dict()
+                if self._signing_key:
+                    written = signing.signed(written, self._signing_key)
+                manifest_file.write_bytes(jsonio.dumps_pretty(written))
                 fsync_path(manifest_file)
                 fsync_path(staging)
                 staging.rename(self.folder / str(version))
@@ -440,6 +481,15 @@ class ModelStore:
             "%s: alias %r rolled back v%s -> v%d", self.name, alias, event.from_version, target
         )
         return event
+
+
+def _check_file_name(name: str) -> None:
+    reserved = (ARTIFACT_FILE, artifacts.JOBLIB_ARTIFACT, MANIFEST_FILE)
+    if not name or Path(name).name != name or name.startswith(".") or name in reserved:
+        raise ModelStoreError(
+            f"extra file name {name!r} must be a plain file name (no folders, not hidden, not "
+            f"{', '.join(reserved)}), e.g. examples.jsonl"
+        )
 
 
 def _listing(items: Sequence[Any]) -> str:

@@ -138,6 +138,13 @@ class ModelStoreConfig:
         False, doc="load artifacts trained with another scikit-learn major.minor"
     )
     lock_timeout_ms: int = _opt(30_000, min=0, max=3_600_000)
+    trusted_types: list[str] = _opt(
+        [], doc="types (or 'module.*') a skops artifact may hold beyond scikit-learn/numpy/scipy"
+    )
+    allow_pickle: bool = _opt(False, doc="load joblib (pickle) artifacts: they can run code")
+    signing_key: Secret = _opt(
+        Secret(""), doc="HMAC key for signed manifests; set STREAMSCORE__MODEL_STORE__SIGNING_KEY"
+    )
 
 
 @dataclass(frozen=True)
@@ -168,6 +175,7 @@ class TrainingConfig:
     categorical_columns: list[str] = _opt([])
     test_size: float = _opt(0.2, min=0.01, max=0.99)
     seed: int = _opt(42, min=0)
+    examples: Path | None = _opt(None, doc="JSON-lines examples each version must pass; '' = none")
     gate: GateConfig = field(default_factory=GateConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
 
@@ -484,6 +492,11 @@ def _coerce(
             str(k): _coerce(v, value_hint, {}, key=f"{key}.{k}", where=where, base=base)
             for k, v in parsed.items()
         }
+
+    if hint == Path | None:  # an optional path: '' (TOML has no null) means none
+        if value is None or (text if env else value) == "":
+            return None
+        return _coerce(value, Path, meta, key=key, where=where, base=base)
 
     if isinstance(hint, types.UnionType) or hint is Any:
         return value

@@ -122,7 +122,7 @@ def test_rollback_with_no_earlier_version_is_an_error_and_changes_nothing(three)
 def test_rollback_to_a_damaged_version_is_refused_and_changes_nothing(three):
     three.promote(1)
     three.promote(2)
-    flip_byte(three.folder / "1" / "model.joblib")
+    flip_byte(three.folder / "1" / "model.skops")
     before = snapshot(three)
     with pytest.raises(IntegrityError, match=r"cannot roll 'production' of cancer back to v1"):
         three.rollback()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import pytest
@@ -23,21 +24,21 @@ def edit_manifest(store: ModelStore, version: int, **changes: Any) -> None:
 
 @pytest.fixture
 def unpickled(monkeypatch) -> list[Any]:
-    """Records every call to joblib.load made by the store."""
+    """Records every artifact the store hands to the format loader (skops or joblib)."""
     calls: list[Any] = []
-    real = model_store.store.joblib.load
+    real = model_store.store.artifacts.loads
 
     def spy(*args: Any, **kwargs: Any) -> Any:
         calls.append(args)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(model_store.store.joblib, "load", spy)
+    monkeypatch.setattr(model_store.store.artifacts, "loads", spy)
     return calls
 
 
 def test_a_tampered_artifact_is_refused_before_unpickling(store, unpickled):
     register(store)
-    flip_byte(store.folder / "1" / "model.joblib")
+    flip_byte(store.folder / "1" / "model.skops")
     with pytest.raises(IntegrityError, match=r"sha256 [0-9a-f]{16}\.\.\. does not match"):
         store.load(1)
     assert unpickled == []
@@ -46,7 +47,7 @@ def test_a_tampered_artifact_is_refused_before_unpickling(store, unpickled):
 def test_verify_reports_the_tampered_version_and_passes_the_others(store):
     register(store)
     register(store)
-    flip_byte(store.folder / "1" / "model.joblib")
+    flip_byte(store.folder / "1" / "model.skops")
     first, second = store.verify()
     assert (first.version, first.ok) == (1, False) and "does not match" in first.problem
     assert (second.version, second.ok, second.problem) == (2, True, "")
@@ -54,7 +55,7 @@ def test_verify_reports_the_tampered_version_and_passes_the_others(store):
 
 def test_promoting_a_tampered_version_is_refused(store):
     register(store)
-    flip_byte(store.folder / "1" / "model.joblib")
+    flip_byte(store.folder / "1" / "model.skops")
     with pytest.raises(IntegrityError):
         store.promote(1)
     assert "production" not in store.aliases()
@@ -72,8 +73,8 @@ def test_a_missing_manifest_is_refused(store):
 
 def test_a_missing_artifact_is_refused(store):
     register(store)
-    (store.folder / "1" / "model.joblib").unlink()
-    with pytest.raises(IntegrityError, match=r"model.joblib is missing"):
+    (store.folder / "1" / "model.skops").unlink()
+    with pytest.raises(IntegrityError, match=r"model.skops is missing"):
         store.load("candidate")
     assert not store.verify()[0].ok
 
@@ -97,7 +98,7 @@ def test_a_manifest_copied_from_another_version_is_refused(store):
 
 def test_an_artifact_outside_the_version_folder_is_refused(store):
     register(store)
-    edit_manifest(store, 1, artifact="../2/model.joblib")
+    edit_manifest(store, 1, artifact="../2/model.skops")
     with pytest.raises(IntegrityError, match=r"must be a file name in the version folder"):
         store.load(1)
 
@@ -105,7 +106,7 @@ def test_an_artifact_outside_the_version_folder_is_refused(store):
 def test_another_scikit_learn_minor_version_is_refused_unless_allowed(store, unpickled):
     register(store)
     edit_manifest(store, 1, libraries={**store.manifest(1).libraries, "scikit-learn": "0.24.2"})
-    assert store.manifest(1).sha256 == model_store.file_sha256(store.folder / "1" / "model.joblib")
+    assert store.manifest(1).sha256 == model_store.file_sha256(store.folder / "1" / "model.skops")
     with pytest.raises(
         IntegrityError, match=r"trained with scikit-learn 0.24.2, this process runs"
     ):
@@ -126,8 +127,9 @@ def test_another_scikit_learn_patch_version_is_accepted(store):
     assert store.load(1).manifest.version == 1
 
 
-def test_load_unpickles_exactly_the_bytes_it_verified(store, unpickled):
+def test_load_rebuilds_exactly_the_bytes_it_verified(store, unpickled):
     register(store)
     store.load(1)
-    [(source,)] = unpickled
-    assert hasattr(source, "read")  # an in-memory copy, not the path read a second time
+    [(blob, artifact, *_)] = unpickled
+    assert isinstance(blob, bytes) and artifact == "model.skops"  # one read, then no path
+    assert hashlib.sha256(blob).hexdigest() == store.manifest(1).sha256

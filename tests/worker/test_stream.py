@@ -213,7 +213,7 @@ def test_worker_refuses_tampered_artifact_and_keeps_serving(
     worker = start_worker(cfg)
     wait_until(lambda: worker.model is not None, 15, "v1 to be served")
     second = register(C=0.5, promote=False)
-    artifact = model_store.folder / str(second.version) / "model.joblib"
+    artifact = model_store.folder / str(second.version) / "model.skops"
     data = bytearray(artifact.read_bytes())
     data[len(data) // 2] ^= 0xFF
     artifact.write_bytes(bytes(data))
