@@ -100,7 +100,7 @@ def dumps(model: Any, policy: ArtifactPolicy, *, what: str) -> bytes:
     import skops.io as sio
 
     try:
-        blob = sio.dumps(model)
+        blob: bytes = sio.dumps(model)
     except Exception as exc:
         raise ModelStoreError(
             f"{what}: the model cannot be written in the skops format "

@@ -394,7 +394,7 @@ class ModelStore:
             config=dict(config or {}),
             git_commit=git_commit,
             parent=parent,
-            files={name: hashlib.sha256(data).hexdigest() for name, data in extra.items()},
+            files={name: hashlib.sha256(content).hexdigest() for name, content in extra.items()},
         )
         try:
             jsonio.dumps(draft.to_dict())
@@ -411,8 +411,8 @@ class ModelStore:
             artifact.write_bytes(artifacts.dumps(model, self.policy, what=self.name))
             fsync_path(artifact)
             digest = file_sha256(artifact)
-            for name, data in extra.items():
-                (staging / name).write_bytes(data)
+            for name, content in extra.items():
+                (staging / name).write_bytes(content)
                 fsync_path(staging / name)
             with self._lock():
                 version = self._next_version()
