@@ -1,13 +1,14 @@
 """``streamscore models`` (also ``python -m model_store``): list, show, promote, rollback,
-history, verify.
+history, verify, test.
 
 Exit codes as everywhere in streamscore: 0 ok, 2 a refused operation (the message says why and
-what to do), and 2 from ``verify`` when any version fails.
+what to do), 2 from ``verify`` when any version fails, 3 from ``test`` when an example fails.
 """
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -22,6 +23,7 @@ from model_store.store import ModelStore
 from streamscore import jsonio
 from streamscore.clitools import (
     EXIT_ERROR,
+    EXIT_GATE_FAILED,
     State,
     StreamscoreGroup,
     config_option,
@@ -137,6 +139,8 @@ def _print_manifest(m: Manifest, aliases: list[str]) -> None:
     line("task", m.task)
     line("estimator", m.estimator)
     line("artifact", f"{m.artifact} (sha256 {m.sha256})")
+    for name, digest in sorted(m.files.items()):
+        line("file", f"{name} (sha256 {digest})")
     line("libraries", ", ".join(f"{k} {v}" for k, v in sorted(m.libraries.items())))
     line("metrics", ", ".join(f"{k}={v:.4f}" for k, v in sorted(m.metrics.items())) or "-")
     if m.classes is not None:
@@ -262,3 +266,66 @@ def verify(state: State) -> None:
     _print_table(table)
     if not all(r.ok for r in results):
         sys.exit(EXIT_ERROR)
+
+
+@models.command("test")
+@config_option
+@click.argument("ref", metavar="VERSION|ALIAS")
+@click.option(
+    "--examples",
+    "examples_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="run this examples file instead of the one stored with the version",
+)
+@pass_state
+def test_examples(state: State, ref: str, examples_path: Path | None) -> None:
+    """Run a version's examples as a worker would at load (exit 3 if any fails).
+
+    Each event goes through the worker's validation ([worker] policy) and the model; each
+    answer is checked against its expectation.
+    """
+    from model_store.examples import read_examples
+    from worker.examples import run_examples, stored_examples
+    from worker.processor import ServingModel
+    from worker.validation import ValidationPolicy
+
+    cfg = state.config
+    store = _store(state)
+    loaded = store.load(ref)
+    manifest = loaded.manifest
+    if examples_path is not None:
+        examples = read_examples(examples_path)[1]
+    else:
+        stored = stored_examples(store, manifest)
+        if stored is None:
+            console.print(
+                f"{escape(manifest.label)} has no examples stored with it: configure "
+                f"[training] examples and retrain, or pass --examples FILE",
+                highlight=False,
+            )
+            return
+        examples = stored
+    w = cfg.worker
+    serving = ServingModel(
+        loaded,
+        ValidationPolicy.from_config(w),
+        alias="",
+        seq=0,
+        allowed_extra=(w.id_field, *w.passthrough),
+    )
+    report = run_examples(serving, examples)
+    table = Table(title=Text(f"examples on {manifest.label}"))
+    for column in ("example", "result", "expected", "actual"):
+        table.add_column(column, overflow="fold")
+    for r in report.results:
+        table.add_row(
+            Text(r.example.label),
+            "[green]ok[/]" if r.passed else "[red]FAILED[/]",
+            Text(r.example.expect.describe()),
+            Text(r.actual),
+        )
+    _print_table(table)
+    console.print(escape(report.summary()), highlight=False)
+    if not report.passed:
+        sys.exit(EXIT_GATE_FAILED)

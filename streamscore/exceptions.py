@@ -12,7 +12,8 @@ The tree::
     ├── TrainingError            training data or the training run is unusable
     │   └── GateFailed           the quality gate refused promotion
     └── ScoringError             a worker could not score (schema, model load)
-        └── EventError           one event is unusable; carries the dead-letter stage
+        ├── EventError           one event is unusable; carries the dead-letter stage
+        └── ExamplesFailed       a version got one of its stored examples wrong
 
 Foreign errors (kafka, orjson, joblib, pandas) are translated at the boundary with
 ``raise ... from exc`` so the cause stays visible in tracebacks.
@@ -76,3 +77,8 @@ class EventError(ScoringError):
         super().__init__(message)
         self.stage = stage
         self.message = message
+
+
+class ExamplesFailed(ScoringError):
+    """A version answered one of its examples wrongly (``[training] examples``); the message
+    lists each failed example with what was expected and what the model answered."""
