@@ -191,17 +191,17 @@ def load_user_file(path: Path, policy: ArtifactPolicy | None = None) -> Any:
     importing it trusts their own file. ``ModelStore.register`` then writes it as skops, so
     no worker ever unpickles it."""
     path = Path(path)
+    if path.suffix != ".skops" and path.suffix not in PICKLE_SUFFIXES:
+        raise ModelStoreError(
+            f"{path}: unknown model file type {path.suffix!r}; give a .skops file or a "
+            f"pickle ({', '.join(PICKLE_SUFFIXES)})"
+        )
     try:
         blob = path.read_bytes()
     except OSError as exc:
         raise ModelStoreError(f"cannot read model file {path}: {exc}") from exc
     if path.suffix == ".skops":
         return loads(blob, path.name, policy or ArtifactPolicy(), what=str(path))
-    if path.suffix not in PICKLE_SUFFIXES:
-        raise ModelStoreError(
-            f"{path}: unknown model file type {path.suffix!r}; give a .skops file or a "
-            f"pickle ({', '.join(PICKLE_SUFFIXES)})"
-        )
     import joblib
 
     try:
