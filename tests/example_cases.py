@@ -1,0 +1,58 @@
+"""Example lines (``[training] examples``) for the breast-cancer models the tests train: one
+passing and one failing case of each expectation kind, shared by the gate, ``models test``
+and worker tests."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.datasets import load_breast_cancer
+
+#: Rows every model the tests fit classifies with a probability above 0.999.
+CLEAR_MALIGNANT = 236  # class 0
+CLEAR_BENIGN = 307  # class 1
+CLASSIFIER_KINDS = ("class", "probability", "dead_letter")
+
+
+@cache
+def _data() -> tuple[list[str], np.ndarray]:
+    data = load_breast_cancer()
+    return [n.replace(" ", "_") for n in data.feature_names], data.data
+
+
+def row_event(index: int, *, drop_first: bool = False) -> dict[str, Any]:
+    """Row ``index`` as an event (features named like the stores' schemas)."""
+    names, X = _data()
+    event = {n: float(v) for n, v in zip(names, X[index], strict=True)}
+    if drop_first:
+        event.pop(names[0])
+    return event
+
+
+def classifier_case(kind: str, *, passing: bool) -> dict[str, Any]:
+    """One example line for a breast-cancer classifier."""
+    name = f"{kind} {'passing' if passing else 'failing'}"
+    if kind == "class":
+        expect: dict[str, Any] = {"class": 0 if passing else 1}
+        return {"name": name, "event": row_event(CLEAR_MALIGNANT), "expect": expect}
+    if kind == "probability":
+        bound = {"class": 1, "min": 0.9} if passing else {"class": 1, "max": 0.1}
+        return {"name": name, "event": row_event(CLEAR_BENIGN), "expect": {"probability": bound}}
+    if kind == "dead_letter":
+        # a lone feature is a schema dead letter; a complete row is scored, so it fails
+        event = {"mean_radius": 14.0} if passing else row_event(CLEAR_BENIGN)
+        return {"name": name, "event": event, "expect": {"dead_letter": "schema"}}
+    raise ValueError(kind)
+
+
+def range_case(event: dict[str, Any], low: float, high: float, name: str) -> dict[str, Any]:
+    return {"name": name, "event": event, "expect": {"range": {"min": low, "max": high}}}
+
+
+def write_examples(path: Path, lines: list[dict[str, Any]]) -> Path:
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+    return path
