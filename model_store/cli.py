@@ -300,8 +300,10 @@ def test_examples(state: State, ref: str, examples_path: Path | None) -> None:
         stored = stored_examples(store, manifest)
         if stored is None:
             console.print(
-                f"{escape(manifest.label)} has no examples stored with it: configure "
-                f"[training] examples and retrain, or pass --examples FILE",
+                escape(
+                    f"{manifest.label} has no examples stored with it: configure "
+                    f"[training] examples and retrain, or pass --examples FILE"
+                ),
                 highlight=False,
             )
             return
