@@ -56,3 +56,54 @@ def range_case(event: dict[str, Any], low: float, high: float, name: str) -> dic
 def write_examples(path: Path, lines: list[dict[str, Any]]) -> Path:
     path.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
     return path
+
+
+def register_classifier(
+    store: Any, *, files: dict[str, bytes] | None = None, C: float = 0.5
+) -> Any:
+    """A fitted breast-cancer logistic regression registered in ``store`` with ``files``."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from model_store import FeatureSpec
+
+    names, X = _data()
+    y = load_breast_cancer().target
+    model = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=5000)).fit(X, y)
+    return store.register(
+        model,
+        task="classification",
+        features=[FeatureSpec(n, "float") for n in names],
+        classes=[0, 1],
+        metrics={},
+        estimator=f"LogisticRegression(C={C})",
+        files=files,
+    )
+
+
+def register_regressor(store: Any, *, files: dict[str, bytes] | None = None) -> Any:
+    """Ridge predicting the first feature (mean radius) from the others."""
+    from sklearn.linear_model import Ridge
+
+    from model_store import FeatureSpec
+
+    names, X = _data()
+    return store.register(
+        Ridge().fit(X[:, 1:], X[:, 0]),
+        task="regression",
+        features=[FeatureSpec(n, "float") for n in names[1:]],
+        classes=None,
+        metrics={},
+        estimator="Ridge()",
+        files=files,
+    )
+
+
+def examples_bytes(*lines: dict[str, Any]) -> dict[str, bytes]:
+    """``register(files=...)`` holding these example lines."""
+    return {"examples.jsonl": "".join(json.dumps(line) + "\n" for line in lines).encode()}
+
+
+def radius(index: int) -> float:
+    return float(_data()[1][index, 0])
