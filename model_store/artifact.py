@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import io
 import logging
+import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,19 +133,22 @@ def loads(blob: bytes, artifact: str, policy: ArtifactPolicy, *, what: str) -> A
                 f"({type(exc).__name__}: {exc}); check the installed libraries"
             ) from exc
     import skops.io as sio
+    from skops.io.exceptions import UntrustedTypesFoundException
 
+    # One pass when every type is trusted by name (skops audits the whole tree before it
+    # builds anything); a second, with the type list, only when a prefix may trust the rest.
+    exact = [*BUILTIN_TRUSTED_TYPES, *(t for t in policy.trusted_types if not t.endswith(".*"))]
     try:
-        needed = sio.get_untrusted_types(data=blob)
-    except Exception as exc:
-        raise IntegrityError(
-            f"{what}: {artifact} is not a readable skops file ({type(exc).__name__}: {exc}); "
-            f"register the model again"
-        ) from exc
-    refused = policy.untrusted(needed)
-    if refused:
-        raise IntegrityError(untrusted_message(what, refused))
-    try:
-        return sio.loads(blob, trusted=needed)
+        try:
+            return sio.loads(blob, trusted=exact)
+        except UntrustedTypesFoundException:
+            pass
+        check_loadable(blob, artifact, policy, what=what)
+        return sio.loads(blob, trusted=sio.get_untrusted_types(data=blob))
+    except IntegrityError:
+        raise
+    except zipfile.BadZipFile as exc:
+        raise _unreadable(what, artifact, exc) from exc
     except Exception as exc:
         raise IntegrityError(
             f"{what}: checksum ok but the skops file could not be loaded "
@@ -174,13 +178,17 @@ def check_loadable(blob: bytes, artifact: str, policy: ArtifactPolicy, *, what: 
     try:
         needed = sio.get_untrusted_types(data=blob)
     except Exception as exc:
-        raise IntegrityError(
-            f"{what}: {artifact} is not a readable skops file ({type(exc).__name__}: {exc}); "
-            f"register the model again"
-        ) from exc
+        raise _unreadable(what, artifact, exc) from exc
     refused = policy.untrusted(needed)
     if refused:
         raise IntegrityError(untrusted_message(what, refused))
+
+
+def _unreadable(what: str, artifact: str, exc: Exception) -> IntegrityError:
+    return IntegrityError(
+        f"{what}: {artifact} is not a readable skops file ({type(exc).__name__}: {exc}); "
+        f"register the model again"
+    )
 
 
 def load_user_file(path: Path, policy: ArtifactPolicy | None = None) -> Any:
