@@ -247,9 +247,11 @@ def history(state: State, alias: str | None) -> None:
 @config_option
 @pass_state
 def verify(state: State) -> None:
-    """Re-check every version's checksum (exit 2 if any fails).
+    """Re-check every version's checksums (exit 2 if any fails).
 
-    Also checks that each manifest is readable and that the scikit-learn it was trained with
+    Also checks that each manifest is readable (and signed, with [model_store] signing_key),
+    that its artifact is loadable here (skops with trusted types only, joblib only with
+    allow_pickle), its extra files unchanged, and that the scikit-learn it was trained with
     matches this one (major.minor).
     """
     store = _store(state)
