@@ -93,3 +93,13 @@ def test_a_malformed_examples_file_stops_training_before_anything_is_registered(
     with pytest.raises(TrainingError, match=r"\[training\] examples: .*examples.jsonl:1: "):
         train(cfg, progress=False)
     assert ModelStore.from_config(cfg).versions() == []
+
+
+def test_the_examples_path_resolves_against_the_config_folder_and_empty_means_none(
+    make_config, tmp_path
+):
+    assert make_config(training={"examples": "cases/ex.jsonl"}).training.examples == (
+        tmp_path / "cases" / "ex.jsonl"
+    )
+    assert make_config(training={"examples": ""}).training.examples is None
+    assert make_config().training.examples is None

@@ -130,3 +130,23 @@ def test_the_reloader_refuses_a_version_whose_examples_file_changed(
     event = reloader.check()
     assert event.outcome == "refused" and "does not match the manifest" in event.reason
     assert reloader.latest.version == 1
+
+
+def test_the_reloader_refuses_a_version_whose_signed_manifest_was_edited(tmp_path, demo_set):
+    from model_store import ModelStore
+    from streamscore.config import Secret
+
+    store = ModelStore(tmp_path / "models", "demo", signing_key=Secret("k"))
+    first = register_with_examples(store, demo_set, classifier_case("class", passing=True))
+    store.promote(first.version)
+    reloader = ModelReloader(store, "production", ValidationPolicy())
+    assert reloader.check().outcome == "loaded"
+    second = register_with_examples(store, demo_set, classifier_case("class", passing=True))
+    store.promote(second.version)
+    manifest = store.folder / str(second.version) / "manifest.json"
+    data = jsonio.loads(manifest.read_bytes())
+    data["metrics"] = {"accuracy": 1.0}
+    manifest.write_bytes(jsonio.dumps_pretty(data))
+    event = reloader.check()
+    assert event.outcome == "refused" and "signature does not verify" in event.reason
+    assert reloader.latest.version == first.version
