@@ -209,3 +209,38 @@ def _bound(value: Any, kind: str, key: str, where: str, line: int) -> float | No
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise _bad(where, line, f'"{kind}" {key} must be a finite number, got {value!r}')
     return float(value)
+
+
+@dataclass(frozen=True)
+class ExampleResult:
+    example: Example
+    passed: bool
+    actual: str  # the answer, described
+
+    def describe(self) -> str:
+        verdict = "ok" if self.passed else "FAILED"
+        return (
+            f"example {self.example.label}: {verdict}: expected "
+            f"{self.example.expect.describe()}, got {self.actual}"
+        )
+
+
+@dataclass(frozen=True)
+class ExamplesReport:
+    label: str  # the model version they ran on
+    results: list[ExampleResult]
+
+    @property
+    def passed(self) -> bool:
+        return all(r.passed for r in self.results)
+
+    @property
+    def failures(self) -> list[ExampleResult]:
+        return [r for r in self.results if not r.passed]
+
+    def summary(self) -> str:
+        failed = self.failures
+        if not failed:
+            return f"{len(self.results)} of {len(self.results)} examples passed on {self.label}"
+        listing = "; ".join(r.describe() for r in failed)
+        return f"{len(failed)} of {len(self.results)} examples failed on {self.label}: {listing}"

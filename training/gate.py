@@ -23,10 +23,10 @@ from typing import Any
 import numpy.typing as npt
 
 from model_store import FeatureSpec, ModelStore
+from model_store.examples import ExamplesReport
 from streamscore.config import LOWER_IS_BETTER, GateConfig
 from streamscore.exceptions import StreamscoreError
 from training.evaluate import evaluate
-from worker.examples import ExamplesReport
 
 
 @dataclass(frozen=True)

@@ -9,52 +9,25 @@ registered), ``streamscore models test`` and every worker before it swaps a vers
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from model_store import FeatureSpec, LoadedModel, Manifest, ModelStore
-from model_store.examples import EXAMPLES_FILE, Answer, Example, parse_examples
+from model_store.examples import (
+    EXAMPLES_FILE,
+    Answer,
+    Example,
+    ExampleResult,
+    ExamplesReport,
+    parse_examples,
+)
 from streamscore.exceptions import ExamplesFailed
 from worker.processor import ServingModel, score_events
 from worker.validation import ValidationPolicy
 
+__all__ = ["ExampleResult", "ExamplesReport", "check_examples", "run_examples", "run_on_model"]
+
 #: Examples carry no id; the field name only matters for copying one into the output.
 _ID_FIELD = "id"
-
-
-@dataclass(frozen=True)
-class ExampleResult:
-    example: Example
-    passed: bool
-    actual: str  # the answer, described
-
-    def describe(self) -> str:
-        verdict = "ok" if self.passed else "FAILED"
-        return (
-            f"example {self.example.label}: {verdict}: expected "
-            f"{self.example.expect.describe()}, got {self.actual}"
-        )
-
-
-@dataclass(frozen=True)
-class ExamplesReport:
-    label: str  # the model version they ran on
-    results: list[ExampleResult]
-
-    @property
-    def passed(self) -> bool:
-        return all(r.passed for r in self.results)
-
-    @property
-    def failures(self) -> list[ExampleResult]:
-        return [r for r in self.results if not r.passed]
-
-    def summary(self) -> str:
-        failed = self.failures
-        if not failed:
-            return f"{len(self.results)} of {len(self.results)} examples passed on {self.label}"
-        listing = "; ".join(r.describe() for r in failed)
-        return f"{len(failed)} of {len(self.results)} examples failed on {self.label}: {listing}"
 
 
 def check_examples(model: ServingModel, examples: Sequence[Example]) -> ExamplesReport:

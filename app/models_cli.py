@@ -1,5 +1,5 @@
 """``streamscore models`` (also ``python -m model_store``): list, show, promote, rollback,
-history, verify, test.
+history, verify; ``streamscore models test`` is added by :mod:`app.examples_cli`.
 
 Exit codes as everywhere in streamscore: 0 ok, 2 a refused operation (the message says why and
 what to do), 2 from ``verify`` when any version fails, 3 from ``test`` when an example fails.
@@ -8,8 +8,7 @@ what to do), 2 from ``verify`` when any version fails, 3 from ``test`` when an e
 from __future__ import annotations
 
 import sys
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
@@ -17,19 +16,20 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from model_store.aliases import AliasEvent
 from model_store.manifest import Manifest
 from model_store.store import ModelStore
-from streamscore import jsonio
-from streamscore.clitools import (
+
+if TYPE_CHECKING:
+    from model_store.release import AliasMove
+from app.clitools import (
     EXIT_ERROR,
-    EXIT_GATE_FAILED,
     State,
     StreamscoreGroup,
     config_option,
     console,
     pass_state,
 )
+from streamscore import jsonio
 from streamscore.config import Config
 
 #: Shown in ``list`` when any version has them, in this order.
@@ -178,8 +178,9 @@ def promote(state: State, ref: str, alias: str | None, reason: str) -> None:
     """
     cfg = state.config
     alias = alias or cfg.model_store.alias
-    event = _store(state).promote(ref, alias, reason=reason)
-    _report(cfg, event)
+    from model_store.release import promote_and_announce
+
+    _report(cfg, promote_and_announce(_store(state), cfg.kafka, ref, alias, reason=reason))
 
 
 @models.command()
@@ -194,22 +195,19 @@ def rollback(state: State, alias: str | None, reason: str) -> None:
     """
     cfg = state.config
     alias = alias or cfg.model_store.alias
-    event = _store(state).rollback(alias, reason=reason)
-    _report(cfg, event)
+    from model_store.release import rollback_and_announce
+
+    _report(cfg, rollback_and_announce(_store(state), cfg.kafka, alias, reason=reason))
 
 
-def _report(cfg: Config, event: AliasEvent) -> None:
-    from streamscore.control import announce_alias_move
-
+def _report(cfg: Config, move: AliasMove) -> None:
+    event = move.event
     how = " (rolled back)" if event.action == "rollback" else ""
     console.print(
         f"{event.alias}: {_version(event.from_version)} -> v{event.to_version}{how}",
         highlight=False,
     )
-    announced = announce_alias_move(
-        cfg.kafka, model=cfg.model_store.model_name, alias=event.alias, version=event.to_version
-    )
-    if not announced:
+    if not move.announced:
         console.print(
             f"[dim]no notice on {escape(cfg.kafka.control_topic)} (Kafka not reachable): "
             f"workers pick the move up on their next store poll[/]",
@@ -268,68 +266,3 @@ def verify(state: State) -> None:
     _print_table(table)
     if not all(r.ok for r in results):
         sys.exit(EXIT_ERROR)
-
-
-@models.command("test")
-@config_option
-@click.argument("ref", metavar="VERSION|ALIAS")
-@click.option(
-    "--examples",
-    "examples_path",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=None,
-    help="run this examples file instead of the one stored with the version",
-)
-@pass_state
-def test_examples(state: State, ref: str, examples_path: Path | None) -> None:
-    """Run a version's examples as a worker would at load (exit 3 if any fails).
-
-    Each event goes through the worker's validation ([worker] policy) and the model; each
-    answer is checked against its expectation.
-    """
-    from model_store.examples import read_examples
-    from worker.examples import run_examples, stored_examples
-    from worker.processor import ServingModel
-    from worker.validation import ValidationPolicy
-
-    cfg = state.config
-    store = _store(state)
-    loaded = store.load(ref)
-    manifest = loaded.manifest
-    if examples_path is not None:
-        examples = read_examples(examples_path)[1]
-    else:
-        stored = stored_examples(store, manifest)
-        if stored is None:
-            console.print(
-                escape(
-                    f"{manifest.label} has no examples stored with it: configure "
-                    f"[training] examples and retrain, or pass --examples FILE"
-                ),
-                highlight=False,
-            )
-            return
-        examples = stored
-    w = cfg.worker
-    serving = ServingModel(
-        loaded,
-        ValidationPolicy.from_config(w),
-        alias="",
-        seq=0,
-        allowed_extra=(w.id_field, *w.passthrough),
-    )
-    report = run_examples(serving, examples)
-    table = Table(title=Text(f"examples on {manifest.label}"))
-    for column in ("example", "result", "expected", "actual"):
-        table.add_column(column, overflow="fold")
-    for r in report.results:
-        table.add_row(
-            Text(r.example.label),
-            "[green]ok[/]" if r.passed else "[red]FAILED[/]",
-            Text(r.example.expect.describe()),
-            Text(r.actual),
-        )
-    _print_table(table)
-    console.print(escape(report.summary()), highlight=False)
-    if not report.passed:
-        sys.exit(EXIT_GATE_FAILED)

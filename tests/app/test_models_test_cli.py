@@ -8,8 +8,8 @@ import pytest
 from click.testing import CliRunner, Result
 from sklearn.datasets import load_breast_cancer
 
+from app.examples_cli import models
 from model_store import ModelStore
-from model_store.cli import models
 from model_store.examples import EXAMPLES_FILE
 from streamscore import jsonio
 from tests.example_cases import (
