@@ -28,6 +28,7 @@ RUN groupadd --system --gid 10001 streamscore \
        --create-home streamscore
 COPY --from=build /opt/venv /opt/venv
 COPY config.toml /etc/streamscore/config.toml
+COPY examples.jsonl /etc/streamscore/examples.jsonl
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     STREAMSCORE_CONFIG=/etc/streamscore/config.toml \

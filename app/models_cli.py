@@ -1,8 +1,8 @@
 """``streamscore models`` (also ``python -m model_store``): list, show, promote, rollback,
-history, verify.
+history, verify; ``streamscore models test`` is added by :mod:`app.examples_cli`.
 
 Exit codes as everywhere in streamscore: 0 ok, 2 a refused operation (the message says why and
-what to do), and 2 from ``verify`` when any version fails.
+what to do), 2 from ``verify`` when any version fails, 3 from ``test`` when an example fails.
 """
 
 from __future__ import annotations
@@ -167,6 +167,8 @@ def _print_manifest(m: Manifest, aliases: list[str]) -> None:
     line("task", m.task)
     line("estimator", m.estimator)
     line("artifact", f"{m.artifact} (sha256 {m.sha256})")
+    for name, digest in sorted(m.files.items()):
+        line("file", f"{name} (sha256 {digest})")
     line("libraries", ", ".join(f"{k} {v}" for k, v in sorted(m.libraries.items())))
     line("metrics", ", ".join(f"{k}={v:.4f}" for k, v in sorted(m.metrics.items())) or "-")
     if m.classes is not None:
@@ -271,9 +273,11 @@ def history(state: State, alias: str | None) -> None:
 @config_option
 @pass_state
 def verify(state: State) -> None:
-    """Re-check every version's checksum (exit 2 if any fails).
+    """Re-check every version's checksums (exit 2 if any fails).
 
-    Also checks that each manifest is readable and that the scikit-learn it was trained with
+    Also checks that each manifest is readable (and signed, with [model_store] signing_key),
+    that its artifact is loadable here (skops with trusted types only, joblib only with
+    allow_pickle), its extra files unchanged, and that the scikit-learn it was trained with
     matches this one (major.minor).
     """
     store = _store(state)

@@ -66,7 +66,7 @@ class TrainedModel:
     estimator: str
     store_root: Path
     model_name: str  # production alias points at version 1
-    artifact: Path  # the joblib file (what the baseline and the peer load)
+    artifact: Path  # a joblib copy of the model (what the baseline and the peer load)
     features: list[str]
     classes: list[Any]
     metrics: dict[str, float]
@@ -115,12 +115,22 @@ def train_models(work: Path, keys: list[str]) -> dict[str, TrainedModel]:
             estimator=m.estimator,
             store_root=cfg.model_store.root,
             model_name=cfg.model_store.model_name,
-            artifact=store.folder / str(m.version) / m.artifact,
+            artifact=_joblib_copy(store, m.version, work / "artifacts" / f"{key}.joblib"),
             features=[f.name for f in m.features],
             classes=list(m.classes or ()),
             metrics=dict(m.metrics),
         )
     return out
+
+
+def _joblib_copy(store: Any, version: int, path: Path) -> Path:
+    """The store keeps skops; the baseline and the Quix peer load a plain joblib file, as a
+    data scientist's own script would."""
+    import joblib
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    joblib.dump(store.load(version).model, path)
+    return path
 
 
 def fresh_store(

@@ -11,9 +11,9 @@ from streamscore.exceptions import IntegrityError, ModelStoreError
 
 FEATURE_DTYPES = ("float", "int", "bool", "category")
 TASKS = ("classification", "regression")
-LIBRARIES = ("python", "scikit-learn", "joblib", "numpy")
+LIBRARIES = ("python", "scikit-learn", "skops", "joblib", "numpy")
 MANIFEST_FILE = "manifest.json"
-ARTIFACT_FILE = "model.joblib"
+ARTIFACT_FILE = "model.skops"  # stores written before skops hold model.joblib
 SCHEMA_VERSION = 1
 
 
@@ -61,8 +61,8 @@ class Manifest:
     created_at: str  # ISO 8601, UTC
     task: str  # classification | regression
     estimator: str
-    libraries: dict[str, str]  # python, scikit-learn, joblib, numpy
-    artifact: str  # file name inside the version folder
+    libraries: dict[str, str]  # python, scikit-learn, skops, joblib, numpy
+    artifact: str  # file name inside the version folder; its suffix names the format
     sha256: str
     features: tuple[FeatureSpec, ...]
     classes: tuple[Any, ...] | None  # JSON-able labels; None for regression
@@ -71,6 +71,8 @@ class Manifest:
     config: dict[str, Any] = field(default_factory=dict)
     git_commit: str | None = None
     parent: int | None = None
+    #: Extra files stored with the version (examples, reference profiles): name -> sha256.
+    files: dict[str, str] = field(default_factory=dict)
 
     @property
     def feature_names(self) -> list[str]:
@@ -100,6 +102,7 @@ class Manifest:
             "config": self.config,
             "git_commit": self.git_commit,
             "parent": self.parent,
+            "files": dict(self.files),
         }
 
     @classmethod
@@ -137,6 +140,7 @@ class Manifest:
                 config=dict(data.get("config") or {}),
                 git_commit=str(git_commit) if git_commit is not None else None,
                 parent=int(parent) if parent is not None else None,
+                files={str(k): str(v) for k, v in (data.get("files") or {}).items()},
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise IntegrityError(

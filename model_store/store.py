@@ -1,12 +1,14 @@
-"""The versioned model store: ``<root>/<name>/<version>/{model.joblib, manifest.json}``.
+"""The versioned model store: ``<root>/<name>/<version>/{model.skops, manifest.json}``.
 
 Layout of one model in a folder (the default)::
 
     <root>/<name>/
         .lock                    fcntl lock: one writer (register, promote, rollback) at a time
         .tmp-<uuid>/             a version being written; renamed to <version>/ when complete
-        1/model.joblib           the artifact (joblib)
-        1/manifest.json          what it is, how it was made, its sha256
+        1/model.skops            the artifact (skops; model.joblib in stores written before)
+        1/manifest.json          what it is, how it was made, the sha256 of every file,
+                                 and its signature when [model_store] signing_key is set
+        1/examples.jsonl ...     extra files stored with the version (``register(files=)``)
         aliases/production.json  {alias, version, seq, updated_at}, replaced atomically
         aliases/history.jsonl    every alias move, append-only
 
@@ -24,7 +26,6 @@ import dataclasses
 import datetime as dt
 import hashlib
 import importlib.metadata
-import io
 import logging
 import platform
 import re
@@ -36,9 +37,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import joblib
-
+from model_store import artifact as artifacts
+from model_store import signing
 from model_store.aliases import AliasBook, AliasEvent, check_alias, is_alias
+from model_store.artifact import ArtifactPolicy
 from model_store.artifact_cache import ArtifactCache
 from model_store.local_storage import LocalStorage
 from model_store.manifest import (
@@ -63,7 +65,7 @@ from streamscore.exceptions import (
 )
 
 if TYPE_CHECKING:
-    from streamscore.config import Config
+    from streamscore.config import Config, Secret
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +77,7 @@ MAX_CLAIM_ATTEMPTS = 50
 @dataclass(frozen=True)
 class LoadedModel:
     manifest: Manifest
-    model: Any  # the unpickled estimator or pipeline
+    model: Any  # the estimator or pipeline, rebuilt from its verified artifact
 
 
 @dataclass(frozen=True)
@@ -134,6 +136,8 @@ class ModelStore:
         cache_dir: Path | None = None,
         retry_backoff_ms: int = 500,
         max_retry_backoff_ms: int = 10_000,
+        policy: ArtifactPolicy | None = None,
+        signing_key: Secret | None = None,
     ) -> None:
         """``root`` is a folder, or ``s3://bucket/prefix`` (reached with ``s3`` options).
 
@@ -166,6 +170,8 @@ class ModelStore:
         self.location = self.storage.location
         self.cache = ArtifactCache(Path(cache_dir) / name) if cache_dir is not None else None
         self._watch = _Backoff(retry_backoff_ms, max_retry_backoff_ms)
+        self.policy = policy or ArtifactPolicy()
+        self._signing_key = signing_key
 
     @classmethod
     def from_config(cls, cfg: Config) -> ModelStore:
@@ -188,6 +194,8 @@ class ModelStore:
             cache_dir=s.cache_dir if remote else None,
             retry_backoff_ms=s.retry_backoff_ms,
             max_retry_backoff_ms=s.max_retry_backoff_ms,
+            policy=ArtifactPolicy(tuple(s.trusted_types), s.allow_pickle),
+            signing_key=s.signing_key,
         )
 
     def __repr__(self) -> str:
@@ -275,16 +283,17 @@ class ModelStore:
             ) from exc
         if not isinstance(data, dict):
             raise IntegrityError(f"{path}: not a JSON object; register the model again")
+        if self._signing_key:
+            signing.verify(data, self._signing_key, what=f"{self.name} v{version} ({path})")
         manifest = Manifest.from_dict(data, where=str(path))
         if (manifest.name, manifest.version) != (self.name, version):
             raise IntegrityError(
                 f"{path} describes {manifest.label}, not {self.name} v{version}: the folder "
                 f"was copied or renamed by hand; register the model again"
             )
-        if Path(manifest.artifact).name != manifest.artifact or manifest.artifact in ("", "."):
-            raise IntegrityError(
-                f"{path}: artifact {manifest.artifact!r} must be a file name in the version folder"
-            )
+        for name in (manifest.artifact, *manifest.files):
+            if Path(name).name != name or name in ("", ".", ".."):
+                raise IntegrityError(f"{path}: {name!r} must be a file name in the version folder")
         return manifest
 
     # ------------------------------------------------------------------ verified loading
@@ -306,7 +315,7 @@ class ModelStore:
             raise IntegrityError(
                 f"{artifact}: sha256 {actual_sha256[:16]}... does not match the manifest's "
                 f"{manifest.sha256[:16]}...: the artifact changed after it was registered and "
-                f"{manifest.label} will not be unpickled; register the model again"
+                f"{manifest.label} will not be loaded; register the model again"
             )
         trained = manifest.libraries.get("scikit-learn", "unknown")
         running = library_versions()["scikit-learn"]
@@ -327,34 +336,59 @@ class ModelStore:
         )
 
     def check(self, ref: int | str) -> Manifest:
-        """Verify a version without unpickling it: manifest, checksum, scikit-learn version."""
+        """Verify a version without loading it: signature, manifest, checksums, scikit-learn
+        version, and that its format and types are ones this store loads."""
         manifest = self.manifest(ref)
-        blob = self._read_artifact(manifest)
-        where = self.storage.where(self._artifact_key(manifest))
-        self._check_integrity(manifest, where, hashlib.sha256(blob).hexdigest())
+        blob = self._verified_artifact(manifest, cached=False)  # the store's bytes, not a copy
+        artifacts.check_loadable(blob, manifest.artifact, self.policy, what=manifest.label)
+        for name in manifest.files:
+            self.read_file(manifest, name)
         return manifest
 
-    def load(self, ref: int | str) -> LoadedModel:
-        """Verify, then unpickle. The bytes checked are the bytes unpickled (read once).
-
-        With a cache, the artifact is downloaded once into it; a cached copy that no longer
-        matches its manifest is dropped and downloaded again (still verified)."""
-        manifest = self.manifest(ref)
+    def _verified_artifact(self, manifest: Manifest, *, cached: bool = True) -> bytes:
+        """The artifact's bytes, checked against the manifest. With a cache (and ``cached``),
+        downloaded once into it; a cached copy that no longer matches is dropped and
+        downloaded again."""
         artifact = self.storage.where(self._artifact_key(manifest))
-        if self.cache is None:
+        if self.cache is None or not cached:
             blob = self._read_artifact(manifest)
         else:
             blob = self.cache.get(manifest, lambda: self._read_artifact(manifest))
             artifact = f"{artifact} (cached as {self.cache.path(manifest)})"
         self._check_integrity(manifest, artifact, hashlib.sha256(blob).hexdigest())
-        try:
-            model = joblib.load(io.BytesIO(blob))
-        except Exception as exc:
+        return blob
+
+    def read_file(self, ref: int | str | Manifest, name: str) -> bytes:
+        """An extra file of a version (see ``register(files=)``), checked against the sha256
+        its manifest lists; :class:`IntegrityError` if it is not listed, missing or changed."""
+        manifest = ref if isinstance(ref, Manifest) else self.manifest(ref)
+        expected = manifest.files.get(name)
+        if expected is None:
+            listed = ", ".join(sorted(manifest.files)) or "none"
             raise IntegrityError(
-                f"{artifact}: checksum ok but it could not be unpickled "
-                f"({type(exc).__name__}: {exc}); check the installed libraries against "
-                f"{manifest.libraries}"
-            ) from exc
+                f"{manifest.label} has no file {name!r} (its manifest lists: {listed})"
+            )
+        key = f"{manifest.version}/{name}"
+        path = self.storage.where(key)
+        blob = self.storage.read(key)
+        if not isinstance(blob, Blob):
+            raise IntegrityError(f"{path} is missing; {manifest.label} cannot be verified")
+        data = blob.data
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != expected:
+            raise IntegrityError(
+                f"{path}: sha256 {actual[:16]}... does not match the manifest's "
+                f"{expected[:16]}...: it changed after {manifest.label} was registered; "
+                f"register the model again"
+            )
+        return data
+
+    def load(self, ref: int | str) -> LoadedModel:
+        """Verify, then rebuild the model. The bytes checked are the bytes loaded (read once);
+        untrusted types and pickles (unless allowed) are refused before anything is built."""
+        manifest = self.manifest(ref)
+        blob = self._verified_artifact(manifest)
+        model = artifacts.loads(blob, manifest.artifact, self.policy, what=manifest.label)
         return LoadedModel(manifest, model)
 
     def verify(self) -> list[VerifyResult]:
@@ -385,10 +419,17 @@ class ModelStore:
         git_commit: str | None = None,
         parent: int | None = None,
         aliases: Sequence[str] = ("candidate",),
+        files: Mapping[str, bytes] | None = None,
     ) -> Manifest:
         """Write a new version and point ``aliases`` at it.
 
-        The model is pickled without the lock; numbering the version, publishing its files
+        The model is always written in the skops format (refused if it needs a type the store
+        does not trust). ``files`` are extra files stored with the version, name -> content
+        (e.g. ``examples.jsonl``, a reference ``profile.json``): each is published with the
+        version, listed with its sha256 in the manifest, verified by ``check`` and ``verify``,
+        and read back with :meth:`read_file`.
+
+        The model is serialised without the lock; numbering the version, publishing its files
         (a folder: ``.tmp-<uuid>/`` renamed into place; S3: a conditional claim, the manifest
         last) and moving the aliases happen under it (a folder) or by conditional writes (S3),
         so concurrent registrations get distinct versions.
@@ -396,6 +437,9 @@ class ModelStore:
         check_schema(task, features, classes)
         for alias in aliases:
             check_alias(alias)
+        extra = dict(files or {})
+        for name in extra:
+            _check_file_name(name)
         draft = self._draft(
             task=task,
             features=features,
@@ -406,10 +450,11 @@ class ModelStore:
             config=config,
             git_commit=git_commit,
             parent=parent,
+            files=extra,
         )
         artifact, digest = self._write_artifact(model)
         with self._lock():
-            manifest = self._publish(artifact, draft, digest, aliases)
+            manifest = self._publish(artifact, draft, digest, aliases, extra)
         log.info("registered %s (%s)", manifest.label, ", ".join(aliases) or "no alias")
         return manifest
 
@@ -425,6 +470,7 @@ class ModelStore:
         config: Mapping[str, Any] | None,
         git_commit: str | None,
         parent: int | None,
+        files: Mapping[str, bytes],
     ) -> Manifest:
         """The manifest without version, time and checksum; refused if not JSON-able."""
         draft = Manifest(
@@ -443,6 +489,7 @@ class ModelStore:
             config=dict(config or {}),
             git_commit=git_commit,
             parent=parent,
+            files={name: hashlib.sha256(content).hexdigest() for name, content in files.items()},
         )
         try:
             jsonio.dumps(draft.to_dict())
@@ -454,32 +501,33 @@ class ModelStore:
         return draft
 
     def _write_artifact(self, model: Any) -> tuple[bytes, str]:
-        """``model`` pickled with joblib, and its sha256."""
-        buffer = io.BytesIO()
-        try:
-            joblib.dump(model, buffer)
-        except Exception as exc:
-            raise ModelStoreError(
-                f"{self.name}: the model could not be pickled with joblib "
-                f"({type(exc).__name__}: {exc})"
-            ) from exc
-        artifact = buffer.getvalue()
+        """``model`` serialised as skops, and its sha256."""
+        artifact = artifacts.dumps(model, self.policy, what=self.name)
         return artifact, hashlib.sha256(artifact).hexdigest()
 
     def _publish(
-        self, artifact: bytes, draft: Manifest, digest: str, aliases: Sequence[str]
+        self,
+        artifact: bytes,
+        draft: Manifest,
+        digest: str,
+        aliases: Sequence[str],
+        extra: Mapping[str, bytes],
     ) -> Manifest:
         """Under the lock (a folder store): number the version, publish its files with the
-        manifest last (:meth:`Storage.publish`; a number another writer took first is skipped)
-        and point ``aliases`` at it."""
+        (signed, when a key is set) manifest last (:meth:`Storage.publish`; a number another
+        writer took first is skipped) and point ``aliases`` at it."""
         for _ in range(MAX_CLAIM_ATTEMPTS):
             version = self._next_version()
             manifest = dataclasses.replace(
                 draft, version=version, created_at=utc_now(), sha256=digest
             )
+            written = manifest.to_dict()
+            if self._signing_key:
+                written = signing.signed(written, self._signing_key)
             files = {
                 ARTIFACT_FILE: artifact,
-                MANIFEST_FILE: jsonio.dumps_pretty(manifest.to_dict()),  # last: the commit
+                **extra,
+                MANIFEST_FILE: jsonio.dumps_pretty(written),  # last: the commit
             }
             if self.storage.publish(version, files):
                 break
@@ -554,6 +602,15 @@ class ModelStore:
             "%s: alias %r rolled back v%s -> v%d", self.name, alias, event.from_version, target
         )
         return event
+
+
+def _check_file_name(name: str) -> None:
+    reserved = (ARTIFACT_FILE, artifacts.JOBLIB_ARTIFACT, MANIFEST_FILE)
+    if not name or Path(name).name != name or name.startswith(".") or name in reserved:
+        raise ModelStoreError(
+            f"extra file name {name!r} must be a plain file name (no folders, not hidden, not "
+            f"{', '.join(reserved)}), e.g. examples.jsonl"
+        )
 
 
 def _listing(items: Sequence[Any]) -> str:

@@ -12,6 +12,7 @@ The tree::
     ├── TrainingError            training data or the training run is unusable
     │   └── GateFailed           the quality gate refused promotion
     ├── ScoringError             a worker could not score (schema, model load)
+    │   └── ExamplesFailed       a version got one of its stored examples wrong
     └── DeliveryFailed           (worker.transport) outputs not acknowledged / commit refused
 
 Foreign errors (kafka, orjson, joblib, pandas) are translated at the boundary with
@@ -63,3 +64,8 @@ class GateFailed(TrainingError):
 
 class ScoringError(StreamscoreError):
     """The worker cannot score with the model it has (schema, load)."""
+
+
+class ExamplesFailed(ScoringError):
+    """A version answered one of its examples wrongly (``[training] examples``); the message
+    lists each failed example with what was expected and what the model answered."""

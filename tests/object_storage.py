@@ -208,7 +208,7 @@ def s3_root(s3_server: S3Server) -> str:
 
 class Objects:
     """One model's objects, whatever the backend, by key relative to the model
-    (``"1/model.joblib"``): to look at them and to tamper with them from outside the store."""
+    (``"1/model.skops"``): to look at them and to tamper with them from outside the store."""
 
     def __init__(self, store: Any, server: S3Server | None) -> None:
         self.store = store

@@ -7,7 +7,9 @@ From ``[training.gate]``:
   store and scored on the candidate's held-out rows; the candidate may be worse by at most
   ``tolerance`` (absolute), in the metric's direction (``LOWER_IS_BETTER``). Without a
   production model the comparison passes with a note; a production model with another feature
-  schema or task, or that cannot be loaded or scored, fails it with the reason.
+  schema or task, or that cannot be loaded or scored, fails it with the reason;
+* ``[training] examples``: every example must get the answer it expects (a failed example is
+  a check of its own, kind ``example``, with expected and actual in its detail).
 
 :func:`judge` is pure (metrics in, verdict out); :func:`score_production` does the store side.
 """
@@ -21,6 +23,7 @@ from typing import Any
 import numpy.typing as npt
 
 from model_store import FeatureSpec, ModelStore
+from model_store.examples import ExamplesReport
 from streamscore.config import LOWER_IS_BETTER, GateConfig
 from streamscore.exceptions import StreamscoreError
 from training.evaluate import evaluate
@@ -30,10 +33,10 @@ from training.evaluate import evaluate
 class GateCheck:
     """One check and its numbers.
 
-    ``kind`` is ``min``, ``max`` or ``compare``. ``value`` is the candidate's metric; ``bound``
-    the limit it was held to (for ``compare``: production's value minus, or for lower-is-better
-    metrics plus, the tolerance); ``reference`` production's value. Numbers are None when they
-    could not be computed; ``detail`` says why.
+    ``kind`` is ``min``, ``max``, ``compare`` or ``example``. ``value`` is the candidate's
+    metric; ``bound`` the limit it was held to (for ``compare``: production's value minus, or
+    for lower-is-better metrics plus, the tolerance); ``reference`` production's value.
+    Numbers are None when they could not be computed; ``detail`` says why.
     """
 
     name: str
@@ -91,12 +94,17 @@ class ProductionScore:
 
 
 def judge(
-    gate: GateConfig, metrics: dict[str, float], *, production: ProductionScore | None = None
+    gate: GateConfig,
+    metrics: dict[str, float],
+    *,
+    production: ProductionScore | None = None,
+    examples: ExamplesReport | None = None,
 ) -> GateVerdict:
     """The verdict on a candidate's held-out ``metrics``.
 
     ``production`` is production's score on the same rows, None when there is no production
-    model (the comparison, if configured, then passes with a note).
+    model (the comparison, if configured, then passes with a note). ``examples`` is the
+    candidate's report on ``[training] examples``, None when none are configured.
     """
     checks: list[GateCheck] = []
     for metric, bound in sorted(gate.min.items()):
@@ -105,7 +113,19 @@ def judge(
         checks.append(_threshold("max", metric, metrics.get(metric), bound))
     if gate.compare_metric:
         checks.append(_compare(gate.compare_metric, gate.tolerance, metrics, production))
+    if examples is not None:
+        checks.extend(_examples(examples))
     return GateVerdict.of(checks)
+
+
+def _examples(report: ExamplesReport) -> list[GateCheck]:
+    failed = report.failures
+    if not failed:
+        n = len(report.results)
+        return [GateCheck("examples", "example", "", True, f"{n} of {n} examples passed")]
+    return [
+        GateCheck(f"example {r.example.label}", "example", "", False, r.describe()) for r in failed
+    ]
 
 
 def _threshold(kind: str, metric: str, value: float | None, bound: float) -> GateCheck:

@@ -24,9 +24,10 @@ from rich.console import Console
 from sklearn.pipeline import Pipeline
 
 from model_store import DataFingerprint, FeatureSpec, Manifest, ModelStore, current_git_commit
+from model_store.examples import EXAMPLES_FILE, Example, read_examples
 from model_store.release import promote_and_announce
 from streamscore.config import Config, TrainingConfig
-from streamscore.exceptions import GateFailed, TrainingError
+from streamscore.exceptions import GateFailed, ModelStoreError, TrainingError
 from training.cleanse import CleanseReport, cleanse
 from training.data import fingerprint, load_frame
 from training.evaluate import evaluate, split
@@ -35,6 +36,8 @@ from training.gate import GateVerdict, ProductionScore, judge, score_production
 from training.lock import hold_training_lock
 from training.pipeline import build_pipeline, describe
 from training.progress import StepProgress
+from worker.examples import ExamplesReport, run_on_model
+from worker.validation import ValidationPolicy
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -90,6 +93,7 @@ def train(
     path = Path(data_path) if data_path is not None else t.data_path
     store = ModelStore.from_config(cfg)
     alias = cfg.model_store.alias
+    examples = _read_examples(t)
     started = time.perf_counter()
     with (
         hold_training_lock(cfg),
@@ -122,14 +126,16 @@ def train(
                 production = score_production(
                     store, alias, task=t.task, schema=schema, X_test=X_test, y_test=y_test
                 )
-            verdict = judge(t.gate, metrics, production=production)
+            checked = _run_examples(cfg, pipeline, schema, examples)
+            verdict = judge(t.gate, metrics, production=production, examples=checked)
             if verdict.passed:
                 step.note = f"passed ({len(verdict.checks)} checks)"
             else:
                 step.refuse("failed: " + "; ".join(verdict.reasons))
         with steps.step("register") as step:
             data = fingerprint(path, len(raw))
-            manifest = _register(store, cfg, pipeline, schema, metrics, data, path)
+            files = {EXAMPLES_FILE: examples[0]} if examples is not None else None
+            manifest = _register(store, cfg, pipeline, schema, metrics, data, path, files)
             step.note = f"{manifest.label} (candidate)"
         with steps.step("promote") as step:
             promoted = False
@@ -208,8 +214,9 @@ def _register(
     metrics: dict[str, float],
     data: DataFingerprint,
     path: Path,
+    files: dict[str, bytes] | None,
 ) -> Manifest:
-    """Store the fitted pipeline as a new candidate version, with its lineage."""
+    """Store the fitted pipeline as a new candidate version, with its lineage and files."""
     t = cfg.training
     return store.register(
         pipeline,
@@ -223,6 +230,7 @@ def _register(
         git_commit=current_git_commit(Path(__file__).resolve().parent),
         parent=store.aliases().get(cfg.model_store.alias),
         aliases=("candidate",),
+        files=files,
     )
 
 
@@ -250,6 +258,37 @@ def _fit(
         raise TrainingError(
             f"fitting {describe(t)} on {len(y)} rows failed: {type(exc).__name__}: {exc}"
         ) from exc
+
+
+def _read_examples(t: TrainingConfig) -> tuple[bytes, list[Example]] | None:
+    """``[training] examples``, checked before anything is trained (None when unset)."""
+    if t.examples is None:
+        return None
+    try:
+        return read_examples(t.examples)
+    except ModelStoreError as exc:
+        raise TrainingError(f"[training] examples: {exc}") from exc
+
+
+def _run_examples(
+    cfg: Config,
+    pipeline: Pipeline,
+    schema: list[FeatureSpec],
+    examples: tuple[bytes, list[Example]] | None,
+) -> ExamplesReport | None:
+    """The candidate on the examples, validated the way the workers will validate them."""
+    if examples is None:
+        return None
+    t, w = cfg.training, cfg.worker
+    return run_on_model(
+        pipeline,
+        examples[1],
+        task=t.task,
+        features=schema,
+        classes=_classes(pipeline) if t.task == "classification" else None,
+        policy=ValidationPolicy.from_config(w),
+        allowed_extra=(w.id_field, *w.passthrough),
+    )
 
 
 def _classes(pipeline: Pipeline) -> list[Any]:

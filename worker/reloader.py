@@ -2,9 +2,11 @@
 
 A background thread checks the alias pointer every ``poll_ms`` (one small file read) and
 immediately when woken (a notice on the control topic, or ``POST /reload``). When the alias
-moves, it loads and verifies the new version (checksum, library versions, schema, one smoke
-prediction) and hands it over; the scoring loop swaps between batches. A version that fails is
-refused and logged once; the current model keeps serving.
+moves, it loads and verifies the new version (signature, checksums, trusted types or
+``allow_pickle``, library versions, schema, one smoke prediction, then every example stored
+with the version) and hands it over; the scoring loop swaps between batches. A version that
+fails any of it is refused and logged once, before any of its objects is built when the
+artifact itself is refused; the current model keeps serving.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 
 from model_store import ModelStore, StoreUnavailable
 from streamscore.exceptions import StreamscoreError
+from worker.examples import check_examples, stored_examples
 from worker.lean import hint
 from worker.processor import ServingModel
 from worker.validation import ValidationPolicy
@@ -149,6 +152,9 @@ class ModelReloader:
                 loaded, self.policy, alias=self.alias, seq=seq, allowed_extra=self.allowed_extra
             )
             model.smoke_test()
+            examples = stored_examples(self.store, loaded.manifest)
+            if examples is not None:
+                check_examples(model, examples)
         except StoreUnavailable as exc:  # the store's outage, not the version's fault: retry
             self.last_problem = f"version {version} not loaded yet: {exc}"
             return None

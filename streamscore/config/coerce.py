@@ -41,6 +41,10 @@ def coerce(
         return _coerce_list(value, hint, key=key, where=where, base=base)
     if typing.get_origin(hint) is dict:
         return _coerce_table(value, hint, key=key, where=where, base=base)
+    if hint == Path | None:  # an optional path: '' (TOML has no null) means none
+        if value is None or (_env_text(value) if isinstance(value, EnvValue) else value) == "":
+            return None
+        return _coerce_path(value, meta, key, where, base)
     if isinstance(hint, types.UnionType) or hint is Any:
         return value
     raise TypeError(f"config field {key} has an unsupported type {hint!r}")  # pragma: no cover

@@ -129,6 +129,13 @@ class ModelStoreConfig:
         False, doc="load artifacts trained with another scikit-learn major.minor"
     )
     lock_timeout_ms: int = _opt(30_000, min=0, max=3_600_000)
+    trusted_types: list[str] = _opt(
+        [], doc="types (or 'module.*') a skops artifact may hold beyond scikit-learn/numpy/scipy"
+    )
+    allow_pickle: bool = _opt(False, doc="load joblib (pickle) artifacts: they can run code")
+    signing_key: Secret = _opt(
+        Secret(""), doc="HMAC key for signed manifests; set STREAMSCORE__MODEL_STORE__SIGNING_KEY"
+    )
     # Object storage (root = "s3://..."); credentials come from the environment or a profile.
     endpoint_url: str = _opt("", doc="S3-compatible endpoint; empty = AWS S3")
     region: str = _opt("", doc="empty = AWS_REGION / the profile's region")
@@ -183,6 +190,7 @@ class TrainingConfig:
     categorical_columns: list[str] = _opt([])
     test_size: float = _opt(0.2, min=0.01, max=0.99)
     seed: int = _opt(42, min=0)
+    examples: Path | None = _opt(None, doc="JSON-lines examples each version must pass; '' = none")
     gate: GateConfig = field(default_factory=GateConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
 

@@ -155,7 +155,7 @@ def test_rollback_without_history_exits_2_with_advice(config, store):
 def test_verify_passes_then_fails_with_exit_2_on_a_tampered_artifact(config, store, objects):
     result = run(config, "verify")
     assert result.exit_code == 0 and result.output.count("ok") == 2
-    objects.flip_byte("2/model.joblib")
+    objects.flip_byte("2/model.skops")
     result = run(config, "verify")
     assert result.exit_code == 2 and "FAILED" in result.output
 

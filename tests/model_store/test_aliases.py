@@ -121,7 +121,7 @@ def test_rollback_with_no_earlier_version_is_an_error_and_changes_nothing(three,
 def test_rollback_to_a_damaged_version_is_refused_and_changes_nothing(three, objects, snapshot):
     three.promote(1)
     three.promote(2)
-    objects.flip_byte("1/model.joblib")
+    objects.flip_byte("1/model.skops")
     before = snapshot()
     with pytest.raises(IntegrityError, match=r"cannot roll 'production' of cancer back to v1"):
         three.rollback()

@@ -19,8 +19,8 @@ def test_load_keeps_the_artifact_in_the_cache_and_reads_it_from_there(store, cac
     assert cached.cache is not None
     first = cached.load(1)
     copy = cached.cache.path(first.manifest)
-    assert copy.read_bytes() == objects.read("1/model.joblib")
-    objects.delete("1/model.joblib")  # not downloaded again: the cached copy serves
+    assert copy.read_bytes() == objects.read("1/model.skops")
+    objects.delete("1/model.skops")  # not downloaded again: the cached copy serves
     assert cached.load(1).manifest == first.manifest
 
 
@@ -30,12 +30,12 @@ def test_a_tampered_cached_copy_is_replaced_by_a_fresh_download(store, cached, o
     assert cached.cache is not None
     flip_byte(cached.cache.path(manifest))
     assert cached.load(1).manifest == manifest
-    assert cached.cache.path(manifest).read_bytes() == objects.read("1/model.joblib")
+    assert cached.cache.path(manifest).read_bytes() == objects.read("1/model.skops")
 
 
 def test_a_tampered_object_is_refused_and_never_cached(store, cached, objects):
     register(store)
-    objects.flip_byte("1/model.joblib")
+    objects.flip_byte("1/model.skops")
     with pytest.raises(IntegrityError, match=r"does not match the manifest"):
         cached.load(1)
     assert cached.cache is not None

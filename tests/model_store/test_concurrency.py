@@ -21,7 +21,7 @@ def test_a_half_written_version_is_invisible(store):
     register(store)
     crashed = store.folder / ".tmp-3f2a9c"
     crashed.mkdir()
-    (crashed / "model.joblib").write_bytes(b"partial")
+    (crashed / "model.skops").write_bytes(b"partial")
     assert [m.version for m in store.versions()] == [1]
     assert [r.version for r in store.verify()] == [1]
     assert register(store).version == 2

@@ -24,21 +24,21 @@ def edit_manifest(objects: Objects, version: int, **changes: Any) -> None:
 
 @pytest.fixture
 def unpickled(monkeypatch) -> list[Any]:
-    """Records every call to joblib.load made by the store."""
+    """Records every artifact the store hands to the format loader (skops or joblib)."""
     calls: list[Any] = []
-    real = model_store.store.joblib.load
+    real = model_store.store.artifacts.loads
 
     def spy(*args: Any, **kwargs: Any) -> Any:
         calls.append(args)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(model_store.store.joblib, "load", spy)
+    monkeypatch.setattr(model_store.store.artifacts, "loads", spy)
     return calls
 
 
 def test_a_tampered_artifact_is_refused_before_unpickling(store, objects, unpickled):
     register(store)
-    objects.flip_byte("1/model.joblib")
+    objects.flip_byte("1/model.skops")
     with pytest.raises(IntegrityError, match=r"sha256 [0-9a-f]{16}\.\.\. does not match"):
         store.load(1)
     assert unpickled == []
@@ -47,7 +47,7 @@ def test_a_tampered_artifact_is_refused_before_unpickling(store, objects, unpick
 def test_verify_reports_the_tampered_version_and_passes_the_others(store, objects):
     register(store)
     register(store)
-    objects.flip_byte("1/model.joblib")
+    objects.flip_byte("1/model.skops")
     first, second = store.verify()
     assert (first.version, first.ok) == (1, False) and "does not match" in first.problem
     assert (second.version, second.ok, second.problem) == (2, True, "")
@@ -55,7 +55,7 @@ def test_verify_reports_the_tampered_version_and_passes_the_others(store, object
 
 def test_promoting_a_tampered_version_is_refused(store, objects):
     register(store)
-    objects.flip_byte("1/model.joblib")
+    objects.flip_byte("1/model.skops")
     with pytest.raises(IntegrityError):
         store.promote(1)
     assert "production" not in store.aliases()
@@ -86,8 +86,8 @@ def test_on_object_storage_a_version_without_its_manifest_does_not_exist(store, 
 
 def test_a_missing_artifact_is_refused(store, objects):
     register(store)
-    objects.delete("1/model.joblib")
-    with pytest.raises(IntegrityError, match=r"model.joblib is missing"):
+    objects.delete("1/model.skops")
+    with pytest.raises(IntegrityError, match=r"model.skops is missing"):
         store.load("candidate")
     assert not store.verify()[0].ok
 
@@ -109,7 +109,7 @@ def test_a_manifest_copied_from_another_version_is_refused(store, objects):
 
 def test_an_artifact_outside_the_version_folder_is_refused(store, objects):
     register(store)
-    edit_manifest(objects, 1, artifact="../2/model.joblib")
+    edit_manifest(objects, 1, artifact="../2/model.skops")
     with pytest.raises(IntegrityError, match=r"must be a file name in the version folder"):
         store.load(1)
 
@@ -119,7 +119,7 @@ def test_another_scikit_learn_minor_version_is_refused_unless_allowed(
 ):
     register(store)
     edit_manifest(objects, 1, libraries={**store.manifest(1).libraries, "scikit-learn": "0.24.2"})
-    assert store.manifest(1).sha256 == hashlib.sha256(objects.read("1/model.joblib")).hexdigest()
+    assert store.manifest(1).sha256 == hashlib.sha256(objects.read("1/model.skops")).hexdigest()
     with pytest.raises(
         IntegrityError, match=r"trained with scikit-learn 0.24.2, this process runs"
     ):
@@ -140,8 +140,9 @@ def test_another_scikit_learn_patch_version_is_accepted(store, objects):
     assert store.load(1).manifest.version == 1
 
 
-def test_load_unpickles_exactly_the_bytes_it_verified(store, unpickled):
+def test_load_rebuilds_exactly_the_bytes_it_verified(store, unpickled):
     register(store)
     store.load(1)
-    [(source,)] = unpickled
-    assert hasattr(source, "read")  # an in-memory copy, not the path read a second time
+    [(blob, artifact, *_)] = unpickled
+    assert isinstance(blob, bytes) and artifact == "model.skops"  # one read, then no path
+    assert hashlib.sha256(blob).hexdigest() == store.manifest(1).sha256

@@ -27,9 +27,9 @@ from tests.model_store.factories import (
 
 def test_register_writes_a_version_folder_with_artifact_and_manifest(store, objects):
     manifest = register(store)
-    assert objects.keys("1/") == ["1/manifest.json", "1/model.joblib"]
+    assert objects.keys("1/") == ["1/manifest.json", "1/model.skops"]
     assert manifest.version == 1 and manifest.name == MODEL_NAME
-    assert manifest.artifact == "model.joblib"
+    assert manifest.artifact == "model.skops"
     assert re.fullmatch(r"[0-9a-f]{64}", manifest.sha256)
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", manifest.created_at)
     on_disk = jsonio.loads(objects.read("1/manifest.json"))
@@ -56,7 +56,7 @@ def test_register_records_schema_metrics_libraries_and_lineage(store):
     assert read.data == fingerprint
     assert read.config == {"training": {"seed": 42}}
     assert read.git_commit == "0123abc"
-    assert set(read.libraries) == {"python", "scikit-learn", "joblib", "numpy"}
+    assert set(read.libraries) == {"python", "scikit-learn", "skops", "joblib", "numpy"}
     assert read.libraries["scikit-learn"] == sklearn.__version__
     assert second.parent == 1
 
@@ -161,8 +161,8 @@ def test_register_refuses_what_cannot_be_served_and_writes_nothing(
     assert objects.keys() == [] and leftovers(store) == []
 
 
-def test_register_refuses_a_model_joblib_cannot_pickle_and_leaves_nothing(store, objects):
-    with pytest.raises(ModelStoreError, match=r"could not be pickled"):
+def test_register_refuses_a_model_skops_cannot_write_safely_and_leaves_nothing(store, objects):
+    with pytest.raises(ModelStoreError, match=r"outside the trusted list: .*<lambda>"):
         store.register(
             lambda x: x,
             task="regression",

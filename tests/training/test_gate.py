@@ -236,7 +236,7 @@ def test_score_production_of_another_task_is_a_problem(tmp_path):
 def test_score_production_that_cannot_be_loaded_is_a_problem(tmp_path):
     schema = specs("a:float", "b:float")
     store, X, y = small_classifier_store(tmp_path, schema)
-    (store.folder / "1" / "model.joblib").write_bytes(b"tampered")
+    (store.folder / "1" / "model.skops").write_bytes(b"tampered")
     result = score_production(
         store, "production", task="classification", schema=schema, X_test=X, y_test=y
     )

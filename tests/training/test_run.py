@@ -112,7 +112,7 @@ def test_production_with_another_feature_schema_fails_the_comparison(cfg, make_c
 
 def test_comparison_off_does_not_load_production(cfg, make_config):
     train(cfg, progress=False)
-    (ModelStore.from_config(cfg).folder / "1" / "model.joblib").write_bytes(b"tampered")
+    (ModelStore.from_config(cfg).folder / "1" / "model.skops").write_bytes(b"tampered")
     off = make_config("off.toml", training={"gate": {"compare_metric": ""}})
     result = train(off, progress=False)
     assert result.promoted and result.production is None and result.manifest.parent == 1

@@ -10,7 +10,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from tests.worker.conftest import NeedsPandas
+from tests.worker.conftest import TEST_TYPES, NeedsPandas
 from worker.lean import THREAD_VARIABLES, hint, limit_model_threads
 
 REPO = Path(__file__).resolve().parents[2]
@@ -58,9 +58,11 @@ def test_a_model_that_needs_pandas_is_refused_with_the_key_to_set(register, mode
         from worker.lean import skip_pandas
         skip_pandas()
         from model_store import ModelStore
+        from model_store.artifact import ArtifactPolicy
         from worker.reloader import ModelReloader
         from worker.validation import ValidationPolicy
-        store = ModelStore({str(model_store.root)!r}, "demo")
+        policy = ArtifactPolicy(tuple({TEST_TYPES!r}))
+        store = ModelStore({str(model_store.root)!r}, "demo", policy=policy)
         event = ModelReloader(store, "production", ValidationPolicy()).check()
         print(event.outcome)
         print(event.reason)

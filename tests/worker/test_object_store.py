@@ -109,7 +109,7 @@ def test_workers_on_two_hosts_swap_within_a_second_of_a_promote(
     for host in ("a", "b"):  # each host downloaded each version into its own cache
         cache = tmp_path / f"host-{host}" / "cache" / "demo"
         for manifest in (first, second):
-            assert (cache / str(manifest.version) / "model.joblib").is_file()
+            assert (cache / str(manifest.version) / "model.skops").is_file()
 
 
 class Publisher:

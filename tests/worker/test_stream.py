@@ -10,7 +10,7 @@ import pytest
 
 from streamscore import jsonio
 from tests.kafka_helpers import produce, read, wait_until
-from tests.worker.conftest import FailsOnMarker
+from tests.worker.conftest import TEST_TYPES, FailsOnMarker
 from worker.service import ScoringWorker
 
 pytestmark = pytest.mark.broker
@@ -156,7 +156,7 @@ def test_worker_missing_id_falls_back_to_topic_partition_offset(
 def test_worker_model_failing_on_one_row_dead_letters_only_that_row(
     stream_config, register, demo_set, start_worker
 ):
-    cfg = stream_config()
+    cfg = stream_config(model_store={"trusted_types": TEST_TYPES})
     register(wrap=lambda m: FailsOnMarker(m, -1.0))
     events = [demo_set.event(i) for i in range(50)]
     events[17]["mean_radius"] = -1.0
@@ -213,7 +213,7 @@ def test_worker_refuses_tampered_artifact_and_keeps_serving(
     worker = start_worker(cfg)
     wait_until(lambda: worker.model is not None, 15, "v1 to be served")
     second = register(C=0.5, promote=False)
-    artifact = model_store.folder / str(second.version) / "model.joblib"
+    artifact = model_store.folder / str(second.version) / "model.skops"
     data = bytearray(artifact.read_bytes())
     data[len(data) // 2] ^= 0xFF
     artifact.write_bytes(bytes(data))
