@@ -42,6 +42,7 @@ from model_store.manifest import (
     MANIFEST_FILE,
     DataFingerprint,
     FeatureSpec,
+    ImportRecord,
     Manifest,
     check_schema,
     plain,
@@ -328,6 +329,8 @@ class ModelStore:
         git_commit: str | None = None,
         parent: int | None = None,
         aliases: Sequence[str] = ("candidate",),
+        imported: ImportRecord | None = None,
+        gate: Mapping[str, Any] | None = None,
     ) -> Manifest:
         """Write a new version and point ``aliases`` at it.
 
@@ -354,6 +357,8 @@ class ModelStore:
             config=dict(config or {}),
             git_commit=git_commit,
             parent=parent,
+            imported=imported,
+            gate=dict(gate) if gate is not None else None,
         )
         try:
             jsonio.dumps(draft.to_dict())

@@ -154,6 +154,13 @@ class ScheduleConfig:
     enabled: bool = _opt(True)
 
 
+#: The estimator ``[training] estimator = ""`` (the default) stands for, per task.
+DEFAULT_ESTIMATORS = {
+    "classification": "sklearn.linear_model.LogisticRegression",
+    "regression": "sklearn.linear_model.Ridge",
+}
+
+
 @dataclass(frozen=True)
 class TrainingConfig:
     data_path: Path = _opt(Path("var/data/train.csv"))
@@ -161,8 +168,9 @@ class TrainingConfig:
     id_column: str = _opt("id")
     drop_columns: list[str] = _opt([])
     task: str = _opt("classification", choices=("classification", "regression"))
-    estimator: str = _opt("sklearn.linear_model.LogisticRegression")
+    estimator: str = _opt("", doc="estimator class path; '' = the task's DEFAULT_ESTIMATORS")
     estimator_params: dict[str, Any] = _opt({})
+    pipeline: str = _opt("", doc="'package.module:factory' returning the unfitted estimator")
     imputer: str = _opt("median", choices=("median", "mean", "most_frequent", "none"))
     scaler: str = _opt("standard", choices=("standard", "minmax", "robust", "none"))
     categorical_columns: list[str] = _opt([])
@@ -170,6 +178,10 @@ class TrainingConfig:
     seed: int = _opt(42, min=0)
     gate: GateConfig = field(default_factory=GateConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+
+    def __post_init__(self) -> None:
+        if not self.estimator:  # frozen: the one place a default depends on another field
+            object.__setattr__(self, "estimator", DEFAULT_ESTIMATORS[self.task])
 
 
 @dataclass(frozen=True)
@@ -183,12 +195,13 @@ class WorkerConfig:
     max_batch_records: int = _opt(1000, min=1, max=1_000_000)
     max_wait_ms: int = _opt(10, min=0, max=600_000)
     batch_linger_ms: int = _opt(0, min=0, max=600_000)
-    id_field: str = _opt("id")
+    id_field: str = _opt("id", doc="default: [training] id_column")
     passthrough: list[str] = _opt([])
     missing_feature: str = _opt("reject", choices=("reject", "impute"))
     numeric_strings: str = _opt("coerce", choices=("coerce", "reject"))
     non_finite: str = _opt("reject", choices=("reject", "impute"))
     extra_fields: str = _opt("ignore", choices=("ignore", "reject"))
+    unknown_category: str = _opt("score", choices=("score", "reject"))
     processes: int = _opt(1, min=1, max=256)
     reload_poll_ms: int = _opt(200, min=10, max=60_000)
     delivery_timeout_ms: int = _opt(30_000, min=100, max=3_600_000)
@@ -295,8 +308,22 @@ def config_from_dict(
         _apply_env(data, environ, where)
     base = base_dir or (source.parent if source else Path.cwd())
     cfg = _build(Config, data, section="", where=where, base=base, extra={"source": source})
+    cfg = _derived_defaults(cfg, data)
     _check_dependent(cfg, where)
     return cfg
+
+
+def _derived_defaults(cfg: Config, data: Mapping[str, Any]) -> Config:
+    """Defaults that follow another setting: ``[worker] id_field`` is ``[training] id_column``
+    unless set."""
+    worker = data.get("worker")
+    if isinstance(worker, Mapping) and "id_field" in worker:
+        return cfg
+    if cfg.worker.id_field == cfg.training.id_column:
+        return cfg
+    return dataclasses.replace(
+        cfg, worker=dataclasses.replace(cfg.worker, id_field=cfg.training.id_column)
+    )
 
 
 def _deep_copy(value: Any) -> Any:
@@ -540,6 +567,18 @@ def _check_dependent(cfg: Config, where: str) -> None:
             f"retry_backoff_ms ({w.retry_backoff_ms})"
         )
     g = cfg.training.gate
+    task = cfg.training.task
+    other = "regression" if task == "classification" else "classification"
+    named = [(f"{kind}.{m}", m) for kind, table in (("min", g.min), ("max", g.max)) for m in table]
+    if g.compare_metric:
+        named.append((f"compare_metric = {g.compare_metric!r}", g.compare_metric))
+    for place, metric in named:
+        if metric in TASK_METRICS[other]:
+            raise ConfigError(
+                f"{where}: [training.gate] {place}: {metric} is a {other} metric but "
+                f"[training] task = {task!r}; gate a {task} model on "
+                f"{', '.join(TASK_METRICS[task])} (or set task = {other!r})"
+            )
     if g.compare_metric and g.compare_metric not in KNOWN_METRICS:
         raise ConfigError(
             f"{where}: [training.gate] compare_metric = {g.compare_metric!r} is not a metric; "
@@ -556,8 +595,12 @@ def _check_dependent(cfg: Config, where: str) -> None:
 
 _TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 
-#: Metrics training reports; higher is better unless listed in LOWER_IS_BETTER.
-KNOWN_METRICS = frozenset({"accuracy", "f1", "roc_auc", "log_loss", "rmse", "mae", "r2"})
+#: Metrics training reports per task; higher is better unless listed in LOWER_IS_BETTER.
+TASK_METRICS = {
+    "classification": ("accuracy", "f1", "roc_auc", "log_loss"),
+    "regression": ("rmse", "mae", "r2"),
+}
+KNOWN_METRICS = frozenset(m for metrics in TASK_METRICS.values() for m in metrics)
 LOWER_IS_BETTER = frozenset({"log_loss", "rmse", "mae"})
 
 

@@ -24,6 +24,7 @@ from model_store import FeatureSpec, ModelStore
 from streamscore.config import LOWER_IS_BETTER, GateConfig
 from streamscore.exceptions import StreamscoreError
 from training.evaluate import evaluate
+from training.frames import as_input_for
 
 
 @dataclass(frozen=True)
@@ -185,9 +186,12 @@ def schema_difference(production: Sequence[FeatureSpec], candidate: Sequence[Fea
     kinds = [
         f"{a.name} {a.dtype} -> {b.dtype}"
         for a, b in zip(production, candidate, strict=True)
-        if (a.dtype == "category") != (b.dtype == "category")
+        if (a.dtype in _TEXT) != (b.dtype in _TEXT)
     ]
     return f"feature types differ: {_names(kinds, quote=False)}" if kinds else ""
+
+
+_TEXT = ("category", "string")
 
 
 def _names(items: Sequence[str], *, quote: bool = True, limit: int = 5) -> str:
@@ -202,7 +206,7 @@ def score_production(
     *,
     task: str,
     schema: Sequence[FeatureSpec],
-    X_test: npt.NDArray[Any],
+    X_test: Any,
     y_test: npt.NDArray[Any],
 ) -> ProductionScore | None:
     """Load the model behind ``alias`` and measure it on the candidate's held-out rows.
@@ -231,7 +235,8 @@ def score_production(
             version, None, f"its feature schema differs from the candidate's ({difference})"
         )
     try:
-        metrics = evaluate(loaded.model, X_test, y_test, task=task)
+        rows = as_input_for(loaded.model, X_test, schema)
+        metrics = evaluate(loaded.model, rows, y_test, task=task)
     except Exception as exc:  # noqa: BLE001 - any failure of user model code is a gate reason
         return ProductionScore(
             version,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +27,14 @@ from model_store import DataFingerprint, FeatureSpec, Manifest, ModelStore, curr
 from streamscore.config import Config, TrainingConfig
 from streamscore.exceptions import GateFailed, TrainingError
 from training.cleanse import CleanseReport, cleanse
+from training.custom import build_custom, describe_custom, load_factory
 from training.data import fingerprint, load_frame
 from training.evaluate import evaluate, split
 from training.features import derive_schema, feature_matrix
+from training.frames import training_frame
 from training.gate import GateVerdict, ProductionScore, judge, score_production
 from training.lock import hold_training_lock
-from training.pipeline import build_pipeline, describe
+from training.pipeline import build_pipeline, check_estimator_config, describe
 from training.progress import StepProgress
 
 log = logging.getLogger(__name__)
@@ -84,6 +86,11 @@ def train(
     """
     t = cfg.training
     path = Path(data_path) if data_path is not None else t.data_path
+    config_dir = cfg.source.parent if cfg.source is not None else None
+    if t.pipeline:  # refuse what cannot work before any data is read or fitted
+        load_factory(t.pipeline, config_dir)
+    else:
+        check_estimator_config(t)
     store = ModelStore.from_config(cfg)
     alias = cfg.model_store.alias
     started = time.perf_counter()
@@ -108,8 +115,14 @@ def train(
                 id_column=t.id_column,
                 drop=t.drop_columns,
                 categorical=t.categorical_columns,
+                free_text=bool(t.pipeline),
             )
-            X = feature_matrix(frame, schema)
+            X: Any
+            if t.pipeline:  # the data scientist's pipeline selects columns by name
+                X = training_frame(frame, schema)
+                schema = [replace(f, frame_dtype=str(X[f.name].dtype)) for f in schema]
+            else:
+                X = feature_matrix(frame, schema)
             y = frame[t.label_column].to_numpy()
             step.note = (
                 f"{report.rows_out} rows kept ({report.unlabeled_dropped} unlabeled, "
@@ -121,9 +134,15 @@ def train(
             )
             step.note = f"{len(y_train)} training rows, {len(y_test)} held out"
         with steps.step("fit") as step:
-            pipeline = build_pipeline(t, schema)
-            _fit(pipeline, X_train, y_train, t, schema)
-            step.note = t.estimator.rpartition(".")[2]
+            if t.pipeline:
+                pipeline = build_custom(t, schema, config_dir)
+                estimator = describe_custom(t, pipeline)
+                step.note = estimator
+            else:
+                pipeline = build_pipeline(t, schema)
+                estimator = describe(t)
+                step.note = t.estimator.rpartition(".")[2]
+            _fit(pipeline, X_train, y_train, t, schema, estimator)
         with steps.step("evaluate") as step:
             metrics = evaluate(pipeline, X_test, y_test, task=t.task)
             step.note = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
@@ -146,12 +165,13 @@ def train(
                 features=schema,
                 classes=_classes(pipeline) if t.task == "classification" else None,
                 metrics=metrics,
-                estimator=describe(t),
+                estimator=estimator,
                 data=data,
                 config=_recorded_config(cfg, path),
                 git_commit=current_git_commit(Path(__file__).resolve().parent),
                 parent=store.aliases().get(alias),
                 aliases=("candidate",),
+                gate=verdict.to_dict(),
             )
             step.note = f"{manifest.label} (candidate)"
         with steps.step("promote") as step:
@@ -188,12 +208,13 @@ def train(
 
 def _fit(
     pipeline: Pipeline,
-    X: npt.NDArray[Any],
+    X: Any,
     y: npt.NDArray[Any],
     t: TrainingConfig,
     schema: list[FeatureSpec],
+    estimator: str,
 ) -> None:
-    if t.imputer == "none":
+    if t.imputer == "none" and not t.pipeline:
         numeric = [j for j, f in enumerate(schema) if f.dtype != "category"]
         holes = [
             schema[j].name for j in numeric if np.isnan(np.asarray(X[:, j], dtype=np.float64)).any()
@@ -208,7 +229,7 @@ def _fit(
         pipeline.fit(X, y)
     except Exception as exc:  # any estimator error is a training failure, with its cause
         raise TrainingError(
-            f"fitting {describe(t)} on {len(y)} rows failed: {type(exc).__name__}: {exc}"
+            f"fitting {estimator} on {len(y)} rows failed: {type(exc).__name__}: {exc}"
         ) from exc
 
 
