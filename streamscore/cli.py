@@ -25,6 +25,42 @@ SUBCOMMANDS: dict[str, str] = {
 }
 
 
+#: Subcommands one package contributes to another's group, loaded like SUBCOMMANDS: judging
+#: an imported model is training code, which ``model_store`` never imports, so
+#: ``streamscore models import`` lives in ``training``. group -> name -> (target, short help).
+CONTRIBUTED: dict[str, dict[str, tuple[str, str]]] = {
+    "models": {
+        "import": (
+            "training.import_cli:import_command",
+            "Register a fitted model: a joblib/pickle file or an MLflow model folder.",
+        ),
+    },
+}
+
+
+def _load(target: str) -> Any:
+    module_name, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module_name), attr)
+
+
+class DeferredCommand(click.Command):
+    """A subcommand listed by name and help, imported only when it runs (or shows --help)."""
+
+    def __init__(self, name: str, target: str, short_help: str) -> None:
+        super().__init__(name, short_help=short_help, help=short_help)
+        self.target = target
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        command: click.Command = _load(self.target)
+        return command.make_context(info_name, args, parent=parent, **extra)
+
+
 class LazyGroup(StreamscoreGroup):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(SUBCOMMANDS)
@@ -41,6 +77,10 @@ class LazyGroup(StreamscoreGroup):
                 return None
             raise
         command: Any = getattr(module, attr)
+        if isinstance(command, click.Group):
+            for name, (sub_target, short_help) in CONTRIBUTED.get(cmd_name, {}).items():
+                if name not in command.commands:
+                    command.add_command(DeferredCommand(name, sub_target, short_help))
         return command  # type: ignore[no-any-return]
 
 

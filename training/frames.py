@@ -155,6 +155,52 @@ def training_frame(frame: pd.DataFrame, schema: Sequence[FeatureSpec]) -> pd.Dat
     return pd.DataFrame(data, index=frame.index)
 
 
+#: The pandas dtype a worker gives a feature whose column dtype was not recorded.
+DEFAULT_FRAME_DTYPES = {
+    "float": "float64",
+    "int": "int64",
+    "bool": "bool",
+    "category": "object",
+    "string": "object",
+}
+
+
+def schema_frame(frame: pd.DataFrame, schema: Sequence[FeatureSpec]) -> pd.DataFrame:
+    """The schema's columns of ``frame`` with the dtypes a worker builds from JSON events (see
+    ``worker.scoring.FrameBuilder``): text as ``str`` in object columns (or ``category`` with
+    the known categories), numbers in the recorded dtype (float64 where a value is missing)."""
+    missing = [s.name for s in schema if s.name not in frame.columns]
+    if missing:
+        raise TrainingError(f"the data lacks the feature columns {', '.join(map(repr, missing))}")
+    data: dict[str, Any] = {}
+    for spec in schema:
+        series = frame[spec.name]
+        kind = spec.frame_dtype or DEFAULT_FRAME_DTYPES[spec.dtype]
+        if kind == "category":
+            data[spec.name] = pd.Categorical(
+                [np.nan if pd.isna(v) else str(v) for v in series],
+                categories=list(spec.categories) or None,
+            )
+        elif spec.dtype in ("category", "string"):
+            values = [np.nan if pd.isna(v) else str(v) for v in series]
+            data[spec.name] = (
+                pd.array(values, dtype=kind)
+                if kind.startswith("string")
+                else (np.array(values, dtype=object))
+            )
+        else:
+            numbers = series.to_numpy(dtype=np.float64, na_value=np.nan)
+            if np.isnan(numbers).any() or kind.startswith("float"):
+                data[spec.name] = numbers.astype(kind if kind.startswith("float") else np.float64)
+            elif kind == "bool":
+                data[spec.name] = numbers != 0.0
+            else:
+                data[spec.name] = (
+                    pd.array(numbers, dtype=kind) if kind[0].isupper() else (numbers.astype(kind))
+                )
+    return pd.DataFrame(data)
+
+
 def model_input(model: Any, frame: pd.DataFrame, schema: Sequence[FeatureSpec]) -> Any:
     """What a worker would pass ``model`` for these rows: a DataFrame in the model's fitted
     column order when it has ``feature_names_in_``, else the schema-ordered numpy matrix."""
