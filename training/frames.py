@@ -183,11 +183,10 @@ def schema_frame(frame: pd.DataFrame, schema: Sequence[FeatureSpec]) -> pd.DataF
             )
         elif spec.dtype in ("category", "string"):
             values = [np.nan if pd.isna(v) else str(v) for v in series]
-            data[spec.name] = (
-                pd.array(values, dtype=kind)
-                if kind.startswith("string")
-                else (np.array(values, dtype=object))
-            )
+            if kind == "object":  # pandas >= 3 would infer its "str" dtype for object arrays
+                data[spec.name] = pd.Series(values, dtype=object)
+            else:
+                data[spec.name] = pd.array(values, dtype=kind)
         else:
             numbers = series.to_numpy(dtype=np.float64, na_value=np.nan)
             if np.isnan(numbers).any() or kind.startswith("float"):

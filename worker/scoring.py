@@ -178,9 +178,9 @@ class FrameBuilder:
         if kind == "category":
             return self._pd.Categorical(values, categories=list(spec.categories) or None)
         if spec.dtype in ("category", "string"):
-            if kind.startswith("string"):
-                return self._pd.array(values, dtype=kind)
-            return values.astype(object, copy=False)
+            if kind == "object":  # pandas >= 3 would otherwise infer its "str" dtype
+                return self._pd.Series(values, dtype=object, copy=False)
+            return self._pd.array(values, dtype=kind)  # "str", "string", ...
         numbers = values.astype(np.float64, copy=False)
         if kind in ("float64", "float32") or np.isnan(numbers).any():
             return numbers if kind != "float32" else numbers.astype(np.float32)
