@@ -267,3 +267,40 @@ def test_regression_with_a_text_column_trained_through_a_pipeline_factory(
     expected = model.predict(rows[["sqft", "rooms", "description"]])
     got = [outputs[i]["prediction"] for i in rows.id]
     np.testing.assert_allclose(got, expected, rtol=1e-9)
+
+
+def test_post_predict_scores_a_dataframe_model_like_the_stream(config_factory, split_rows):
+    import threading
+
+    import httpx
+
+    from tests.kafka_helpers import wait_until
+    from worker.service import ScoringWorker
+
+    cfg = config_factory(
+        model_store={"model_name": "churn"},
+        training={"label_column": LABEL, "gate": GATE},
+        worker={"unknown_category": "reject"},
+        http={"enabled": True, "port": 0},
+    )
+    train, test = split_rows
+    model = fitted_churn_model(train)
+    register_fitted(model, test[FEATURES], test[LABEL], config=cfg, promote=True)
+    worker = ScoringWorker(cfg)
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: worker.http is not None, 10, "the HTTP side")
+        wait_until(lambda: worker.reloader.latest is not None, 20, "the model")
+        with httpx.Client(base_url=f"http://127.0.0.1:{worker.http.port}", timeout=10) as client:
+            batch = client.post("/predict", json=events(test.head(20)))
+            assert batch.status_code == 200
+            got = [r["prediction"] for r in batch.json()["results"]]
+            assert got == model.predict(test.head(20)[FEATURES]).tolist()
+            unknown = client.post("/predict", json={**events(test.head(1))[0], "region": "east"})
+            assert unknown.status_code == 422
+            assert unknown.json()["stage"] == "schema"
+            assert "unknown category 'east'" in unknown.json()["error"]
+    finally:
+        worker.stop()
+        thread.join(timeout=30)
