@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder
 
@@ -37,14 +38,12 @@ def schema_from_frame(
     columns: Sequence[str],
     *,
     known: Mapping[str, Sequence[str]] | None = None,
-    categorical: Sequence[str] = (),
 ) -> list[FeatureSpec]:
     """Feature specs for ``columns`` of ``frame``, each with the pandas dtype it has there.
 
     Numbers are ``float``/``int`` (median default), booleans ``bool``; a text column is a
-    ``category`` when its known values are given in ``known`` (the model's encoder), listed in
-    ``categorical`` (its values in the data) or has the pandas ``category`` dtype, otherwise
-    free ``string`` text (no category check).
+    ``category`` when its known values are given in ``known`` (the model's encoder) or it has
+    the pandas ``category`` dtype, otherwise free ``string`` text (no category check).
     """
     known = known or {}
     specs: list[FeatureSpec] = []
@@ -68,9 +67,6 @@ def schema_from_frame(
             default = str(values.mode().iloc[0]) if len(values) else None
             if name in known:
                 categories = tuple(str(c) for c in known[name])
-                specs.append(FeatureSpec(name, "category", True, default, categories, frame_dtype))
-            elif name in categorical:
-                categories = tuple(sorted(values.unique()))
                 specs.append(FeatureSpec(name, "category", True, default, categories, frame_dtype))
             else:
                 specs.append(FeatureSpec(name, "string", True, default, (), frame_dtype))
@@ -115,7 +111,7 @@ def _walk(node: Any, columns: list[str] | None, out: dict[str, tuple[str, ...]])
 
 def _keeps_columns(step: Any) -> bool:
     """True for a step whose output columns are its input columns (an imputer)."""
-    return type(step).__name__ in ("SimpleImputer",)
+    return isinstance(step, SimpleImputer) and not step.add_indicator
 
 
 def _selected(selection: Any, names: list[str] | None) -> list[str] | None:
