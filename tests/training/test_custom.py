@@ -77,3 +77,11 @@ def test_factory_problems_are_clear_errors(tmp_path, module, spec, source, messa
 def test_factory_resolves_from_the_python_path_too():
     factory = load_factory("sklearn.pipeline:make_pipeline", None)
     assert callable(factory)
+
+
+def test_train_refuses_an_unresolvable_factory_before_reading_any_data(make_config):
+    from training import train
+
+    cfg = make_config(training={"pipeline": "byom_nowhere:make", "data_path": "missing.csv"})
+    with pytest.raises(TrainingError, match=r"module 'byom_nowhere' cannot be imported"):
+        train(cfg, progress=False)
