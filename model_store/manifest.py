@@ -10,6 +10,16 @@ from typing import Any
 from streamscore.exceptions import IntegrityError, ModelStoreError
 
 FEATURE_DTYPES = ("float", "int", "bool", "category", "string")
+#: Feature dtypes whose values are strings (``string``: free text, no category check).
+TEXT_DTYPES = frozenset({"category", "string"})
+#: The pandas dtype of a DataFrame model's column when ``FeatureSpec.frame_dtype`` is empty.
+DEFAULT_FRAME_DTYPES = {
+    "float": "float64",
+    "int": "int64",
+    "bool": "bool",
+    "category": "object",
+    "string": "object",
+}
 TASKS = ("classification", "regression")
 LIBRARIES = ("python", "scikit-learn", "joblib", "numpy")
 MANIFEST_FILE = "manifest.json"

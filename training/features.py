@@ -17,13 +17,12 @@ import numpy.typing as npt
 import pandas as pd
 
 from model_store import FeatureSpec
+from model_store.manifest import TEXT_DTYPES
 from streamscore.exceptions import TrainingError
 
 log = logging.getLogger(__name__)
 
 Matrix = npt.NDArray[Any]
-#: Feature dtypes held as strings (the rest are numbers).
-TEXT_DTYPES = ("category", "string")
 
 
 def derive_schema(

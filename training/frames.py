@@ -20,6 +20,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder
 
 from model_store import FeatureSpec
+from model_store.manifest import DEFAULT_FRAME_DTYPES, TEXT_DTYPES
 from streamscore.exceptions import TrainingError
 from training.features import feature_matrix
 
@@ -142,23 +143,13 @@ def training_frame(frame: pd.DataFrame, schema: Sequence[FeatureSpec]) -> pd.Dat
     data: dict[str, Any] = {}
     for spec in schema:
         series = frame[spec.name]
-        if spec.dtype in ("category", "string") and spec.frame_dtype in ("", "object"):
+        if spec.dtype in TEXT_DTYPES and spec.frame_dtype in ("", "object"):
             data[spec.name] = pd.Series(
                 [np.nan if pd.isna(v) else str(v) for v in series], index=frame.index, dtype=object
             )
         else:
             data[spec.name] = series
     return pd.DataFrame(data, index=frame.index)
-
-
-#: The pandas dtype a worker gives a feature whose column dtype was not recorded.
-DEFAULT_FRAME_DTYPES = {
-    "float": "float64",
-    "int": "int64",
-    "bool": "bool",
-    "category": "object",
-    "string": "object",
-}
 
 
 def schema_frame(frame: pd.DataFrame, schema: Sequence[FeatureSpec]) -> pd.DataFrame:
@@ -177,7 +168,7 @@ def schema_frame(frame: pd.DataFrame, schema: Sequence[FeatureSpec]) -> pd.DataF
                 [np.nan if pd.isna(v) else str(v) for v in series],
                 categories=list(spec.categories) or None,
             )
-        elif spec.dtype in ("category", "string"):
+        elif spec.dtype in TEXT_DTYPES:
             values = [np.nan if pd.isna(v) else str(v) for v in series]
             if kind == "object":  # pandas >= 3 would infer its "str" dtype for object arrays
                 data[spec.name] = pd.Series(values, dtype=object)
@@ -220,6 +211,6 @@ def as_input_for(model: Any, X: Any, schema: Sequence[FeatureSpec]) -> Any:
         return X
     frame = pd.DataFrame(X, columns=[f.name for f in schema])
     for spec in schema:
-        if spec.dtype not in ("category", "string"):
+        if spec.dtype not in TEXT_DTYPES:
             frame[spec.name] = frame[spec.name].astype(np.float64)
     return model_input(model, frame, schema)

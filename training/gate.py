@@ -21,6 +21,7 @@ from typing import Any
 import numpy.typing as npt
 
 from model_store import FeatureSpec, ModelStore
+from model_store.manifest import TEXT_DTYPES
 from streamscore.config import LOWER_IS_BETTER, GateConfig
 from streamscore.exceptions import StreamscoreError
 from training.evaluate import evaluate
@@ -186,12 +187,9 @@ def schema_difference(production: Sequence[FeatureSpec], candidate: Sequence[Fea
     kinds = [
         f"{a.name} {a.dtype} -> {b.dtype}"
         for a, b in zip(production, candidate, strict=True)
-        if (a.dtype in _TEXT) != (b.dtype in _TEXT)
+        if (a.dtype in TEXT_DTYPES) != (b.dtype in TEXT_DTYPES)
     ]
     return f"feature types differ: {_names(kinds, quote=False)}" if kinds else ""
-
-
-_TEXT = ("category", "string")
 
 
 def _names(items: Sequence[str], *, quote: bool = True, limit: int = 5) -> str:

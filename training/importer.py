@@ -25,6 +25,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
 from model_store import DataFingerprint, FeatureSpec, ImportRecord, Manifest, ModelStore
+from model_store.manifest import TEXT_DTYPES
 from streamscore import jsonio
 from streamscore.config import TASK_METRICS, Config
 from streamscore.exceptions import GateFailed, TrainingError
@@ -303,7 +304,7 @@ def _check_against_model(
 
 
 def _with_known(spec: FeatureSpec, known: Mapping[str, Sequence[str]]) -> FeatureSpec:
-    if spec.dtype in ("category", "string") and not spec.categories and spec.name in known:
+    if spec.dtype in TEXT_DTYPES and not spec.categories and spec.name in known:
         return replace(spec, dtype="category", categories=tuple(known[spec.name]))
     return spec
 

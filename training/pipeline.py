@@ -23,6 +23,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, RobustScaler, StandardScaler
 
 from model_store import FeatureSpec
+from model_store.manifest import TEXT_DTYPES
 from streamscore.config import TrainingConfig
 from streamscore.exceptions import TrainingError
 
@@ -131,10 +132,10 @@ def build_pipeline(cfg: TrainingConfig, schema: Sequence[FeatureSpec]) -> Pipeli
         numeric_steps.append(("impute", SimpleImputer(strategy=cfg.imputer)))
     if cfg.scaler != "none":
         numeric_steps.append(("scale", SCALERS[cfg.scaler]()))
-    categorical = [i for i, f in enumerate(schema) if f.dtype in ("category", "string")]
+    categorical = [i for i, f in enumerate(schema) if f.dtype in TEXT_DTYPES]
     if not categorical:
         return Pipeline([*numeric_steps, ("model", estimator)])
-    numeric = [i for i, f in enumerate(schema) if f.dtype not in ("category", "string")]
+    numeric = [i for i, f in enumerate(schema) if f.dtype not in TEXT_DTYPES]
     transformers: list[tuple[str, Any, list[int]]] = []
     if numeric:
         numeric_part = Pipeline(numeric_steps) if numeric_steps else "passthrough"

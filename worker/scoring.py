@@ -17,20 +17,11 @@ import numpy as np
 import numpy.typing as npt
 
 from model_store import FeatureSpec, LoadedModel
+from model_store.manifest import DEFAULT_FRAME_DTYPES, TEXT_DTYPES
 from streamscore.exceptions import ScoringError
 from worker.lean import allow_pandas
 
 log = logging.getLogger(__name__)
-
-#: Column dtype for a feature of a model fitted on a DataFrame, when its pandas dtype was not
-#: recorded (registered before frame dtypes were): what pandas reads such a column as.
-_FRAME_DTYPES = {
-    "float": "float64",
-    "int": "int64",
-    "bool": "bool",
-    "category": "object",
-    "string": "object",
-}
 
 
 @dataclass(frozen=True)
@@ -161,7 +152,7 @@ class FrameBuilder:
         self._plan: list[tuple[str, int, str, FeatureSpec]] = []
         for name in columns:
             j, spec = by_name[name]
-            self._plan.append((name, j, spec.frame_dtype or _FRAME_DTYPES[spec.dtype], spec))
+            self._plan.append((name, j, spec.frame_dtype or DEFAULT_FRAME_DTYPES[spec.dtype], spec))
         self._order = [j for _, j, _, _ in self._plan]
         self._all_float = all(kind == "float64" for _, _, kind, _ in self._plan)
         self._in_order = self._order == list(range(len(self._order)))
@@ -177,7 +168,7 @@ class FrameBuilder:
     def _column(self, values: npt.NDArray[Any], kind: str, spec: FeatureSpec) -> Any:
         if kind == "category":
             return self._pd.Categorical(values, categories=list(spec.categories) or None)
-        if spec.dtype in ("category", "string"):
+        if spec.dtype in TEXT_DTYPES:
             if kind == "object":  # pandas >= 3 would otherwise infer its "str" dtype
                 return self._pd.Series(values, dtype=object, copy=False)
             return self._pd.array(values, dtype=kind)  # "str", "string", ...

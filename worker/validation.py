@@ -16,11 +16,11 @@ import numpy as np
 import numpy.typing as npt
 
 from model_store import FeatureSpec
+from model_store.manifest import TEXT_DTYPES
 from streamscore.config import WorkerConfig
 from streamscore.exceptions import ScoringError
 
 NUMERIC_DTYPES = frozenset({"float", "int", "bool"})
-TEXT_DTYPES = frozenset({"category", "string"})
 SUPPORTED_DTYPES = NUMERIC_DTYPES | TEXT_DTYPES
 #: Known categories shown in an ``unknown_category`` rejection before "and N more".
 _SHOWN_CATEGORIES = 10
