@@ -127,7 +127,10 @@ def register_model(
     task = model_task(model, cfg.training.task, where=where)
     if gate:
         check_gate_task(cfg, task)
-    features = resolve_schema(model, where=where, rows=rows, schema=schema or source.schema)
+    not_features = (cfg.training.id_column, *cfg.training.drop_columns)
+    features = resolve_schema(
+        model, where=where, rows=rows, schema=schema or source.schema, exclude=not_features
+    )
     metrics: dict[str, float] = {}
     evaluated = 0
     X_test: Any = None
@@ -241,8 +244,10 @@ def resolve_schema(
     where: str,
     rows: LabelledRows | None,
     schema: Sequence[FeatureSpec] | None,
+    exclude: Sequence[str] = (),
 ) -> list[FeatureSpec]:
-    """The feature schema in the model's column order (see the module doc)."""
+    """The feature schema in the model's column order (see the module doc). For a model
+    fitted on an array, the data's columns except ``exclude`` (id and dropped columns)."""
     fitted = fitted_columns(model)
     known = encoder_categories(model)
     if schema is not None:
@@ -259,13 +264,14 @@ def resolve_schema(
                     f"{', '.join(map(str, frame.columns[:20]))}); pass the data it was fitted on"
                 )
             return schema_from_frame(frame, fitted, known=known)
-        columns = [str(c) for c in frame.columns]
+        columns = [str(c) for c in frame.columns if str(c) not in exclude]
         expected = getattr(model, "n_features_in_", None)
         if expected is not None and expected != len(columns):
             raise TrainingError(
                 f"{where} was fitted on a matrix of {expected} columns without names, but the "
-                f"data has {len(columns)} feature columns besides the label; keep only its "
-                f"features in model order, or pass --schema FILE ({SCHEMA_FILE_HELP})"
+                f"data has {len(columns)} feature columns besides the label and "
+                f"[training] id_column / drop_columns; keep only its features in model order, "
+                f"or pass --schema FILE ({SCHEMA_FILE_HELP})"
             )
         return schema_from_frame(frame, columns, known=known)
     names = f" (it was fitted on the columns {', '.join(fitted[:10])})" if fitted else ""

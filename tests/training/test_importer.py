@@ -6,6 +6,7 @@ import json
 
 import joblib
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.linear_model import LinearRegression, LogisticRegression
 
@@ -264,6 +265,19 @@ def test_import_refuses_an_array_model_given_other_columns(cfg, tmp_path):
     with pytest.raises(
         TrainingError,
         match=r"fitted on a matrix of 2 columns without names, but "
-        r"the data has 3 feature columns besides the label",
+        r"the data has 3 feature columns besides the label and \[training\] id_column",
     ):
         import_model(cfg, path, data=data)
+
+
+def test_import_of_an_array_model_leaves_the_id_column_out(cfg, tmp_path):
+    rng = np.random.default_rng(5)
+    frame = pd.DataFrame(rng.normal(size=(120, 2)), columns=["a", "b"])
+    frame[LABEL] = (frame.a > 0).astype(int)
+    frame.insert(0, "id", [f"r-{i}" for i in range(len(frame))])
+    path = tmp_path / "arrays.joblib"
+    joblib.dump(LogisticRegression().fit(frame[["a", "b"]].to_numpy(), frame[LABEL]), path)
+    frame.to_csv(tmp_path / "data.csv", index=False)
+    result = import_model(cfg, path, data=tmp_path / "data.csv")
+    assert [f.name for f in result.manifest.features] == ["a", "b"]
+    assert result.metrics["accuracy"] > 0.9
