@@ -151,3 +151,20 @@ def test_score_gives_a_numpy_model_the_matrix_itself(register, model_store, demo
     assert scorer.model_input(demo_set.X[:3]) is demo_set.X[:3] or np.shares_memory(
         scorer.model_input(demo_set.X[:3]), demo_set.X
     )
+
+
+def test_score_gives_a_category_dtype_model_pandas_categoricals():
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    frame = churn_data(300)
+    X = frame[FEATURES].assign(region=frame.region.astype("category"))
+    model = HistGradientBoostingClassifier(max_iter=20, categorical_features="from_dtype")
+    model.fit(X, frame.churned)
+    features = [
+        FeatureSpec("age", "int", frame_dtype="int64"),
+        FeatureSpec("income", "float", frame_dtype="float64"),
+        FeatureSpec("region", "category", categories=REGIONS, frame_dtype="category"),
+    ]
+    scores = notebook_scorer(model, features).score(frame[FEATURES].to_numpy(dtype=object))
+    assert scores.failed == []
+    assert scores.predictions == model.predict(X).tolist()
