@@ -23,6 +23,7 @@ import pandas as pd
 import pytest
 
 from model_store import ModelStore
+from streamscore.wire import H_ERROR_MESSAGE, H_STAGE
 from tests.kafka_helpers import produce, read
 from tests.notebook_models import (
     FEATURES,
@@ -33,7 +34,6 @@ from tests.notebook_models import (
     write_mlflow_model,
 )
 from training import register_fitted
-from worker.records import H_ERROR_MESSAGE, H_STAGE
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
@@ -275,7 +275,7 @@ def test_post_predict_scores_a_dataframe_model_like_the_stream(config_factory, s
     import httpx
 
     from tests.kafka_helpers import wait_until
-    from worker.service import ScoringWorker
+    from worker.runner import WorkerProcess
 
     cfg = config_factory(
         model_store={"model_name": "churn"},
@@ -286,13 +286,15 @@ def test_post_predict_scores_a_dataframe_model_like_the_stream(config_factory, s
     train, test = split_rows
     model = fitted_churn_model(train)
     register_fitted(model, test[FEATURES], test[LABEL], config=cfg, promote=True)
-    worker = ScoringWorker(cfg)
-    thread = threading.Thread(target=worker.run, daemon=True)
+    process = WorkerProcess(cfg)
+    thread = threading.Thread(target=process.run, daemon=True)
     thread.start()
     try:
-        wait_until(lambda: worker.http is not None, 10, "the HTTP side")
-        wait_until(lambda: worker.reloader.latest is not None, 20, "the model")
-        with httpx.Client(base_url=f"http://127.0.0.1:{worker.http.port}", timeout=10) as client:
+        wait_until(lambda: process.http is not None, 10, "the HTTP side")
+        wait_until(lambda: process.worker.reloader.latest is not None, 20, "the model")
+        assert process.http is not None
+        base = f"http://127.0.0.1:{process.http.port}"
+        with httpx.Client(base_url=base, timeout=10) as client:
             batch = client.post("/predict", json=events(test.head(20)))
             assert batch.status_code == 200
             got = [r["prediction"] for r in batch.json()["results"]]
@@ -302,5 +304,5 @@ def test_post_predict_scores_a_dataframe_model_like_the_stream(config_factory, s
             assert unknown.json()["stage"] == "schema"
             assert "unknown category 'east'" in unknown.json()["error"]
     finally:
-        worker.stop()
+        process.stop()
         thread.join(timeout=30)

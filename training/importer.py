@@ -26,6 +26,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from model_store import DataFingerprint, FeatureSpec, ImportRecord, Manifest, ModelStore
 from model_store.manifest import TEXT_DTYPES
+from model_store.release import promote_and_announce
 from streamscore import jsonio
 from streamscore.config import TASK_METRICS, Config
 from streamscore.exceptions import GateFailed, TrainingError
@@ -175,8 +176,8 @@ def register_model(
     )
     promoted = False
     if promote and verdict is not None and verdict.passed:
-        store.promote(manifest.version, alias, reason=f"imported; gate {verdict.summary()}")
-        _announce(cfg, store.name, manifest.version)
+        reason = f"imported; gate {verdict.summary()}"
+        promote_and_announce(store, cfg.kafka, manifest.version, alias, reason=reason)
         promoted = True
     result = ImportResult(manifest, metrics, verdict, promoted, evaluated)
     if promote and not promoted and verdict is not None:
@@ -425,12 +426,3 @@ def describe_model(model: Any) -> str:
         inner = ", ".join(type(step).__name__ for _, step in steps)
         return f"imported {type(model).__module__}.{type(model).__name__}({inner})"
     return f"imported {type(model).__module__}.{type(model).__name__}"
-
-
-def _announce(cfg: Config, model: str, version: int) -> None:
-    """Tell running workers now (best effort; they also poll the store)."""
-    from streamscore.control import announce_alias_move
-
-    announce_alias_move(
-        cfg.kafka, model=model, alias=cfg.model_store.alias, version=version, timeout_s=2.0
-    )

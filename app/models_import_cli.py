@@ -1,7 +1,9 @@
 """``streamscore models import PATH``: a model fitted elsewhere into the store, gated.
 
-It is a subcommand of ``streamscore models`` (``model_store.cli``), contributed from here
-because evaluating and gating a model is training code, which the model store never imports.
+A subcommand of ``streamscore models`` (:mod:`app.models_cli`), kept in a module of its own:
+evaluating and gating a model is training code, and ``python -m model_store`` (the store's own
+entry point, which loads :mod:`app.models_cli`) must never reach it. ``streamscore`` loads the
+group from here, with this command added.
 """
 
 from __future__ import annotations
@@ -14,13 +16,14 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from streamscore.clitools import State, config_option, console, pass_state
+from app.clitools import State, config_option, console, pass_state
+from app.models_cli import models
 
 if TYPE_CHECKING:  # the training stack (sklearn, pandas) loads only when the command runs
     from training.importer import ImportResult
 
 
-@click.command("import")
+@models.command("import")
 @config_option
 @click.argument("path", type=click.Path(path_type=Path, exists=False))
 @click.option(

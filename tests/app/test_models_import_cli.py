@@ -6,8 +6,8 @@ import joblib
 import pytest
 from click.testing import CliRunner
 
+from app.cli import main
 from model_store import ModelStore
-from streamscore.cli import main
 from tests.notebook_models import LABEL, churn_data, fitted_churn_model
 
 GATE = {"min": {"roc_auc": 0.7}, "max": {}, "compare_metric": ""}
