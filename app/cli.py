@@ -15,7 +15,7 @@ from streamscore import __version__
 #: reason; tests/app/test_entry_points.py checks that every one resolves to a command.
 SUBCOMMANDS: dict[str, str] = {
     "broker": "app.broker_cli:broker",
-    "models": "app.examples_cli:models",  # app.models_cli's group plus `models test`
+    "models": "app.models_import_cli:models",  # app.models_cli's group + `test` + `import`
     "train": "app.train_cli:train",
     "demo-data": "app.train_cli:demo_data",
     "trainer": "app.trainer_cli:trainer",

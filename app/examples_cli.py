@@ -83,3 +83,5 @@ def test_examples(state: State, ref: str, examples_path: Path | None) -> None:
 
 
 models.add_command(test_examples)
+
+__all__ = ["models", "test_examples"]

@@ -1,5 +1,7 @@
 """``streamscore models`` (also ``python -m model_store``): list, show, promote, rollback,
-history, verify; ``streamscore models test`` is added by :mod:`app.examples_cli`.
+history, verify. ``streamscore models test`` joins the group from :mod:`app.examples_cli` and
+``streamscore models import`` from :mod:`app.models_import_cli`, so that ``python -m model_store``
+never reaches worker or training code.
 
 Exit codes as everywhere in streamscore: 0 ok, 2 a refused operation (the message says why and
 what to do), 2 from ``verify`` when any version fails, 3 from ``test`` when an example fails.
@@ -175,6 +177,11 @@ def _print_manifest(m: Manifest, aliases: list[str]) -> None:
         line("classes", ", ".join(str(c) for c in m.classes))
     if m.data is not None:
         line("data", f"{m.data.path} ({m.data.rows} rows, sha256 {m.data.sha256})")
+    if m.imported is not None:
+        line("imported", f"{m.imported.format} {m.imported.path} (sha256 {m.imported.sha256})")
+    if m.gate is not None:
+        reasons = "; ".join(str(r) for r in m.gate.get("reasons") or [])
+        line("gate", "passed" if m.gate.get("passed") else f"failed: {reasons}")
     line("git_commit", m.git_commit or "-")
     line("parent", _version(m.parent) if m.parent is not None else "-")
     line("config", f"{len(m.config)} sections recorded (see --json)" if m.config else "-")
@@ -185,7 +192,7 @@ def _print_manifest(m: Manifest, aliases: list[str]) -> None:
         features.add_row(
             str(i),
             Text(f.name),
-            f.dtype,
+            f"{f.dtype} ({f.frame_dtype})" if f.frame_dtype else f.dtype,
             "yes" if f.required else "no",
             Text("" if f.default is None else str(f.default)),
             Text(", ".join(f.categories)),

@@ -39,6 +39,7 @@ THROUGHPUT_ROWS = (
     "worker-1",
     "worker-2",
     "worker-1-confluent",
+    "worker-1-dataframe",
 )
 #: --only names → rows / sections
 ONLY = {
@@ -48,6 +49,7 @@ ONLY = {
     "worker": ("worker-1",),
     "worker2": ("worker-2",),
     "worker-confluent": ("worker-1-confluent",),
+    "worker-dataframe": ("worker-1-dataframe",),
     "latency": ("latency",),
     "latency-confluent": ("latency-confluent",),
     "hotswap": ("hotswap",),
@@ -304,7 +306,7 @@ class Bench:
                         result = workers.throughput(
                             self.setup,
                             self.models,
-                            key,
+                            f"{key}-df" if row == "worker-1-dataframe" else key,
                             self.backlog,
                             processes=processes,
                             transport=transport,
@@ -479,6 +481,10 @@ def main(argv: list[str] | None = None) -> int:
                 k: {"title": m.title, "estimator": m.estimator, "metrics": m.metrics}
                 for k, m in bench.models.items()
             }
+            if "worker-1-dataframe" in args.sections:
+                from bench.data import dataframe_variants
+
+                bench.models |= dataframe_variants(work, bench.models)
             bench.model_alone()
             for run in range(args.runs):
                 bench.throughput_round(run)

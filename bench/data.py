@@ -8,6 +8,7 @@ demo's logistic regression, and a HistGradientBoosting classifier (100 iteration
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,6 +132,43 @@ def _joblib_copy(store: Any, version: int, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     joblib.dump(store.load(version).model, path)
     return path
+
+
+def dataframe_variants(work: Path, models: dict[str, TrainedModel]) -> dict[str, TrainedModel]:
+    """``<key>-df`` for each trained model: the same pipeline refitted on a DataFrame of the
+    same rows, so it has ``feature_names_in_`` and workers serve it DataFrames (pandas loaded)."""
+    import pandas as pd
+    from sklearn.base import clone
+
+    from model_store import ModelStore
+
+    frame = pd.read_csv(work / "data" / "train.csv")
+    out: dict[str, TrainedModel] = {}
+    for key, m in models.items():
+        loaded = ModelStore(m.store_root, m.model_name).load("production")
+        rows = frame.dropna(subset=["target"])
+        fitted = clone(loaded.model).fit(rows[m.features].astype("float64"), rows["target"])
+        name = f"{m.model_name}-df"
+        store = ModelStore(m.store_root, name)
+        manifest = store.register(
+            fitted,
+            task="classification",
+            features=[
+                dataclasses.replace(f, frame_dtype="float64") for f in loaded.manifest.features
+            ],
+            classes=loaded.manifest.classes,
+            metrics=m.metrics,
+            estimator=f"{m.estimator} fitted on a DataFrame",
+            aliases=("production",),
+        )
+        out[f"{key}-df"] = dataclasses.replace(
+            m,
+            key=f"{key}-df",
+            title=f"{m.title} (DataFrame)",
+            model_name=name,
+            artifact=store.folder / str(manifest.version) / manifest.artifact,
+        )
+    return out
 
 
 def fresh_store(

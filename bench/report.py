@@ -18,7 +18,10 @@ TITLES = {
     "worker-1": "**streamscore worker, 1 process**",
     "worker-2": "**streamscore worker, 2 processes**",
     "worker-1-confluent": 'streamscore worker, 1 process, `transport = "confluent-kafka"`',
+    "worker-1-dataframe": "streamscore worker, 1 process, the model fitted on a DataFrame "
+    "(DataFrame input, pandas loaded)",
 }
+RSS_ROWS = ("baseline", "quix", "worker-1", "worker-2", "worker-1-confluent", "worker-1-dataframe")
 MODEL_KEYS = ("lr", "hgb")
 MODEL_TITLES = {"lr": "logistic regression", "hgb": "HistGradientBoosting"}
 
@@ -81,7 +84,7 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
                     "max": max(rates),
                     "runs": len(rates),
                 }
-    for row in ("baseline", "quix", "worker-1", "worker-2", "worker-1-confluent"):
+    for row in RSS_ROWS:
         for key in MODEL_KEYS:
             runs = results.get("throughput", {}).get(row, {}).get(key, {}).get("runs", [])
             peaks = [
@@ -229,6 +232,7 @@ def table(results: dict[str, Any], summary: dict[str, Any]) -> str:
             ("worker-1", "streamscore worker, 1 process"),
             ("worker-2", "streamscore worker, 2 processes (the larger)"),
             ("worker-1-confluent", "streamscore worker, 1 process, confluent-kafka"),
+            ("worker-1-dataframe", "streamscore worker, 1 process, DataFrame model (pandas)"),
             ("baseline", "baseline process (for comparison)"),
             ("quix", "Quix Streams process (for comparison)"),
         ):

@@ -6,7 +6,7 @@ before unpickling. This package never imports ``training``.
 
 from model_store.aliases import AliasEvent
 from model_store.checksum import file_sha256
-from model_store.manifest import DataFingerprint, FeatureSpec, Manifest
+from model_store.manifest import DataFingerprint, FeatureSpec, ImportRecord, Manifest
 from model_store.storage import StoreUnavailable
 from model_store.store import LoadedModel, ModelStore, VerifyResult, current_git_commit
 
@@ -14,6 +14,7 @@ __all__ = [
     "AliasEvent",
     "DataFingerprint",
     "FeatureSpec",
+    "ImportRecord",
     "LoadedModel",
     "Manifest",
     "ModelStore",

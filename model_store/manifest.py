@@ -9,7 +9,17 @@ from typing import Any
 
 from streamscore.exceptions import IntegrityError, ModelStoreError
 
-FEATURE_DTYPES = ("float", "int", "bool", "category")
+FEATURE_DTYPES = ("float", "int", "bool", "category", "string")
+#: Feature dtypes whose values are strings (``string``: free text, no category check).
+TEXT_DTYPES = frozenset({"category", "string"})
+#: The pandas dtype of a DataFrame model's column when ``FeatureSpec.frame_dtype`` is empty.
+DEFAULT_FRAME_DTYPES = {
+    "float": "float64",
+    "int": "int64",
+    "bool": "bool",
+    "category": "object",
+    "string": "object",
+}
 TASKS = ("classification", "regression")
 LIBRARIES = ("python", "scikit-learn", "skops", "joblib", "numpy")
 MANIFEST_FILE = "manifest.json"
@@ -22,14 +32,19 @@ class FeatureSpec:
     """One input feature, in the order the model expects it."""
 
     name: str
-    dtype: str  # float | int | bool | category
+    dtype: str  # float | int | bool | category | string (free text)
     required: bool = True
     default: float | str | None = None  # used when an optional feature is absent
-    categories: tuple[str, ...] = ()  # for dtype "category" (may be empty)
+    categories: tuple[str, ...] = ()  # for dtype "category": the values the model knows
+    #: The pandas dtype of the column the model was fitted on ("float64", "object",
+    #: "category", ...); '' when it was not fitted on a DataFrame.
+    frame_dtype: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["categories"] = list(self.categories)
+        if not self.frame_dtype:
+            del out["frame_dtype"]
         return out
 
     @classmethod
@@ -40,7 +55,24 @@ class FeatureSpec:
             required=bool(data.get("required", True)),
             default=data.get("default"),
             categories=tuple(str(c) for c in data.get("categories") or ()),
+            frame_dtype=str(data.get("frame_dtype") or ""),
         )
+
+
+@dataclass(frozen=True)
+class ImportRecord:
+    """Where an imported model came from: the file (or MLflow folder) and its sha256."""
+
+    path: str
+    sha256: str
+    format: str  # joblib | mlflow | python (registered from a notebook, no file)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"imported": True, **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ImportRecord:
+        return cls(path=str(data["path"]), sha256=str(data["sha256"]), format=str(data["format"]))
 
 
 @dataclass(frozen=True)
@@ -73,6 +105,10 @@ class Manifest:
     parent: int | None = None
     #: Extra files stored with the version (examples, reference profiles): name -> sha256.
     files: dict[str, str] = field(default_factory=dict)
+    #: Set for models fitted elsewhere and brought in by ``models import`` or the Python API.
+    imported: ImportRecord | None = None
+    #: The quality gate's verdict at registration (``GateVerdict.to_dict()``), when judged.
+    gate: dict[str, Any] | None = None
 
     @property
     def feature_names(self) -> list[str]:
@@ -103,6 +139,8 @@ class Manifest:
             "git_commit": self.git_commit,
             "parent": self.parent,
             "files": dict(self.files),
+            "imported": self.imported.to_dict() if self.imported else None,
+            "gate": self.gate,
         }
 
     @classmethod
@@ -113,6 +151,8 @@ class Manifest:
             classes = data.get("classes")
             git_commit = data.get("git_commit")
             parent = data.get("parent")
+            imported = data.get("imported")
+            gate = data.get("gate")
             return cls(
                 name=str(data["name"]),
                 version=int(data["version"]),
@@ -141,6 +181,8 @@ class Manifest:
                 git_commit=str(git_commit) if git_commit is not None else None,
                 parent=int(parent) if parent is not None else None,
                 files={str(k): str(v) for k, v in (data.get("files") or {}).items()},
+                imported=ImportRecord.from_dict(imported) if imported else None,
+                gate=dict(gate) if gate is not None else None,
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise IntegrityError(

@@ -49,6 +49,7 @@ from model_store.manifest import (
     MANIFEST_FILE,
     DataFingerprint,
     FeatureSpec,
+    ImportRecord,
     Manifest,
     check_schema,
     plain,
@@ -420,6 +421,8 @@ class ModelStore:
         parent: int | None = None,
         aliases: Sequence[str] = ("candidate",),
         files: Mapping[str, bytes] | None = None,
+        imported: ImportRecord | None = None,
+        gate: Mapping[str, Any] | None = None,
     ) -> Manifest:
         """Write a new version and point ``aliases`` at it.
 
@@ -451,6 +454,8 @@ class ModelStore:
             git_commit=git_commit,
             parent=parent,
             files=extra,
+            imported=imported,
+            gate=gate,
         )
         artifact, digest = self._write_artifact(model)
         with self._lock():
@@ -471,6 +476,8 @@ class ModelStore:
         git_commit: str | None,
         parent: int | None,
         files: Mapping[str, bytes],
+        imported: ImportRecord | None,
+        gate: Mapping[str, Any] | None,
     ) -> Manifest:
         """The manifest without version, time and checksum; refused if not JSON-able."""
         draft = Manifest(
@@ -490,6 +497,8 @@ class ModelStore:
             git_commit=git_commit,
             parent=parent,
             files={name: hashlib.sha256(content).hexdigest() for name, content in files.items()},
+            imported=imported,
+            gate=dict(gate) if gate is not None else None,
         )
         try:
             jsonio.dumps(draft.to_dict())

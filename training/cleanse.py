@@ -144,6 +144,13 @@ def _label_values(series: pd.Series, *, label: str, task: str) -> tuple[pd.Serie
         values = series.to_numpy(dtype=np.float64)
         if np.all(np.isfinite(values)) and np.all(values == np.round(values)):
             return series.astype("int64"), f"{before} -> int64"
+        fractional = values[np.isfinite(values) & (values != np.round(values))]
+        if len(fractional):
+            raise TrainingError(
+                f"label column {label!r} holds fractional numbers (e.g. {fractional[0]:g}; "
+                f"{len(np.unique(values))} distinct values) but [training] task is "
+                f"classification; set task = 'regression' to predict a number"
+            )
     if _is_text(series):
         return series.astype("string").str.strip().astype(object), ""
     return series, ""

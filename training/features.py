@@ -17,6 +17,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from model_store import FeatureSpec
+from model_store.manifest import TEXT_DTYPES
 from streamscore.exceptions import TrainingError
 
 log = logging.getLogger(__name__)
@@ -31,13 +32,15 @@ def derive_schema(
     id_column: str = "",
     drop: Collection[str] = (),
     categorical: Collection[str] = (),
+    free_text: bool = False,
 ) -> list[FeatureSpec]:
     """Feature specs in column order.
 
     Numeric columns are ``float`` or ``int`` (``bool`` for booleans) with the training median
     as default (the most common value for booleans); categorical ones are ``category`` with
     their sorted values and the most common as default. Every feature is required; the default
-    is what the worker sends for an absent optional feature.
+    is what the worker sends for an absent optional feature. With ``free_text`` (a custom
+    ``[training] pipeline`` handles its own text) other text columns are ``string`` features.
 
     Raises :class:`TrainingError` for a categorical column that is not in the data, a column
     without any value, a text column that no transform handles, or no features at all.
@@ -73,6 +76,9 @@ def derive_schema(
         elif pd.api.types.is_numeric_dtype(series):
             dtype = "int" if pd.api.types.is_integer_dtype(series) else "float"
             specs.append(FeatureSpec(name, dtype, True, float(series.median())))
+        elif free_text:
+            values = series.dropna().astype(str)
+            specs.append(FeatureSpec(name, "string", True, str(values.mode().iloc[0])))
         else:
             text.append(f"{name!r} ({_non_numeric_example(series)})")
     if empty:
@@ -88,7 +94,7 @@ def derive_schema(
             f"{'columns' if many else 'column'} {', '.join(text)} {'are' if many else 'is'} "
             f"not numeric and no transform handles {'them' if many else 'it'}: add "
             f"{'them' if many else 'it'} to [training] categorical_columns (one-hot encoded) "
-            f"or to drop_columns"
+            f"or to drop_columns, or name a [training] pipeline that handles text"
         )
     if not specs:
         raise TrainingError(
@@ -113,16 +119,16 @@ def feature_matrix(frame: pd.DataFrame, schema: Sequence[FeatureSpec]) -> Matrix
     numeric = [
         frame[f.name].to_numpy(dtype=np.float64, na_value=np.nan)
         for f in schema
-        if f.dtype != "category"
+        if f.dtype not in TEXT_DTYPES
     ]
-    if all(f.dtype != "category" for f in schema):
+    if all(f.dtype not in TEXT_DTYPES for f in schema):
         if not numeric:
             return np.empty((len(frame), 0), dtype=np.float64)
         return np.column_stack(numeric)
     out: Matrix = np.empty((len(frame), len(schema)), dtype=object)
     numbers = iter(numeric)
     for j, spec in enumerate(schema):
-        if spec.dtype == "category":
+        if spec.dtype in TEXT_DTYPES:
             out[:, j] = [np.nan if pd.isna(v) else str(v) for v in frame[spec.name]]
         else:
             out[:, j] = next(numbers).tolist()

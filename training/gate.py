@@ -24,9 +24,11 @@ import numpy.typing as npt
 
 from model_store import FeatureSpec, ModelStore
 from model_store.examples import ExamplesReport
+from model_store.manifest import TEXT_DTYPES
 from streamscore.config import LOWER_IS_BETTER, GateConfig
 from streamscore.exceptions import StreamscoreError
 from training.evaluate import evaluate
+from training.frames import as_input_for
 
 
 @dataclass(frozen=True)
@@ -205,7 +207,7 @@ def schema_difference(production: Sequence[FeatureSpec], candidate: Sequence[Fea
     kinds = [
         f"{a.name} {a.dtype} -> {b.dtype}"
         for a, b in zip(production, candidate, strict=True)
-        if (a.dtype == "category") != (b.dtype == "category")
+        if (a.dtype in TEXT_DTYPES) != (b.dtype in TEXT_DTYPES)
     ]
     return f"feature types differ: {_names(kinds, quote=False)}" if kinds else ""
 
@@ -222,7 +224,7 @@ def score_production(
     *,
     task: str,
     schema: Sequence[FeatureSpec],
-    X_test: npt.NDArray[Any],
+    X_test: Any,
     y_test: npt.NDArray[Any],
 ) -> ProductionScore | None:
     """Load the model behind ``alias`` and measure it on the candidate's held-out rows.
@@ -251,7 +253,8 @@ def score_production(
             version, None, f"its feature schema differs from the candidate's ({difference})"
         )
     try:
-        metrics = evaluate(loaded.model, X_test, y_test, task=task)
+        rows = as_input_for(loaded.model, X_test, schema)
+        metrics = evaluate(loaded.model, rows, y_test, task=task)
     except Exception as exc:  # noqa: BLE001 - any failure of user model code is a gate reason
         return ProductionScore(
             version,

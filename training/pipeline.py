@@ -10,6 +10,7 @@ Preprocessing lives in the pipeline so the worker applies exactly what training 
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import inspect
 from collections.abc import Mapping, Sequence
@@ -22,6 +23,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, RobustScaler, StandardScaler
 
 from model_store import FeatureSpec
+from model_store.manifest import TEXT_DTYPES
 from streamscore.config import TrainingConfig
 from streamscore.exceptions import TrainingError
 
@@ -61,6 +63,7 @@ def import_estimator(path: str, params: Mapping[str, Any]) -> Any:
             f"[training] estimator = {path!r} is a {type(cls).__name__}, not a class; name a "
             f"scikit-learn estimator class"
         )
+    _check_params(path, cls, params)
     try:
         estimator = cls(**params)
     except TypeError as exc:
@@ -73,6 +76,36 @@ def import_estimator(path: str, params: Mapping[str, Any]) -> Any:
             f"'sklearn.linear_model.LogisticRegression'"
         )
     return estimator
+
+
+def _check_params(path: str, cls: type, params: Mapping[str, Any]) -> None:
+    """Every key of ``estimator_params`` must be a parameter of the class's constructor."""
+    try:
+        signature = inspect.signature(cls)
+    except (TypeError, ValueError):  # a class without an inspectable signature: let it decide
+        return
+    accepted = [
+        name
+        for name, p in signature.parameters.items()
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    ]
+    if any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values()):
+        return
+    unknown = [key for key in params if key not in accepted]
+    if not unknown:
+        return
+    key = unknown[0]
+    close = difflib.get_close_matches(key, accepted, n=1)
+    suggestion = f"did you mean {close[0]!r}? " if close else ""
+    raise TrainingError(
+        f"[training] estimator_params: {key!r} is not a parameter of {path}; {suggestion}"
+        f"its parameters are {', '.join(accepted) or 'none'}"
+    )
+
+
+def check_estimator_config(cfg: TrainingConfig) -> None:
+    """Check ``estimator``, ``estimator_params`` and ``task`` before any data is read."""
+    build_pipeline(cfg, [])
 
 
 def describe(cfg: TrainingConfig) -> str:
@@ -99,10 +132,10 @@ def build_pipeline(cfg: TrainingConfig, schema: Sequence[FeatureSpec]) -> Pipeli
         numeric_steps.append(("impute", SimpleImputer(strategy=cfg.imputer)))
     if cfg.scaler != "none":
         numeric_steps.append(("scale", SCALERS[cfg.scaler]()))
-    categorical = [i for i, f in enumerate(schema) if f.dtype == "category"]
+    categorical = [i for i, f in enumerate(schema) if f.dtype in TEXT_DTYPES]
     if not categorical:
         return Pipeline([*numeric_steps, ("model", estimator)])
-    numeric = [i for i, f in enumerate(schema) if f.dtype != "category"]
+    numeric = [i for i, f in enumerate(schema) if f.dtype not in TEXT_DTYPES]
     transformers: list[tuple[str, Any, list[int]]] = []
     if numeric:
         numeric_part = Pipeline(numeric_steps) if numeric_steps else "passthrough"

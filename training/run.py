@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,12 +29,14 @@ from model_store.release import promote_and_announce
 from streamscore.config import Config, TrainingConfig
 from streamscore.exceptions import GateFailed, ModelStoreError, TrainingError
 from training.cleanse import CleanseReport, cleanse
+from training.custom import build_custom, describe_custom, load_factory
 from training.data import fingerprint, load_frame
 from training.evaluate import evaluate, split
 from training.features import derive_schema, feature_matrix
+from training.frames import training_frame
 from training.gate import GateVerdict, ProductionScore, judge, score_production
 from training.lock import hold_training_lock
-from training.pipeline import build_pipeline, describe
+from training.pipeline import build_pipeline, check_estimator_config, describe
 from training.progress import StepProgress
 from worker.examples import ExamplesReport, run_on_model
 from worker.validation import ValidationPolicy
@@ -91,6 +93,11 @@ def train(
     """
     t = cfg.training
     path = Path(data_path) if data_path is not None else t.data_path
+    config_dir = cfg.source.parent if cfg.source is not None else None
+    if t.pipeline:  # refuse what cannot work before any data is read or fitted
+        load_factory(t.pipeline, config_dir)
+    else:
+        check_estimator_config(t)
     store = ModelStore.from_config(cfg)
     alias = cfg.model_store.alias
     examples = _read_examples(t)
@@ -114,9 +121,15 @@ def train(
             )
             step.note = f"{len(y_train)} training rows, {len(y_test)} held out"
         with steps.step("fit") as step:
-            pipeline = build_pipeline(t, schema)
-            _fit(pipeline, X_train, y_train, t, schema)
-            step.note = t.estimator.rpartition(".")[2]
+            if t.pipeline:
+                pipeline = build_custom(t, schema, config_dir)
+                estimator = describe_custom(t, pipeline)
+                step.note = estimator
+            else:
+                pipeline = build_pipeline(t, schema)
+                estimator = describe(t)
+                step.note = t.estimator.rpartition(".")[2]
+            _fit(pipeline, X_train, y_train, t, schema, estimator)
         with steps.step("evaluate") as step:
             metrics = evaluate(pipeline, X_test, y_test, task=t.task)
             step.note = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
@@ -135,7 +148,9 @@ def train(
         with steps.step("register") as step:
             data = fingerprint(path, len(raw))
             files = {EXAMPLES_FILE: examples[0]} if examples is not None else None
-            manifest = _register(store, cfg, pipeline, schema, metrics, data, path, files)
+            manifest = _register(
+                store, cfg, pipeline, schema, metrics, data, path, estimator, verdict, files
+            )
             step.note = f"{manifest.label} (candidate)"
         with steps.step("promote") as step:
             promoted = False
@@ -188,7 +203,8 @@ def _refused(store: ModelStore, alias: str, result: TrainResult) -> GateRefused:
 def _cleanse(
     raw: pd.DataFrame, t: TrainingConfig
 ) -> tuple[CleanseReport, list[FeatureSpec], Any, Any]:
-    """The cleansed rows as a feature matrix and labels, with the report and the schema."""
+    """The cleansed rows as the model's input (a feature matrix, or a DataFrame for a
+    ``[training] pipeline`` factory) and labels, with the report and the schema."""
     frame, report = cleanse(
         raw,
         label=t.label_column,
@@ -202,8 +218,13 @@ def _cleanse(
         id_column=t.id_column,
         drop=t.drop_columns,
         categorical=t.categorical_columns,
+        free_text=bool(t.pipeline),
     )
-    return report, schema, feature_matrix(frame, schema), frame[t.label_column].to_numpy()
+    y = frame[t.label_column].to_numpy()
+    if t.pipeline:  # the data scientist's pipeline selects columns by name: a DataFrame
+        X = training_frame(frame, schema)
+        return report, [replace(f, frame_dtype=str(X[f.name].dtype)) for f in schema], X, y
+    return report, schema, feature_matrix(frame, schema), y
 
 
 def _register(
@@ -214,9 +235,12 @@ def _register(
     metrics: dict[str, float],
     data: DataFingerprint,
     path: Path,
+    estimator: str,
+    verdict: GateVerdict,
     files: dict[str, bytes] | None,
 ) -> Manifest:
-    """Store the fitted pipeline as a new candidate version, with its lineage and files."""
+    """Store the fitted pipeline as a new candidate version, with its lineage, verdict and
+    files."""
     t = cfg.training
     return store.register(
         pipeline,
@@ -224,24 +248,26 @@ def _register(
         features=schema,
         classes=_classes(pipeline) if t.task == "classification" else None,
         metrics=metrics,
-        estimator=describe(t),
+        estimator=estimator,
         data=data,
         config=_recorded_config(cfg, path),
         git_commit=current_git_commit(Path(__file__).resolve().parent),
         parent=store.aliases().get(cfg.model_store.alias),
         aliases=("candidate",),
+        gate=verdict.to_dict(),
         files=files,
     )
 
 
 def _fit(
     pipeline: Pipeline,
-    X: npt.NDArray[Any],
+    X: Any,
     y: npt.NDArray[Any],
     t: TrainingConfig,
     schema: list[FeatureSpec],
+    estimator: str,
 ) -> None:
-    if t.imputer == "none":
+    if t.imputer == "none" and not t.pipeline:
         numeric = [j for j, f in enumerate(schema) if f.dtype != "category"]
         holes = [
             schema[j].name for j in numeric if np.isnan(np.asarray(X[:, j], dtype=np.float64)).any()
@@ -256,7 +282,7 @@ def _fit(
         pipeline.fit(X, y)
     except Exception as exc:  # any estimator error is a training failure, with its cause
         raise TrainingError(
-            f"fitting {describe(t)} on {len(y)} rows failed: {type(exc).__name__}: {exc}"
+            f"fitting {estimator} on {len(y)} rows failed: {type(exc).__name__}: {exc}"
         ) from exc
 
 

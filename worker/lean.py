@@ -5,12 +5,15 @@ scikit-learn imports pandas (and pandas imports pyarrow) whenever they are insta
 a model that scores numpy matrices, as every pipeline ``streamscore train`` builds does, never
 uses them: about 60 MB per worker process (measured: 199 -> 136 MB after imports). A worker
 process started by ``python -m worker run`` skips them unless ``[worker] import_pandas = true``.
-A model that does need pandas to predict is refused at load with a message naming that key,
-and the model being served keeps serving.
+A model fitted on a DataFrame (it has ``feature_names_in_``) is given DataFrames, so serving one
+lifts the skip with :func:`allow_pandas` and pandas loads in that process only. Any other model
+that needs pandas to predict is refused at load with a message naming the key, and the model
+being served keeps serving.
 """
 
 from __future__ import annotations
 
+import importlib
 import importlib.abc
 import os
 import sys
@@ -43,6 +46,16 @@ def skip_pandas() -> list[str]:
     if not any(isinstance(finder, _Skip) for finder in sys.meta_path):
         sys.meta_path.insert(0, _Skip())
     return list(SKIPPED)
+
+
+def allow_pandas() -> bool:
+    """Undo :func:`skip_pandas` in this process (a model fitted on a DataFrame is served) and
+    import pandas; True when it was skipped until now."""
+    skips = [finder for finder in sys.meta_path if isinstance(finder, _Skip)]
+    for finder in skips:
+        sys.meta_path.remove(finder)
+    importlib.import_module("pandas")
+    return bool(skips)
 
 
 def hint(message: str) -> str:

@@ -16,11 +16,14 @@ import numpy as np
 import numpy.typing as npt
 
 from model_store import FeatureSpec
+from model_store.manifest import TEXT_DTYPES
 from streamscore.config import WorkerConfig
 from streamscore.exceptions import ScoringError
 
 NUMERIC_DTYPES = frozenset({"float", "int", "bool"})
-SUPPORTED_DTYPES = NUMERIC_DTYPES | {"category"}
+SUPPORTED_DTYPES = NUMERIC_DTYPES | TEXT_DTYPES
+#: Known categories shown in an ``unknown_category`` rejection before "and N more".
+_SHOWN_CATEGORIES = 10
 _FAST_TYPES = frozenset({int, float})
 
 
@@ -32,6 +35,7 @@ class ValidationPolicy:
     numeric_strings: str = "coerce"  # coerce | reject
     non_finite: str = "reject"  # reject | impute
     extra_fields: str = "ignore"  # ignore | reject
+    unknown_category: str = "score"  # score | reject (a category value the model never saw)
 
     @classmethod
     def from_config(cls, cfg: WorkerConfig) -> ValidationPolicy:
@@ -40,6 +44,7 @@ class ValidationPolicy:
             numeric_strings=cfg.numeric_strings,
             non_finite=cfg.non_finite,
             extra_fields=cfg.extra_fields,
+            unknown_category=cfg.unknown_category,
         )
 
 
@@ -83,6 +88,14 @@ class FeatureMatrixBuilder:
         self.allowed_keys = frozenset(self.names) | frozenset(allowed_extra)
         self._n = len(self.names)
         self._all_required = all(f.required for f in features)
+        #: feature name -> the categories it accepts, when unknown ones are rejected.
+        self._known: dict[str, frozenset[str]] = {}
+        if policy.unknown_category == "reject":
+            self._known = {
+                f.name: frozenset(f.categories)
+                for f in features
+                if f.dtype == "category" and f.categories
+            }
 
     # ------------------------------------------------------------------ public
 
@@ -100,7 +113,7 @@ class FeatureMatrixBuilder:
         """One row made of schema defaults (NaN where none): used to smoke-test a new model."""
         values: list[Any] = []
         for f in self.features:
-            if f.dtype == "category":
+            if f.dtype in TEXT_DTYPES:
                 values.append(f.default if f.default is not None else (f.categories or ("",))[0])
             else:
                 values.append(float(f.default) if isinstance(f.default, (int, float)) else 0.0)
@@ -171,12 +184,20 @@ class FeatureMatrixBuilder:
                 f'feature "{spec.name}" missing (model {self.model_label} requires '
                 f"{self._n} features)"
             )
-        if spec.dtype == "category":
+        if spec.dtype in TEXT_DTYPES:
             if isinstance(raw, str):
-                return raw
-            if isinstance(raw, (int, float)) and not isinstance(raw, bool):
-                return str(raw)
-            raise _Reject(f'feature "{spec.name}" must be a string category, got {_json_type(raw)}')
+                value = raw
+            elif isinstance(raw, (int, float)) and not isinstance(raw, bool):
+                value = str(raw)
+            else:
+                kind = "category" if spec.dtype == "category" else "text"
+                raise _Reject(
+                    f'feature "{spec.name}" must be a string {kind}, got {_json_type(raw)}'
+                )
+            known = self._known.get(spec.name)
+            if known is not None and value not in known:
+                raise _Reject(self._unknown_category(spec, value))
+            return value
         number: float
         if isinstance(raw, bool):
             if spec.dtype != "bool":
@@ -207,9 +228,20 @@ class FeatureMatrixBuilder:
             )
         return number
 
+    def _unknown_category(self, spec: FeatureSpec, value: str) -> str:
+        shown = ", ".join(repr(c) for c in spec.categories[:_SHOWN_CATEGORIES])
+        more = len(spec.categories) - _SHOWN_CATEGORIES
+        if more > 0:
+            shown += f" and {more} more"
+        return (
+            f'feature "{spec.name}" has the unknown category {value[:40]!r} (model '
+            f"{self.model_label} knows {len(spec.categories)}: {shown}); set [worker] "
+            f'unknown_category = "score" to let the model score it anyway'
+        )
+
 
 def _default(spec: FeatureSpec) -> Any:
-    if spec.dtype == "category":
+    if spec.dtype in TEXT_DTYPES:
         return spec.default
     return float(spec.default) if isinstance(spec.default, (int, float)) else math.nan
 

@@ -24,8 +24,10 @@ from streamscore.config.env import (
 )
 from streamscore.config.loader import config_from_dict, load_config
 from streamscore.config.schema import (
+    DEFAULT_ESTIMATORS,
     KNOWN_METRICS,
     LOWER_IS_BETTER,
+    TASK_METRICS,
     BrokerConfig,
     Config,
     DemoConfig,
@@ -44,10 +46,12 @@ from streamscore.config.schema import (
 
 __all__ = [
     "DEFAULT_CONFIG_FILE",
+    "DEFAULT_ESTIMATORS",
     "ENV_CONFIG_FILE",
     "ENV_PREFIX",
     "KNOWN_METRICS",
     "LOWER_IS_BETTER",
+    "TASK_METRICS",
     "BrokerConfig",
     "Config",
     "DemoConfig",

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from streamscore.config.coerce import coerce
 from streamscore.config.env import ENV_CONFIG_FILE, apply_env, resolve_config_path
-from streamscore.config.schema import KNOWN_METRICS, Config, redact_url
+from streamscore.config.schema import KNOWN_METRICS, TASK_METRICS, Config, redact_url
 from streamscore.exceptions import ConfigError
 
 T = TypeVar("T")
@@ -57,6 +57,7 @@ def config_from_dict(
         apply_env(data, environ, where)
     base = base_dir or (source.parent if source else Path.cwd())
     cfg = _build(Config, data, section="", where=where, base=base, extra={"source": source})
+    cfg = _derived_defaults(cfg, data)
     _check_dependent(cfg, where)
     return cfg
 
@@ -110,6 +111,19 @@ def _build(
             continue
         kwargs[name] = coerce(data[name], hint, f.metadata, key=key, where=where, base=base)
     return cls(**kwargs)
+
+
+def _derived_defaults(cfg: Config, data: Mapping[str, Any]) -> Config:
+    """Defaults that follow another setting: ``[worker] id_field`` is ``[training] id_column``
+    unless set."""
+    worker = data.get("worker")
+    if isinstance(worker, Mapping) and "id_field" in worker:
+        return cfg
+    if cfg.worker.id_field == cfg.training.id_column:
+        return cfg
+    return dataclasses.replace(
+        cfg, worker=dataclasses.replace(cfg.worker, id_field=cfg.training.id_column)
+    )
 
 
 def _check_dependent(cfg: Config, where: str) -> None:
@@ -232,6 +246,18 @@ def _check_worker(cfg: Config, where: str) -> None:
 
 def _check_gate(cfg: Config, where: str) -> None:
     g = cfg.training.gate
+    task = cfg.training.task
+    other = "regression" if task == "classification" else "classification"
+    named = [(f"{kind}.{m}", m) for kind, table in (("min", g.min), ("max", g.max)) for m in table]
+    if g.compare_metric:
+        named.append((f"compare_metric = {g.compare_metric!r}", g.compare_metric))
+    for place, metric in named:
+        if metric in TASK_METRICS[other]:
+            raise ConfigError(
+                f"{where}: [training.gate] {place}: {metric} is a {other} metric but "
+                f"[training] task = {task!r}; gate a {task} model on "
+                f"{', '.join(TASK_METRICS[task])} (or set task = {other!r})"
+            )
     if g.compare_metric and g.compare_metric not in KNOWN_METRICS:
         raise ConfigError(
             f"{where}: [training.gate] compare_metric = {g.compare_metric!r} is not a metric; "

@@ -176,6 +176,13 @@ class ScheduleConfig:
     enabled: bool = _opt(True)
 
 
+#: The estimator ``[training] estimator = ""`` (the default) stands for, per task.
+DEFAULT_ESTIMATORS = {
+    "classification": "sklearn.linear_model.LogisticRegression",
+    "regression": "sklearn.linear_model.Ridge",
+}
+
+
 @dataclass(frozen=True)
 class TrainingConfig:
     data_path: Path = _opt(Path("var/data/train.csv"))
@@ -183,8 +190,9 @@ class TrainingConfig:
     id_column: str = _opt("id")
     drop_columns: list[str] = _opt([])
     task: str = _opt("classification", choices=("classification", "regression"))
-    estimator: str = _opt("sklearn.linear_model.LogisticRegression")
+    estimator: str = _opt("", doc="estimator class path; '' = the task's DEFAULT_ESTIMATORS")
     estimator_params: dict[str, Any] = _opt({})
+    pipeline: str = _opt("", doc="'package.module:factory' returning the unfitted estimator")
     imputer: str = _opt("median", choices=("median", "mean", "most_frequent", "none"))
     scaler: str = _opt("standard", choices=("standard", "minmax", "robust", "none"))
     categorical_columns: list[str] = _opt([])
@@ -193,6 +201,10 @@ class TrainingConfig:
     examples: Path | None = _opt(None, doc="JSON-lines examples each version must pass; '' = none")
     gate: GateConfig = field(default_factory=GateConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+
+    def __post_init__(self) -> None:
+        if not self.estimator:  # frozen: the one place a default depends on another field
+            object.__setattr__(self, "estimator", DEFAULT_ESTIMATORS[self.task])
 
 
 @dataclass(frozen=True)
@@ -206,12 +218,13 @@ class WorkerConfig:
     max_batch_records: int = _opt(1000, min=1, max=1_000_000)
     max_wait_ms: int = _opt(10, min=0, max=600_000)
     batch_linger_ms: int = _opt(0, min=0, max=600_000)
-    id_field: str = _opt("id")
+    id_field: str = _opt("id", doc="default: [training] id_column")
     passthrough: list[str] = _opt([])
     missing_feature: str = _opt("reject", choices=("reject", "impute"))
     numeric_strings: str = _opt("coerce", choices=("coerce", "reject"))
     non_finite: str = _opt("reject", choices=("reject", "impute"))
     extra_fields: str = _opt("ignore", choices=("ignore", "reject"))
+    unknown_category: str = _opt("score", choices=("score", "reject"))
     processes: int = _opt(1, min=1, max=256)
     reload_poll_ms: int = _opt(200, min=10, max=60_000)
     delivery_timeout_ms: int = _opt(30_000, min=100, max=3_600_000)
@@ -314,8 +327,12 @@ def redact_url(url: str) -> str:
 #: ``s3://bucket`` or ``s3://bucket/prefix``.
 S3_ROOT = re.compile(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\s]*)?")
 
-#: Metrics training reports; higher is better unless listed in LOWER_IS_BETTER.
-KNOWN_METRICS = frozenset({"accuracy", "f1", "roc_auc", "log_loss", "rmse", "mae", "r2"})
+#: Metrics training reports per task; higher is better unless listed in LOWER_IS_BETTER.
+TASK_METRICS = {
+    "classification": ("accuracy", "f1", "roc_auc", "log_loss"),
+    "regression": ("rmse", "mae", "r2"),
+}
+KNOWN_METRICS = frozenset(m for metrics in TASK_METRICS.values() for m in metrics)
 LOWER_IS_BETTER = frozenset({"log_loss", "rmse", "mae"})
 
 

@@ -11,6 +11,7 @@ def test_public_names_are_exported_once_and_sorted():
         "AliasEvent",
         "DataFingerprint",
         "FeatureSpec",
+        "ImportRecord",
         "LoadedModel",
         "Manifest",
         "ModelStore",

@@ -180,6 +180,29 @@ def test_gate_metrics_must_be_known(tmp_path):
         load_config(write(tmp_path, "[training.gate]\nmin = { auc = 0.9 }\n"), environ={})
 
 
+def test_gate_metrics_must_belong_to_the_task(tmp_path):
+    text = '[training]\ntask = "regression"\n[training.gate]\nmin = { roc_auc = 0.9 }\n'
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, text), environ={})
+    assert str(caught.value).endswith(
+        "[training.gate] min.roc_auc: roc_auc is a classification metric but [training] task = "
+        "'regression'; gate a regression model on rmse, mae, r2 (or set task = 'classification')"
+    )
+
+
+def test_regression_gets_a_regression_default_estimator(tmp_path):
+    cfg = load_config(write(tmp_path, '[training]\ntask = "regression"\n'), environ={})
+    assert cfg.training.estimator == "sklearn.linear_model.Ridge"
+    assert cfg.to_dict()["training"]["estimator"] == "sklearn.linear_model.Ridge"
+
+
+def test_worker_id_field_defaults_to_the_training_id_column(tmp_path):
+    cfg = load_config(write(tmp_path, '[training]\nid_column = "customer"\n'), environ={})
+    assert cfg.worker.id_field == "customer"
+    text = '[training]\nid_column = "customer"\n[worker]\nid_field = "event_id"\n'
+    assert load_config(write(tmp_path, text), environ={}).worker.id_field == "event_id"
+
+
 def test_secrets_never_show_in_repr_or_dict(tmp_path):
     text = (
         '[kafka]\nsecurity_protocol = "SASL_SSL"\nsasl_mechanism = "PLAIN"\n'

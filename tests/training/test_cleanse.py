@@ -123,3 +123,14 @@ def test_cleanse_no_rows_left_is_an_error_with_counts():
         TrainingError, match=r"no rows left after cleansing: 2 read, 2 without a label"
     ):
         cleanse(data, label="target")
+
+
+def test_cleanse_fractional_classification_label_points_at_regression():
+    data = pd.DataFrame({"x": [1.0, 2.0, 3.0], "y": [0.5, 1.25, 2.0]})
+    with pytest.raises(
+        TrainingError,
+        match=r"label column 'y' holds fractional numbers \(e.g. 0.5; "
+        r"3 distinct values\) but \[training\] task is classification; set task = "
+        r"'regression'",
+    ):
+        cleanse(data, label="y", task="classification")

@@ -33,7 +33,17 @@ def test_import_estimator_builds_the_class_with_params():
         ("sklearn.no_such_module.Model", {}, "module 'sklearn.no_such_module' cannot be imported"),
         ("sklearn.linear_model.LogisticRegresion", {}, "has no 'LogisticRegresion'"),
         ("sklearn.metrics.accuracy_score", {}, "is a function, not a class"),
-        ("sklearn.linear_model.LogisticRegression", {"colour": 1}, "estimator_params for"),
+        (
+            "sklearn.linear_model.LogisticRegression",
+            {"colour": 1},
+            r"'colour' is not a parameter of sklearn.linear_model.LogisticRegression; its "
+            r"parameters are penalty, .*C, ",
+        ),
+        (
+            "sklearn.ensemble.RandomForestClassifier",
+            {"n_estimator": 10},
+            r"'n_estimator' is not a parameter .* did you mean 'n_estimators'\?",
+        ),
         ("collections.OrderedDict", {}, r"not a scikit-learn estimator \(no fit, predict"),
     ],
 )
@@ -49,9 +59,15 @@ def test_pipeline_refuses_a_regressor_for_classification():
 
 
 def test_pipeline_refuses_a_classifier_for_regression():
-    cfg = TrainingConfig(task="regression")
+    cfg = TrainingConfig(task="regression", estimator="sklearn.linear_model.LogisticRegression")
     with pytest.raises(TrainingError, match="is not a regressor"):
         build_pipeline(cfg, NUMERIC)
+
+
+def test_pipeline_default_estimator_follows_the_task():
+    assert TrainingConfig().estimator == "sklearn.linear_model.LogisticRegression"
+    assert TrainingConfig(task="regression").estimator == "sklearn.linear_model.Ridge"
+    assert build_pipeline(TrainingConfig(task="regression"), NUMERIC).steps[-1][1].alpha == 1.0
 
 
 def test_pipeline_numeric_steps_follow_the_config():

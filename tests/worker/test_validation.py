@@ -132,3 +132,49 @@ def test_builder_refuses_a_schema_it_cannot_serve():
 
 def test_row_from_defaults_has_one_row_per_schema():
     assert builder().row_from_defaults().shape == (1, 3)
+
+
+# --------------------------------------------------------------------------- text features
+
+TEXT = [
+    FeatureSpec("region", "category", categories=("north", "south", "west")),
+    FeatureSpec("note", "string"),
+    FeatureSpec("x", "float"),
+]
+
+
+def test_build_unknown_category_is_rejected_naming_feature_value_and_known_categories():
+    built = builder(ValidationPolicy(unknown_category="reject"), TEXT).build(
+        [
+            {"region": "south", "note": "free text", "x": 1.0},
+            {"region": "east", "note": "anything", "x": 2.0},
+        ]
+    )
+    assert built.rows == [0]
+    [(index, reason)] = built.rejected
+    assert index == 1
+    assert reason == (
+        "feature \"region\" has the unknown category 'east' (model m v1 knows 3: 'north', "
+        "'south', 'west'); set [worker] unknown_category = \"score\" to let the model score it "
+        "anyway"
+    )
+
+
+def test_build_unknown_category_is_scored_under_the_score_policy():
+    built = builder(ValidationPolicy(unknown_category="score"), TEXT).build(
+        [{"region": "east", "note": "n", "x": 2.0}]
+    )
+    assert built.rejected == []
+    assert built.matrix.tolist() == [["east", "n", 2.0]]
+
+
+def test_build_string_features_take_any_text_and_numbers_as_text():
+    built = builder(ValidationPolicy(unknown_category="reject"), TEXT).build(
+        [{"region": "west", "note": 42, "x": 0.5}]
+    )
+    assert built.matrix.tolist() == [["west", "42", 0.5]]
+
+
+def test_build_string_feature_refuses_an_object_value():
+    built = builder(features=TEXT).build([{"region": "west", "note": {"a": 1}, "x": 0.5}])
+    assert built.rejected == [(0, 'feature "note" must be a string text, got an object')]

@@ -1,0 +1,68 @@
+"""``streamscore models import`` as a user runs it: output and exit codes (0, 2, 3)."""
+
+from __future__ import annotations
+
+import joblib
+import pytest
+from click.testing import CliRunner
+
+from app.cli import main
+from model_store import ModelStore
+from tests.notebook_models import LABEL, churn_data, fitted_churn_model
+
+GATE = {"min": {"roc_auc": 0.7}, "max": {}, "compare_metric": ""}
+
+
+@pytest.fixture
+def files(tmp_path):
+    frame = churn_data(300)
+    joblib.dump(fitted_churn_model(frame.iloc[:200]), tmp_path / "model.joblib")
+    frame.iloc[200:].to_csv(tmp_path / "test.csv", index=False)
+    return tmp_path / "model.joblib", tmp_path / "test.csv"
+
+
+def invoke(cfg, *args: str):
+    return CliRunner().invoke(main, ["--config", str(cfg.source), "models", *args])
+
+
+def test_cli_import_promote_prints_schema_metrics_and_verdict(make_config, files):
+    cfg = make_config(
+        model_store={"model_name": "churn"}, training={"label_column": LABEL, "gate": GATE}
+    )
+    model, data = files
+    result = invoke(cfg, "import", str(model), "--data", str(data), "--promote")
+    assert result.exit_code == 0, result.output
+    for text in (
+        f"churn v1 imported from joblib {model}",
+        "3 features: age: int, income: float, region: category",
+        "metrics on 100 rows",
+        "roc_auc",
+        "quality gate passed",
+        "promoted churn v1 to 'production'",
+    ):
+        assert text in result.output
+    shown = invoke(cfg, "show", "production")
+    assert f"imported: joblib {model} (sha256 " in shown.output
+    assert "gate: passed" in shown.output
+    assert "category (" in shown.output  # the column's pandas dtype beside the feature dtype
+
+
+def test_cli_import_gate_failure_exits_3_and_keeps_a_candidate(make_config, files):
+    strict = {"min": {"roc_auc": 1.1}, "max": {}, "compare_metric": ""}
+    cfg = make_config(
+        model_store={"model_name": "churn"}, training={"label_column": LABEL, "gate": strict}
+    )
+    model, data = files
+    result = invoke(cfg, "import", str(model), "--data", str(data), "--promote")
+    assert result.exit_code == 3, result.output
+    assert "gate failed: churn v1 stays a candidate (no production model yet)" in result.output
+    assert ModelStore.from_config(cfg).aliases() == {"candidate": 1}
+
+
+def test_cli_import_without_data_or_schema_exits_2_saying_what_to_pass(make_config, files):
+    cfg = make_config(model_store={"model_name": "churn"})
+    model, _ = files
+    result = invoke(cfg, "import", str(model))
+    assert result.exit_code == 2
+    assert "cannot tell the model's feature schema" in result.output
+    assert "pass --data FILE" in result.output and "--schema FILE" in result.output
