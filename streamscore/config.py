@@ -194,7 +194,16 @@ class WorkerConfig:
     delivery_timeout_ms: int = _opt(30_000, min=100, max=3_600_000)
     retry_backoff_ms: int = _opt(500, min=10, max=600_000)
     max_retry_backoff_ms: int = _opt(10_000, min=10, max=3_600_000)
-    restart_backoff_ms: int = _opt(1000, min=0, max=600_000)
+    restart_backoff_ms: int = _opt(1000, min=0, max=600_000, doc="first restart delay")
+    max_restart_backoff_ms: int = _opt(30_000, min=0, max=3_600_000, doc="doubling up to this")
+    max_restarts: int = _opt(5, min=0, max=1_000_000, doc="consecutive failures, then give up")
+    min_uptime_ms: int = _opt(10_000, min=0, max=3_600_000, doc="up this long = started well")
+    stop_timeout_ms: int = _opt(4000, min=100, max=600_000, doc="SIGTERM, then SIGKILL after")
+    assignment: str = _opt(
+        "group",
+        choices=("group", "supervisor"),
+        doc="group: Kafka consumer group; supervisor: split among this supervisor's processes",
+    )
     fetch_max_bytes: int = _opt(2_097_152, min=1024)
     max_partition_fetch_bytes: int = _opt(262_144, min=1024)
     linger_ms: int = _opt(5, min=0, max=60_000)
