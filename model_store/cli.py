@@ -195,7 +195,7 @@ def rollback(state: State, alias: str | None, reason: str) -> None:
 
 
 def _report(cfg: Config, event: AliasEvent) -> None:
-    from streamscore.control import announce_alias_move
+    from streamscore.control import announce_alias_move, require_acknowledged
 
     how = " (rolled back)" if event.action == "rollback" else ""
     console.print(
@@ -205,7 +205,8 @@ def _report(cfg: Config, event: AliasEvent) -> None:
     announced = announce_alias_move(
         cfg.kafka, model=cfg.model_store.model_name, alias=event.alias, version=event.to_version
     )
-    if not announced:
+    what = f"{event.alias} moved to v{event.to_version}"
+    if not require_acknowledged(cfg.kafka, announced, what, 3.0):
         console.print(
             f"[dim]no notice on {escape(cfg.kafka.control_topic)} (Kafka not reachable): "
             f"workers pick the move up on their next store poll[/]",

@@ -176,6 +176,8 @@ class TrainingConfig:
 class DemoConfig:
     events_path: Path = _opt(Path("var/data/events.jsonl"))
     holdout_fraction: float = _opt(0.2, min=0.01, max=0.9)
+    backlog_repeat: int = _opt(100, min=1, max=100_000, doc="the held-back rows, this many times")
+    wait_timeout_ms: int = _opt(180_000, min=1, max=3_600_000, doc="longest wait for results")
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from kafka.structs import TopicPartition
 
 from streamscore import jsonio
 from streamscore.config import KafkaConfig
+from streamscore.exceptions import BrokerError
 from streamscore.kafka_admin import client_kwargs
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,22 @@ def announce_alias_move(
     finally:
         if producer is not None:
             producer.close(timeout=1)
+
+
+def require_acknowledged(kafka: KafkaConfig, announced: bool, what: str, timeout_s: float) -> bool:
+    """For a command line after :func:`announce_alias_move`: False when Kafka was not
+    reachable (nothing waited: workers see the move on their next store poll); raises
+    :class:`BrokerError` when it was reachable but did not acknowledge the notice within
+    ``timeout_s`` (a wait that ran out fails the command, naming what it waited for)."""
+    if announced:
+        return True
+    if not _reachable(kafka.bootstrap_servers):
+        return False
+    raise BrokerError(
+        f"{what}, but Kafka at {kafka.bootstrap_servers} did not acknowledge the notice on "
+        f"{kafka.control_topic} within {timeout_s:g} s; running workers still see the move on "
+        f"their next store poll ([worker] reload_poll_ms)"
+    )
 
 
 def _reachable(bootstrap: str, timeout_s: float = 0.5) -> bool:

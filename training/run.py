@@ -54,6 +54,9 @@ class TrainResult:
     train_rows: int
     test_rows: int
     seconds: float
+    #: After a promotion: whether the broker acknowledged the notice on the control topic
+    #: (None when nothing was promoted).
+    announced: bool | None = None
 
 
 class GateRefused(GateFailed):
@@ -156,6 +159,7 @@ def train(
             step.note = f"{manifest.label} (candidate)"
         with steps.step("promote") as step:
             promoted = False
+            announced: bool | None = None
             if not promote:
                 step.skip("--no-promote: stays a candidate")
             elif not verdict.passed:
@@ -164,7 +168,7 @@ def train(
                 store.promote(manifest.version, alias, reason=f"gate passed: {verdict.summary()}")
                 promoted = True
                 step.note = f"{alias} -> v{manifest.version}"
-                _announce(cfg, store.name, manifest.version)
+                announced = _announce(cfg, store.name, manifest.version)
     result = TrainResult(
         manifest=manifest,
         verdict=verdict,
@@ -176,6 +180,7 @@ def train(
         train_rows=len(y_train),
         test_rows=len(y_test),
         seconds=time.perf_counter() - started,
+        announced=announced,
     )
     if promote and not verdict.passed:
         current = store.aliases().get(alias)
@@ -224,10 +229,10 @@ def _recorded_config(cfg: Config, path: Path) -> dict[str, Any]:
     return recorded
 
 
-def _announce(cfg: Config, model: str, version: int) -> None:
+def _announce(cfg: Config, model: str, version: int) -> bool:
     """Tell running workers now (best effort; they also poll the store)."""
     from streamscore.control import announce_alias_move
 
-    announce_alias_move(
+    return announce_alias_move(
         cfg.kafka, model=model, alias=cfg.model_store.alias, version=version, timeout_s=2.0
     )

@@ -147,3 +147,21 @@ def test_python_dash_m_model_store_runs_the_group(config, store):
     )
     assert result.returncode == 0, result.stderr
     assert [d["version"] for d in json.loads(result.stdout)] == [1, 2]
+
+
+def test_promote_whose_notice_is_not_acknowledged_exits_2_naming_the_wait(tmp_path, store):
+    import socket
+
+    with socket.socket() as silent:  # accepts connections, never answers Kafka
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        path = tmp_path / "silent.toml"
+        path.write_text(
+            CONFIG.replace("127.0.0.1:1", f"127.0.0.1:{silent.getsockname()[1]}")
+            + 'control_topic = "ctl"\n'
+        )
+        result = run(path, "promote", "1")
+    assert result.exit_code == 2, result.output
+    assert "production moved to v1, but Kafka at 127.0.0.1:" in result.output
+    assert "did not acknowledge the notice on ctl within 3 s" in result.output
+    assert store.aliases()["production"] == 1  # the move itself happened
