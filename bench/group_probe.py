@@ -11,15 +11,27 @@ new members start and the probe reports how long until every one of them owns pa
 Finding on Tansu 0.6.0 (kafka-python 3.0.12, session 3000 ms; see README "The embedded broker"):
 the group wedges when **the member the broker chose as leader leaves (LeaveGroup) while the
 group is forming** (a rebalance in progress: a member just joined or left and the others are
-rejoining). Tansu's ``Forming`` state removes the member but keeps its id as the leader
-(``Formed`` and a missed heartbeat both clear it), so every later JoinGroup names a leader that
+rejoining), or **is expired by missed heartbeats while the group is formed**. Tansu's
+``Forming`` leave and ``Formed`` expiry remove the member but keep its id as the leader (only a
+``Formed`` leave and a ``Forming`` expiry clear it), so every later JoinGroup names a leader that
 no longer exists, nobody gets the member list to compute an assignment, and every SyncGroup
 answers REBALANCE_IN_PROGRESS: forever, for this group id, until the broker restarts.
 Sequences that do that: stopping two members at once (SIGTERM of a supervisor: the first
 LeaveGroup starts a rebalance, the second member, often the leader, leaves during it), or a
 member that leaves while a new one is joining. Members that never send LeaveGroup (static
 membership, ``group_instance_id``: kafka-python and librdkafka then leave it to the session
-timeout) are removed by missed heartbeats, which clear the leader: no wedge.
+timeout) are *expired*, and Tansu's ``Formed`` state keeps an expired leader too: static
+membership wedged more often here.
+
+Run 2026-12-01 (2 runs per scenario and mode, restart 0.5 s / 3.0 s after the sequence):
+
+    scenario                                  dynamic            static
+    both SIGTERM at once                      4.2 s, 3.7 s       8.2 s, 7.8 s
+    one at a time (wait for the survivor)     4.8 s, 3.5 s       WEDGED, WEDGED
+    one at a time, 0.3 s apart                6.1 s, WEDGED      9.0 s, WEDGED
+    leader leaves while a member joins        WEDGED, 5.4 s      9.1 s, WEDGED
+    kill -9 both                              6.0 s, 5.1 s       11.1 s, WEDGED
+    kill -9 one, SIGTERM the other            8.2 s, 9.7 s       WEDGED, 9.5 s
 """
 
 from __future__ import annotations
