@@ -223,6 +223,10 @@ class HttpConfig:
     host: str = _opt("127.0.0.1", doc="admin endpoints bind to loopback by default")
     port: int = _opt(8080, min=0, max=65535, doc="worker process i listens on port + i")
     admin_token: Secret = _opt(Secret(""), doc="bearer token for /reload and /retrain")
+    max_body_bytes: int = _opt(1_048_576, min=64, max=1 << 30, doc="/predict: one event's body")
+    max_list_body_bytes: int = _opt(
+        16_777_216, min=64, max=1 << 31, doc="/predict: a list's body (<= 10,000 events)"
+    )
 
 
 @dataclass(frozen=True)

@@ -118,7 +118,7 @@ def run_one(state: object, index: int, members: int, parent_pid: int) -> None:
             log.info(
                 "model threads: %d per process ([worker] model_threads)", cfg.worker.model_threads
             )
-        scoring = ScoringWorker(cfg, index=index)
+        scoring = ScoringWorker(cfg, index=index, members=members)
         _install_stop_handlers(scoring.stop)
         if parent_pid:
             _stop_with_parent(parent_pid, scoring.stop)

@@ -19,7 +19,13 @@ from starlette.routing import Route
 
 from streamscore import jsonio
 from streamscore.config import HttpConfig
-from streamscore.http_common import HttpServer, OrjsonResponse, require_admin
+from streamscore.http_common import (
+    BodyTooLarge,
+    HttpServer,
+    OrjsonResponse,
+    read_limited_body,
+    require_admin,
+)
 from worker.processor import score_events
 
 if TYPE_CHECKING:
@@ -60,7 +66,11 @@ def build_app(worker: ScoringWorker, http: HttpConfig) -> Starlette:
         model = worker.model or worker.reloader.latest
         if model is None:
             return OrjsonResponse({"error": "no model loaded yet"}, status_code=503)
-        body = await request.body()
+        try:
+            body = await read_limited_body(request, http.max_body_bytes, http.max_list_body_bytes)
+        except BodyTooLarge as exc:
+            key = "max_body_bytes" if exc.kind == "an event" else "max_list_body_bytes"
+            return exc.response(key)
         try:
             payload = jsonio.loads(body)
         except jsonio.JSONDecodeError as exc:
