@@ -39,7 +39,7 @@ def broker(run_dir: Path) -> Iterator[tuple[str, str, int | None]]:
     if external:
         yield external, f"external cluster at {external}", None
         return
-    from streamscore.broker import run_embedded_broker
+    from broker import run_embedded_broker
 
     with run_embedded_broker(run_dir=run_dir) as embedded:
         status = embedded.status()

@@ -14,7 +14,7 @@ from streamscore import jsonio
 from streamscore.config import KafkaConfig
 from streamscore.exceptions import BrokerError
 from streamscore.kafka_admin import client_kwargs, high_watermarks
-from worker.records import headers_dict
+from streamscore.wire import headers_dict
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ import pytest
 
 from streamscore.config import Config, KafkaConfig, config_from_dict, load_config
 from streamscore.exceptions import BrokerError
-from streamscore.tomlwrite import dumps_toml
+from tests.tomlwrite import dumps_toml
 
 EXTERNAL_BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip()
 ON_CI = os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
@@ -55,7 +55,7 @@ def tansu_binary() -> str:
     """Path of the Tansu binary, for tests that run brokers of their own."""
     if EXTERNAL_BOOTSTRAP:
         pytest.skip("embedded-broker test: KAFKA_BOOTSTRAP_SERVERS points at an external cluster")
-    from streamscore.broker import resolve_binary
+    from broker import resolve_binary
 
     try:
         return resolve_binary()
@@ -70,7 +70,7 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if EXTERNAL_BOOTSTRAP:
         yield EXTERNAL_BOOTSTRAP
         return
-    from streamscore.broker import EmbeddedBroker, free_port, resolve_binary
+    from broker import EmbeddedBroker, free_port, resolve_binary
 
     try:
         resolve_binary()
@@ -171,7 +171,7 @@ def config_factory(tmp_path: Path, kafka_section: dict[str, Any]) -> ConfigFacto
     ``tmp_path / name`` and kept, so subprocesses can load it (``cfg.source``). The topics are
     created unless ``create_topics=False``.
     """
-    from streamscore.broker import free_port
+    from broker import free_port
     from streamscore.kafka_admin import ensure_topics
 
     def factory(

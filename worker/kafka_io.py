@@ -1,61 +1,30 @@
 """The worker's Kafka side on kafka-python: consume in batches, publish with per-record acks,
-commit offsets. Broker outages are waited out with backoff, never fatal.
+commit offsets. Broker outages are waited out with backoff, never fatal (the retry rules are
+in :mod:`worker.transport`, the settings in :mod:`worker.client_settings`).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer
 from kafka.errors import CommitFailedError, KafkaError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from streamscore.config import Config
-from streamscore.kafka_admin import client_kwargs
-from worker.records import OutRecord
+from streamscore.wire import OutRecord
+from worker.client_settings import kafka_python_consumer, kafka_python_producer
+from worker.transport import (
+    Backoff,
+    Partition,
+    commit_until_done,
+    publish_until_acknowledged,
+)
 
 log = logging.getLogger(__name__)
-
-Partition = tuple[str, int]
-
-
-class Transport(Protocol):
-    """What the scoring loop needs of a Kafka client pair (kafka-python or confluent-kafka)."""
-
-    def subscribe(
-        self,
-        topic: str,
-        on_assign: Callable[[list[Partition]], None],
-        on_revoke: Callable[[list[Partition]], None],
-    ) -> None: ...
-
-    def assign(self, topic: str, partitions: list[int]) -> None: ...
-
-    def poll(self, timeout_ms: int, max_records: int) -> list[Any]: ...
-
-    def assignment(self) -> list[Partition]: ...
-
-    def partition_count(self, topic: str) -> int | None: ...
-
-    def highwater(self, topic: str, partition: int) -> int | None: ...
-
-    def position(self, topic: str, partition: int) -> int | None: ...
-
-    def seek(self, topic: str, partition: int, offset: int) -> None: ...
-
-    def publish(self, records: Sequence[OutRecord], stop: threading.Event) -> None: ...
-
-    def commit(self, offsets: dict[Partition, int], stop: threading.Event) -> bool: ...
-
-    def close(self) -> None: ...
-
-
-class DeliveryFailed(Exception):
-    """Outputs could not be acknowledged before shutdown; their offsets are not committed."""
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -79,34 +48,11 @@ class KafkaPythonTransport:
 
     def __init__(self, cfg: Config, *, client_id: str) -> None:
         self.cfg = cfg
-        k, w = cfg.kafka, cfg.worker
-        common = client_kwargs(k)
-        common["client_id"] = client_id
-        self.consumer = KafkaConsumer(
-            **common,
-            group_id=k.group_id,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            session_timeout_ms=k.session_timeout_ms,
-            heartbeat_interval_ms=k.heartbeat_interval_ms,
-            max_poll_interval_ms=k.max_poll_interval_ms,
-            max_poll_records=w.max_batch_records,
-            fetch_max_bytes=w.fetch_max_bytes,
-            max_partition_fetch_bytes=w.max_partition_fetch_bytes,
-            fetch_max_wait_ms=min(max(w.max_wait_ms, 10), 500),
-        )
-        self._producer_settings: dict[str, Any] = {
-            **common,
-            "acks": "all",
-            "linger_ms": w.linger_ms,
-            "batch_size": w.producer_batch_bytes,
-            "compression_type": None if w.compression == "none" else w.compression,
-            "delivery_timeout_ms": max(w.delivery_timeout_ms, w.linger_ms + k.request_timeout_ms),
-        }
+        self.consumer = KafkaConsumer(**kafka_python_consumer(cfg, client_id))
+        self._producer_settings = kafka_python_producer(cfg, client_id)
         self.producer = KafkaProducer(**self._producer_settings)
-        self.backoff_s = w.retry_backoff_ms / 1000
-        self.max_backoff_s = w.max_retry_backoff_ms / 1000
-        self.delivery_timeout_s = w.delivery_timeout_ms / 1000
+        self.backoff = Backoff.from_config(cfg.worker)
+        self.delivery_timeout_s = cfg.worker.delivery_timeout_ms / 1000
 
     # ------------------------------------------------------------------ consuming
 
@@ -165,50 +111,32 @@ class KafkaPythonTransport:
     # ------------------------------------------------------------------ producing
 
     def publish(self, records: Sequence[OutRecord], stop: threading.Event) -> None:
-        """Send every record and wait until the broker acknowledged each one.
+        """Send every record and wait until the broker acknowledged each one (retried as
+        :func:`worker.transport.publish_until_acknowledged` says)."""
+        publish_until_acknowledged(
+            records, self._send_round, self._renew_producer, self.backoff, stop
+        )
 
-        Failed sends are retried with exponential backoff for as long as the broker is away.
-        Raises :class:`DeliveryFailed` only when ``stop`` is set and records are still
-        unacknowledged, so the caller does not commit their offsets.
-        """
-        pending = list(records)
-        backoff = self.backoff_s
-        while pending:
-            send = self.producer.send
-            futures = [
-                send(r.topic, value=r.value, key=r.key, headers=r.headers, partition=r.partition)
-                for r in pending
-            ]
-            try:
-                self.producer.flush(timeout=self.delivery_timeout_s)
-            except KafkaError as exc:  # KafkaTimeoutError: unfinished ones count as failed
-                log.debug("flush: %s", exc)
-            failed: list[OutRecord] = []
-            first_error: Any = None
-            for record, future in zip(pending, futures, strict=True):
-                if future.is_done and future.succeeded():
-                    continue
-                failed.append(record)
-                if first_error is None:
-                    first_error = future.exception if future.is_done else "no ack before timeout"
-            if not failed:
-                return
-            if stop.is_set():
-                raise DeliveryFailed(
-                    f"{len(failed)} of {len(records)} records unacknowledged at shutdown: "
-                    f"{first_error}"
-                )
-            log.warning(
-                "%d of %d records not acknowledged (%s); retrying in %.1fs",
-                len(failed),
-                len(records),
-                first_error,
-                backoff,
-            )
-            stop.wait(backoff)
-            self._renew_producer()
-            backoff = min(backoff * 2, self.max_backoff_s)
-            pending = failed
+    def _send_round(self, pending: list[OutRecord]) -> tuple[list[OutRecord], Any]:
+        """Send ``pending``, flush: ``(the records without an ack, the first error)``."""
+        send = self.producer.send
+        futures = [
+            send(r.topic, value=r.value, key=r.key, headers=r.headers, partition=r.partition)
+            for r in pending
+        ]
+        try:
+            self.producer.flush(timeout=self.delivery_timeout_s)
+        except KafkaError as exc:  # KafkaTimeoutError: unfinished ones count as failed
+            log.debug("flush: %s", exc)
+        failed: list[OutRecord] = []
+        first_error: Any = None
+        for record, future in zip(pending, futures, strict=True):
+            if future.is_done and future.succeeded():
+                continue
+            failed.append(record)
+            if first_error is None:
+                first_error = future.exception if future.is_done else "no ack before timeout"
+        return failed, first_error
 
     def _renew_producer(self) -> None:
         """A fresh producer after failed deliveries.
@@ -230,25 +158,13 @@ class KafkaPythonTransport:
             TopicPartition(topic, partition): OffsetAndMetadata(offset, "", -1)
             for (topic, partition), offset in offsets.items()
         }
-        backoff = self.backoff_s
-        while True:
-            try:
-                self.consumer.commit(payload)
-                return True
-            except CommitFailedError as exc:
-                log.warning(
-                    "commit refused, the group rebalanced first (%s); these events will be "
-                    "delivered again to the new owner (at-least-once)",
-                    exc,
-                )
-                return False
-            except KafkaError as exc:
-                if stop.is_set():
-                    log.error("commit failed at shutdown: %s", exc)
-                    return False
-                log.warning("commit failed (%s); retrying in %.1fs", exc, backoff)
-                time.sleep(backoff)
-                backoff = min(backoff * 2, self.max_backoff_s)
+        return commit_until_done(
+            lambda: self.consumer.commit(payload),
+            transient=(KafkaError,),
+            refused=lambda exc: isinstance(exc, CommitFailedError),
+            backoff=self.backoff,
+            stop=stop,
+        )
 
     def close(self) -> None:
         try:

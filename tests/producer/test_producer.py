@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from app.cli import main
 from producer.files import EventFileError, detect_format, read_events
 from streamscore import jsonio
-from streamscore.cli import main
 from tests.kafka_helpers import produce, read
 
 pytestmark = pytest.mark.broker
@@ -56,7 +56,7 @@ def test_publish_jsonl_with_key_field_and_final_count(config_factory, tmp_path):
 def test_publish_to_a_refused_address_fails_within_5_s_naming_it(config_factory, tmp_path):
     import time
 
-    from streamscore.broker import free_port
+    from broker import free_port
 
     address = f"127.0.0.1:{free_port()}"
     cfg = config_factory(create_topics=False, kafka={"bootstrap_servers": address})

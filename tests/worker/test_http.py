@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from tests.kafka_helpers import produce, read, wait_until
+from worker.runner import WorkerProcess
 from worker.service import ScoringWorker
 
 pytestmark = pytest.mark.broker
@@ -19,25 +20,26 @@ TOKEN = "s3cret-token"
 
 @pytest.fixture
 def http_worker(config_factory) -> Iterator[Callable[..., tuple[ScoringWorker, httpx.Client]]]:
-    started: list[tuple[ScoringWorker, threading.Thread, httpx.Client]] = []
+    started: list[tuple[WorkerProcess, threading.Thread, httpx.Client]] = []
 
     def start(
         token: str = TOKEN, http: dict | None = None, **sections
     ) -> tuple[ScoringWorker, httpx.Client]:
         http = {"enabled": True, "port": 0, "admin_token": token, **(http or {})}
         cfg = config_factory(http=http, **sections)
-        worker = ScoringWorker(cfg)
-        thread = threading.Thread(target=worker.run, daemon=True)
+        process = WorkerProcess(cfg)
+        thread = threading.Thread(target=process.run, daemon=True)
         thread.start()
-        wait_until(lambda: worker.http is not None, 10, "the HTTP side")
-        client = httpx.Client(base_url=f"http://127.0.0.1:{worker.http.port}", timeout=10)
-        started.append((worker, thread, client))
-        return worker, client
+        wait_until(lambda: process.http is not None, 10, "the HTTP side")
+        assert process.http is not None
+        client = httpx.Client(base_url=f"http://127.0.0.1:{process.http.port}", timeout=10)
+        started.append((process, thread, client))
+        return process.worker, client
 
     yield start
-    for worker, thread, client in started:
+    for process, thread, client in started:
         client.close()
-        worker.stop()
+        process.stop()
         thread.join(timeout=30)
 
 
@@ -183,11 +185,11 @@ def test_predict_stops_reading_an_endless_body_at_the_limit(http_worker, registe
     import socket
 
     register()
-    worker, _client = http_worker()  # the defaults: 1 MiB per event, 16 MiB per list
+    worker, client = http_worker()  # the defaults: 1 MiB per event, 16 MiB per list
     wait_until(lambda: worker.reloader.latest is not None, 10, "model")
     before = _rss_mib()
     sent = 0
-    with socket.create_connection(("127.0.0.1", worker.http.port), timeout=10) as sock:
+    with socket.create_connection(("127.0.0.1", client.base_url.port), timeout=10) as sock:
         sock.sendall(
             b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
             b"Transfer-Encoding: chunked\r\n\r\n"
@@ -219,9 +221,9 @@ def test_predict_refuses_a_declared_length_over_the_limit_without_reading(http_w
     import socket
 
     register()
-    worker, _client = http_worker()
+    worker, client = http_worker()
     wait_until(lambda: worker.reloader.latest is not None, 10, "model")
-    with socket.create_connection(("127.0.0.1", worker.http.port), timeout=10) as sock:
+    with socket.create_connection(("127.0.0.1", client.base_url.port), timeout=10) as sock:
         sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000000\r\n\r\n{")
         reply = sock.recv(65536)
     assert reply.startswith(b"HTTP/1.1 413"), reply[:200]

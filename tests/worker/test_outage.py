@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from streamscore.broker import EmbeddedBroker, free_port
+from broker import EmbeddedBroker, free_port
 from streamscore.config import BrokerConfig
 from streamscore.kafka_admin import ensure_topics
 from tests.kafka_helpers import produce, read, wait_until

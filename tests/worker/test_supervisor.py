@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from broker import free_port
 from streamscore import jsonio
-from streamscore.broker import free_port
 from tests.kafka_helpers import wait_until
 
 pytestmark = [pytest.mark.slow]

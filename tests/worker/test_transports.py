@@ -11,13 +11,12 @@ import time
 
 import pytest
 
-from streamscore.broker import EmbeddedBroker, free_port
+from broker import EmbeddedBroker, free_port
 from streamscore.config import BrokerConfig
 from streamscore.kafka_admin import ensure_topics
+from streamscore.wire import OutRecord
 from tests.kafka_helpers import read
-from worker.kafka_io import DeliveryFailed
-from worker.records import OutRecord
-from worker.service import make_transport
+from worker.transport import DeliveryFailed, make_transport
 
 pytestmark = [
     pytest.mark.broker,

@@ -13,7 +13,7 @@ from types import FrameType
 
 import click
 
-from streamscore.clitools import StreamscoreGroup, config_option, pass_state, setup_logging
+from app.clitools import StreamscoreGroup, config_option, pass_state, setup_logging
 from streamscore.config import resolve_config_path
 from streamscore.exceptions import StreamscoreError
 from worker.lean import limit_model_threads, skip_pandas
@@ -110,7 +110,7 @@ def run_one(state: object, index: int, members: int, parent_pid: int) -> None:
         from streamscore.preflight import check_bootstrap
 
         check_bootstrap(cfg.kafka)
-        from worker.service import ScoringWorker
+        from worker.runner import WorkerProcess
 
         if skipped:
             log.info("not loading %s in this process ([worker] import_pandas = false)", skipped)
@@ -118,7 +118,7 @@ def run_one(state: object, index: int, members: int, parent_pid: int) -> None:
             log.info(
                 "model threads: %d per process ([worker] model_threads)", cfg.worker.model_threads
             )
-        scoring = ScoringWorker(cfg, index=index, members=members)
+        scoring = WorkerProcess(cfg, index=index, members=members)
         _install_stop_handlers(scoring.stop)
         if parent_pid:
             _stop_with_parent(parent_pid, scoring.stop)

@@ -6,8 +6,8 @@ import datetime as dt
 
 import click
 
-from streamscore.broker import EmbeddedBroker, kafka_answers
-from streamscore.clitools import State, StreamscoreGroup, config_option, console, pass_state
+from app.clitools import State, StreamscoreGroup, config_option, console, pass_state
+from broker import EmbeddedBroker, kafka_answers
 from streamscore.config import Config
 
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from streamscore.broker import free_port
+from broker import free_port
 from streamscore.config import config_from_dict
 from streamscore.exceptions import BrokerError
 from streamscore.preflight import check_address, check_bootstrap
