@@ -117,7 +117,11 @@ class ControlListener:
         while not self._stop.is_set():
             try:
                 if consumer is None:
-                    consumer = KafkaConsumer(**client_kwargs(self.kafka), enable_auto_commit=False)
+                    consumer = KafkaConsumer(
+                        **client_kwargs(self.kafka),
+                        enable_auto_commit=False,
+                        allow_auto_create_topics=False,  # created with 1 partition, not 4
+                    )
                     partitions = consumer.partitions_for_topic(self.kafka.control_topic) or {0}
                     tps = [TopicPartition(self.kafka.control_topic, p) for p in partitions]
                     consumer.assign(tps)

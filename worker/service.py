@@ -39,6 +39,7 @@ from worker.processor import BatchProcessor, Destinations, ServingModel
 from worker.reloader import ModelReloader, ReloadEvent
 from worker.status import WorkerStatus
 from worker.swap import swap_between_batches
+from worker.topics import TopicKeeper
 from worker.transport import DeliveryFailed, Partition, Transport, make_transport
 from worker.validation import ValidationPolicy
 
@@ -118,6 +119,8 @@ class ScoringWorker:
     def run(self) -> None:
         cfg = self.cfg
         ensure_topics(cfg.kafka)
+        keeper = TopicKeeper(cfg.kafka, cfg.worker.topic_check_ms)
+        keeper.start()
         self.reloader.start()
         control = ControlListener(cfg.kafka, self._on_notice)
         control.start()
@@ -129,6 +132,7 @@ class ScoringWorker:
                 if not self._member_session(cfg):
                     break
         finally:
+            keeper.stop()
             control.stop()
             self.reloader.stop()
             log.info(

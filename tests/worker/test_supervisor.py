@@ -64,8 +64,11 @@ def test_supervisor_gives_up_on_a_dead_bootstrap_address_with_backoff_and_the_re
     started = time.monotonic()
     supervisor = supervise(cfg)
     reason_file = cfg.worker.log_dir / "worker-0.exit"
-    wait_until(reason_file.exists, 5, "the first worker to report the dead address")
-    assert time.monotonic() - started < 5.0
+    # The check itself answers within 5 s (tests/streamscore/test_preflight.py); here the bound
+    # also covers starting two interpreters, which takes seconds on a loaded test machine. The
+    # Kafka client alone took 31 s to report this address.
+    wait_until(reason_file.exists, 20, "the first worker to report the dead address")
+    assert time.monotonic() - started < 20.0
     assert address in reason_file.read_text() and "connection refused" in reason_file.read_text()
     _out, err = supervisor.communicate(timeout=60)
     assert supervisor.returncode == 2
@@ -163,7 +166,7 @@ def test_sigterm_stops_the_supervisor_and_its_children_within_5_s(config_factory
     if state == "running":
         for i in range(2):
             log = cfg.worker.log_dir / f"worker-{i}.log"
-            wait_until(lambda f=log: f.exists() and "starting" in f.read_text(), 30, "workers")
+            wait_until(lambda f=log: f.exists() and "starting" in f.read_text(), 90, "workers")
     elif state == "waiting to restart":
         log = cfg.worker.log_dir / "supervisor.log"
         wait_until(lambda: "restarting in 60.0 s" in log.read_text(), 20, "a pending restart")
