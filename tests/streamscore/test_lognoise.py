@@ -58,3 +58,22 @@ def test_streamscore_lines_are_never_condensed(captured):
     for _ in range(3):
         logging.getLogger("worker.test").warning("same line")
     assert captured == ["same line"] * 6
+
+
+def test_kafka_pythons_event_loop_warnings_are_one_line_until_something_else_is_said(captured):
+    log = logging.getLogger("kafka.net.selector")
+    handlers = logging.getLogger("kafka.conn").handlers  # the fixture's two
+    for handler in handlers:
+        log.addHandler(handler)
+    try:
+        for took in (0.103, 0.182, 0.44, 0.12):
+            log.warning(
+                "Task <kafka.net.selector.Task object at 0x7f%x> ran for %.3fs (>0.100s "
+                "threshold). It is blocking the event loop",
+                int(took * 1e6),
+                took,
+            )
+    finally:
+        for handler in handlers:
+            log.removeHandler(handler)
+    assert len(captured[::2]) == 1
