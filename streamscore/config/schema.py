@@ -183,7 +183,7 @@ class WorkerConfig:
     max_restart_backoff_ms: int = _opt(30_000, min=0, max=3_600_000, doc="doubling up to this")
     max_restarts: int = _opt(5, min=0, max=1_000_000, doc="consecutive failures, then give up")
     min_uptime_ms: int = _opt(10_000, min=0, max=3_600_000, doc="up this long = started well")
-    stop_timeout_ms: int = _opt(4000, min=100, max=600_000, doc="SIGTERM, then SIGKILL after")
+    stop_timeout_ms: int = _opt(3000, min=100, max=600_000, doc="SIGTERM, then SIGKILL after")
     topic_check_ms: int = _opt(
         10_000, min=0, max=3_600_000, doc="recreate missing topics this often; 0 = at start only"
     )
