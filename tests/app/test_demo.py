@@ -11,7 +11,7 @@ import pytest
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
 
-def run_demo(cfg, timeout_s: float = 400) -> subprocess.CompletedProcess[str]:
+def run_demo(cfg, timeout_s: float = 570) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "streamscore", "--config", str(cfg.source), "demo"],
         capture_output=True,
@@ -28,6 +28,7 @@ def demo_config(config_factory, **demo):
     )
 
 
+@pytest.mark.timeout(1200)  # two demos, each training two models and starting two workers
 def test_demo_twice_in_a_row_on_one_broker_prints_each_runs_own_numbers(config_factory):
     cfg = demo_config(config_factory)
     runs = [run_demo(cfg), run_demo(cfg)]
