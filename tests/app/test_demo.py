@@ -38,8 +38,8 @@ def test_demo_twice_in_a_row_on_one_broker_prints_each_runs_own_numbers(config_f
         out = done.stdout
         ids.append(re.search(r"event ids start with (demo-[0-9a-f]{6})-", out).group(1))
         # 569 rows, 20 % held back: 114 events x 3 repeats, and 3 malformed ones.
-        assert re.search(r"scored\s+342\b", out), out
-        assert re.search(r"total published\s+345\b", out), out
+        assert re.search(r"│ scored\s+│\s+342 │", out), out
+        assert re.search(r"│ total published\s+│\s+345 │", out), out
         assert "every streamed event scored: 8,000 ids" in out, out
     assert ids[0] != ids[1]
     # The second run trained versions 3 and 4, and its swap table shows only its own versions.
