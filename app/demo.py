@@ -19,6 +19,7 @@ the demo (exit 2) with what it waited for.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import signal
 import subprocess
 import sys
@@ -167,10 +168,13 @@ def _train_two_versions(cfg: Config) -> tuple[ModelStore, int]:
 
 def _start_workers(cfg: Config, config_path: Path) -> subprocess.Popen[bytes]:
     # ``python -m streamscore``: tests/app/test_entry_points.py checks that it exists.
-    workers = subprocess.Popen(
+    from worker.supervisor import die_with_parent
+
+    workers = subprocess.Popen(  # they stop with the demo, even when it is killed
         [sys.executable, "-m", "streamscore", "--config", str(config_path), "worker", "-n", "2"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        preexec_fn=die_with_parent(os.getpid()),
     )
     console.print(f"supervisor pid {workers.pid}; logs in {cfg.worker.log_dir}")
     return workers

@@ -175,7 +175,7 @@ class Supervisor:
             "--config",
             str(self.config_path),
         ]
-        process = subprocess.Popen(cmd, preexec_fn=_die_with_parent(os.getpid()))
+        process = subprocess.Popen(cmd, preexec_fn=die_with_parent(os.getpid()))
         log.info(
             "started worker %d (pid %d), logs: %s",
             index,
@@ -342,7 +342,7 @@ class Supervisor:
             self.state_file.unlink(missing_ok=True)
 
 
-def _die_with_parent(parent_pid: int) -> Any:
+def die_with_parent(parent_pid: int) -> Any:
     """A ``preexec_fn`` that makes the child get SIGTERM when this supervisor dies, even by
     kill -9 and even while the child is still importing (Linux ``PR_SET_PDEATHSIG``, which
     survives ``exec``). Elsewhere it does nothing, and the child's own watch (``--parent-pid``)

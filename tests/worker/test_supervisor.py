@@ -161,17 +161,22 @@ def test_sigterm_stops_the_supervisor_and_its_children_within_5_s(config_factory
     else:
         cfg = config_factory()
     supervisor = supervise(cfg, "-n", "2")
-    state_file = cfg.worker.log_dir / "supervisor.json"
-    wait_until(state_file.exists, 20, "the supervisor to start its children")
-    pids = children_of(cfg)
-    if state == "running":
-        for i in range(2):
-            log = cfg.worker.log_dir / f"worker-{i}.log"
-            wait_until(lambda f=log: f.exists() and "starting" in f.read_text(), 90, "workers")
-    elif state == "waiting to restart":
-        log = cfg.worker.log_dir / "supervisor.log"
-        wait_until(lambda: "restarting in 60.0 s" in log.read_text(), 20, "a pending restart")
-    took = stopped_within(supervisor, 5)
+    try:
+        state_file = cfg.worker.log_dir / "supervisor.json"
+        wait_until(state_file.exists, 20, "the supervisor to start its children")
+        pids = children_of(cfg)
+        if state == "running":
+            for i in range(2):
+                log = cfg.worker.log_dir / f"worker-{i}.log"
+                wait_until(lambda f=log: f.exists() and "starting" in f.read_text(), 90, "workers")
+        elif state == "waiting to restart":
+            log = cfg.worker.log_dir / "supervisor.log"
+            wait_until(lambda: "restarting in 60.0 s" in log.read_text(), 20, "a pending restart")
+        took = stopped_within(supervisor, 5)
+    finally:
+        if supervisor.poll() is None:
+            supervisor.kill()
+            supervisor.wait()
     assert supervisor.returncode == 0
     assert took < 5.0, f"SIGTERM took {took:.1f} s while {state}"
     assert not any(alive(pid) for pid in pids)
