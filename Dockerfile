@@ -8,9 +8,9 @@ FROM python:3.11-slim-bookworm AS build
 WORKDIR /src
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
-# Dependencies first (same lock as make and CI), so code changes reuse this layer.
+# Dependencies first (the runtime lock, hash-checked: `make lock`), so code changes reuse this layer.
 COPY requirements.lock ./
-RUN pip install --no-cache-dir -r requirements.lock
+RUN pip install --no-cache-dir --require-hashes -r requirements.lock
 COPY pyproject.toml README.md ./
 COPY streamscore ./streamscore
 COPY broker ./broker

@@ -11,14 +11,24 @@ PACKAGES := streamscore broker model_store training worker producer app monitor
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-10s %s\n", $$1, $$2}'
 
+# Every dependency is hash-checked (--require-hashes) against requirements-dev.lock, setuptools
+# included: the editable install is built from it without build isolation. The one line
+# silenced is setuptools' notice that an install is editable (an information, not a defect).
 $(STAMP): requirements.lock requirements-dev.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements-dev.lock
-	$(BIN)/python -m pip install --quiet --no-deps -e .
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements-dev.lock
+	PYTHONWARNINGS="ignore:Editable installation" \
+	  $(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $@
 
 install: $(STAMP) ## create .venv and install the pinned dependencies and streamscore
+
+lock: $(STAMP) ## regenerate both lock files (with hashes) from pyproject.toml's ranges (uv)
+	$(BIN)/uv pip compile pyproject.toml --python-version 3.11 --generate-hashes \
+	  --custom-compile-command "make lock" --quiet -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --extra dev -c requirements.lock --python-version 3.11 \
+	  --generate-hashes --custom-compile-command "make lock" --quiet -o requirements-dev.lock
 
 demo: $(STAMP) ## end-to-end demo on the embedded broker
 	$(BIN)/streamscore demo
@@ -56,4 +66,4 @@ broker-stop: $(STAMP) ## stop the embedded broker the demo started
 clean: ## remove runtime state (models, data, logs) but keep .venv
 	rm -rf var
 
-.PHONY: help install demo lint types contracts pytest test bench format broker-stop clean
+.PHONY: help install lock demo lint types contracts pytest test bench format broker-stop clean

@@ -84,6 +84,9 @@ def setup_logging(level: str = "INFO", *, file: Path | None = None) -> None:
     if file is not None:
         file.parent.mkdir(parents=True, exist_ok=True)
         handlers.append(logging.FileHandler(file))
+    from streamscore import lognoise
+
+    lognoise.install(handlers)  # Kafka clients' repeated lines: one per state change
     logging.basicConfig(
         level=getattr(logging, level.upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -9,17 +9,25 @@
    accuracy against the known labels;
 7. stream at a fixed rate and promote version B mid-stream: every worker swaps within a second;
 8. stop the workers cleanly (the broker keeps running: ``streamscore broker stop``).
+
+Every run reports only what it ran: its event ids carry a run id, and results are read from
+the topics' end offsets taken before it published, so a second run on the same broker prints
+its own numbers. A wait that runs out (``[demo] wait_timeout_ms``), or workers that exit, fail
+the demo (exit 2) with what it waited for.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,7 +42,6 @@ from streamscore.exceptions import StreamscoreError
 if TYPE_CHECKING:
     from model_store import ModelStore
 
-BACKLOG_REPEAT = 100
 STREAM_RATE = 2000.0
 STREAM_SECONDS = 4.0
 
@@ -46,7 +53,7 @@ def _section(title: str) -> None:
 def run_demo(cfg: Config, config_path: Path) -> None:
     from kafka import KafkaProducer
 
-    from streamscore.kafka_admin import client_kwargs, high_watermarks
+    from streamscore.kafka_admin import client_kwargs
     from training import export_demo_data
 
     _section("1. embedded Kafka broker")
@@ -62,35 +69,61 @@ def run_demo(cfg: Config, config_path: Path) -> None:
     _section("3. train, gate, register, promote")
     store, candidate = _train_two_versions(cfg)
 
+    run = f"demo-{uuid.uuid4().hex[:6]}"
+    console.print(f"this run's event ids start with {run}-")
     events = [e for e in _read_jsonl(data.events_path)]
     labels = {e["id"]: e.get("label") for e in events}
-    backlog = [{**e, "id": f"{e['id']}-r{k}"} for k in range(BACKLOG_REPEAT) for e in events]
-    bad = [b"{not json", b"[1, 2, 3]", jsonio.dumps({"id": "bad-missing", "mean_radius": 1.0})]
-    out_start = sum(high_watermarks(cfg.kafka, cfg.kafka.output_topic).values())
-    dlq_start = sum(high_watermarks(cfg.kafka, cfg.kafka.dead_letter_topic).values())
+    repeat = cfg.demo.backlog_repeat
+    backlog = [{**e, "id": f"{run}-{e['id']}-r{k}"} for k in range(repeat) for e in events]
+    bad = [
+        b"{not json",
+        b"[1, 2, 3]",
+        jsonio.dumps({"id": f"{run}-bad-missing", "mean_radius": 1.0}),
+    ]
+    timeout_s = cfg.demo.wait_timeout_ms / 1000
+    outputs_reader = _RunReader(cfg, cfg.kafka.output_topic)
+    dead_reader = _RunReader(cfg, cfg.kafka.dead_letter_topic)
 
     _section("4. two worker processes")
     workers = _start_workers(cfg, config_path)
+    alive = _workers_check(workers, cfg)
     try:
         _section(f"5. publish {len(backlog):,} events + {len(bad)} malformed ones")
         producer = KafkaProducer(**client_kwargs(cfg.kafka), linger_ms=5, batch_size=262_144)
         started = time.perf_counter()
         for event in backlog:
             producer.send(cfg.kafka.input_topic, jsonio.dumps(event), key=event["id"].encode())
-        for value in bad:
-            producer.send(cfg.kafka.input_topic, value)
+        bad_sent = [producer.send(cfg.kafka.input_topic, value) for value in bad]
         producer.flush()
+        bad_at = {(f.get().partition, f.get().offset) for f in bad_sent}
         console.print(f"published in {time.perf_counter() - started:.1f}s")
 
         _section("6. results")
         total = len(backlog) + len(bad)
-        outputs = _wait_for(cfg, "output", out_start, len(backlog), timeout_s=180)
-        dead = _wait_for(cfg, "dead", dlq_start, len(bad), timeout_s=30)
-        _print_results(outputs, dead, labels, total)
+        wanted = {e["id"] for e in backlog}
+        outputs = outputs_reader.wait(
+            lambda r: _id_of(r) in wanted,
+            len(wanted),
+            f"the predictions of this run's {len(wanted):,} events",
+            timeout_s,
+            alive,
+        )
+        dead = dead_reader.wait(
+            lambda r: _source_of(r) in bad_at,
+            len(bad_at),
+            f"the dead letters of this run's {len(bad)} malformed events",
+            timeout_s,
+            alive,
+        )
+        _print_results(outputs, dead, labels, total, run)
 
         _section("7. promote version B mid-stream")
-        _stream_and_swap(cfg, producer, store, events, candidate, out_start + len(outputs))
+        _stream_and_swap(
+            cfg, producer, store, events, candidate, run, outputs_reader, timeout_s, alive
+        )
     finally:
+        outputs_reader.close()
+        dead_reader.close()
         _section("8. stop")
         _stop_workers(workers)
 
@@ -135,10 +168,13 @@ def _train_two_versions(cfg: Config) -> tuple[ModelStore, int]:
 
 def _start_workers(cfg: Config, config_path: Path) -> subprocess.Popen[bytes]:
     # ``python -m streamscore``: tests/app/test_entry_points.py checks that it exists.
-    workers = subprocess.Popen(
+    from worker.supervisor import die_with_parent
+
+    workers = subprocess.Popen(  # they stop with the demo, even when it is killed
         [sys.executable, "-m", "streamscore", "--config", str(config_path), "worker", "-n", "2"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        preexec_fn=die_with_parent(os.getpid()),
     )
     console.print(f"supervisor pid {workers.pid}; logs in {cfg.worker.log_dir}")
     return workers
@@ -150,7 +186,10 @@ def _stream_and_swap(
     store: ModelStore,
     events: list[dict[str, Any]],
     version: int,
-    stream_start: int,
+    run: str,
+    reader: _RunReader,
+    timeout_s: float,
+    alive: Callable[[], None],
 ) -> None:
     """Stream at a fixed rate and promote ``version`` halfway through; show the swap."""
     from model_store.release import promote_and_announce
@@ -168,26 +207,36 @@ def _stream_and_swap(
     swapper = threading.Thread(target=promote_later)
     swapper.start()
     t0 = time.perf_counter()
+    streamed_ids: set[str] = set()
     for i in range(n_stream):
         due = t0 + i / STREAM_RATE
         delay = due - time.perf_counter()
         if delay > 0:
             time.sleep(delay)
-        event = {**events[i % len(events)], "id": f"stream-{i}"}
+        event = {**events[i % len(events)], "id": f"{run}-stream-{i}"}
+        streamed_ids.add(event["id"])
         producer.send(cfg.kafka.input_topic, jsonio.dumps(event), key=event["id"].encode())
     producer.flush()
     producer.close()
     swapper.join()
-    streamed = _wait_for(cfg, "output", stream_start, n_stream, timeout_s=120)
+    streamed = reader.wait(
+        lambda r: _id_of(r) in streamed_ids,
+        n_stream,
+        f"the predictions of this run's {n_stream:,} streamed events",
+        timeout_s,
+        alive,
+    )
     _print_swap(streamed, promoted_at[0], version)
 
 
 def _stop_workers(workers: subprocess.Popen[bytes]) -> None:
-    workers.send_signal(signal.SIGTERM)
+    if workers.poll() is None:
+        workers.send_signal(signal.SIGTERM)
     try:
         workers.wait(timeout=60)
     except subprocess.TimeoutExpired:
         workers.kill()
+        workers.wait()
     console.print(
         f"workers stopped (exit {workers.returncode}). The broker keeps running: "
         "`streamscore broker stop` ends it.\nNext: `streamscore tail`, "
@@ -199,20 +248,90 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [jsonio.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
 
 
-def _wait_for(cfg: Config, which: str, start: int, count: int, *, timeout_s: float) -> list[Any]:
-    """Records of the output (or dead-letter) topic beyond offset sum ``start``."""
-    from producer.results import collect
+class DemoWaitFailed(StreamscoreError):
+    """A demo step did not see its results in time, or the workers exited."""
 
-    topic = cfg.kafka.output_topic if which == "output" else cfg.kafka.dead_letter_topic
-    deadline = time.monotonic() + timeout_s
-    with console.status(f"waiting for {count:,} records on {topic}"):
-        while True:
-            records = collect(cfg.kafka, topic, expected=start + count, timeout_s=5)
-            if len(records) >= start + count or time.monotonic() > deadline:
-                break
-    records.sort(key=lambda r: (r.timestamp, r.partition, r.offset))
-    # Records from earlier demo runs come first in offset order per partition; keep the newest.
-    return records[-count:] if len(records) >= count else records
+
+def _id_of(record: Any) -> Any:
+    value = record.value
+    return value.get("id") if isinstance(value, dict) else None
+
+
+def _source_of(record: Any) -> tuple[int, int] | None:
+    try:
+        h = record.headers
+        return int(h[wire.H_SOURCE_PARTITION]), int(h[wire.H_SOURCE_OFFSET])
+    except (KeyError, ValueError):
+        return None
+
+
+def _workers_check(workers: subprocess.Popen[bytes], cfg: Config) -> Callable[[], None]:
+    """A check that raises :class:`DemoWaitFailed` once the workers' supervisor has exited."""
+
+    def check() -> None:
+        code = workers.poll()
+        if code is not None:
+            raise DemoWaitFailed(
+                f"the workers' supervisor exited (code {code}) before the demo's events were "
+                f"scored; see {cfg.worker.log_dir / 'supervisor.log'} and worker-*.log there"
+            )
+
+    return check
+
+
+class _RunReader:
+    """Reads one topic from the end offsets it had when the demo run started."""
+
+    def __init__(self, cfg: Config, topic: str) -> None:
+        from kafka import KafkaConsumer
+        from kafka.structs import TopicPartition
+
+        from streamscore.kafka_admin import client_kwargs, high_watermarks
+
+        self.cfg = cfg
+        self.topic = topic
+        starts = high_watermarks(cfg.kafka, topic)
+        self.consumer = KafkaConsumer(**client_kwargs(cfg.kafka), enable_auto_commit=False)
+        tps = [TopicPartition(topic, p) for p in sorted(starts)]
+        self.consumer.assign(tps)
+        for tp in tps:
+            self.consumer.seek(tp, starts[tp.partition])
+
+    def wait(
+        self,
+        wanted: Callable[[Any], bool],
+        count: int,
+        what: str,
+        timeout_s: float,
+        check: Callable[[], None],
+    ) -> list[Any]:
+        """Records for which ``wanted`` holds, once ``count`` distinct ones arrived (by id or
+        source offset); a duplicate is kept, so it shows. Raises when ``timeout_s`` passes."""
+        from producer.results import to_result
+
+        found: list[Any] = []
+        distinct: set[Any] = set()
+        deadline = time.monotonic() + timeout_s
+        with console.status(f"waiting for {what} on {self.topic}"):
+            while len(distinct) < count:
+                if time.monotonic() > deadline:
+                    raise DemoWaitFailed(
+                        f"waited {timeout_s:g} s for {what} on {self.topic}: {len(distinct):,} "
+                        f"of {count:,} arrived ([demo] wait_timeout_ms); see the workers' logs "
+                        f"in {self.cfg.worker.log_dir}"
+                    )
+                check()
+                for records in self.consumer.poll(timeout_ms=200).values():
+                    for record in records:
+                        result = to_result(record)
+                        if wanted(result):
+                            found.append(result)
+                            distinct.add(_id_of(result) or _source_of(result))
+        found.sort(key=lambda r: (r.timestamp, r.partition, r.offset))
+        return found
+
+    def close(self) -> None:
+        self.consumer.close()
 
 
 def _print_models(store: Any, alias: str) -> None:
@@ -233,13 +352,15 @@ def _print_models(store: Any, alias: str) -> None:
     console.print(table)
 
 
-def _print_results(outputs: list[Any], dead: list[Any], labels: dict[str, Any], total: int) -> None:
+def _print_results(
+    outputs: list[Any], dead: list[Any], labels: dict[str, Any], total: int, run: str
+) -> None:
     table = Table(title="a few predictions")
     for column in ("id", "prediction", "P(benign)", "model", "known label"):
         table.add_column(column)
     for r in outputs[:5]:
         v = r.value
-        base = str(v["id"]).rsplit("-r", 1)[0]
+        base = str(v["id"]).removeprefix(f"{run}-").rsplit("-r", 1)[0]
         table.add_row(
             str(v["id"]),
             str(v["prediction"]),
@@ -252,7 +373,12 @@ def _print_results(outputs: list[Any], dead: list[Any], labels: dict[str, Any], 
     outcome = Table(title="outcomes")
     outcome.add_column("outcome")
     outcome.add_column("events", justify="right")
-    outcome.add_row("scored", f"{len(outputs):,}")
+    distinct = {r.value["id"] for r in outputs}
+    outcome.add_row("scored", f"{len(distinct):,}")
+    if len(outputs) > len(distinct):
+        outcome.add_row(
+            "… of them scored twice (at-least-once)", f"{len(outputs) - len(distinct):,}"
+        )
     for stage, n in sorted(stages.items()):
         outcome.add_row(f"dead letter ({stage})", str(n))
     outcome.add_row("total published", f"{total:,}")
@@ -265,7 +391,7 @@ def _print_results(outputs: list[Any], dead: list[Any], labels: dict[str, Any], 
     known = 0
     for r in outputs:
         v = r.value
-        label = labels.get(str(v["id"]).rsplit("-r", 1)[0])
+        label = labels.get(str(v["id"]).removeprefix(f"{run}-").rsplit("-r", 1)[0])
         if label is not None:
             known += 1
             correct += int(v["prediction"] == label)
@@ -294,7 +420,11 @@ def _print_swap(outputs: list[Any], promoted_at: float, new_version: int) -> Non
             f"within {max(lag, 0):.2f}s"
         )
     ids = [r.value["id"] for r in outputs]
-    console.print(f"no event lost or scored twice: {len(ids) == len(set(ids))} ({len(ids):,} ids)")
+    twice = len(ids) - len(set(ids))
+    console.print(
+        f"every streamed event scored: {len(set(ids)):,} ids; scored twice: {twice:,} "
+        f"(at-least-once: a rebalance or a restart may repeat a batch)"
+    )
 
 
 @click.command("demo")

@@ -236,13 +236,17 @@ def rollback(state: State, alias: str | None, reason: str) -> None:
 
 
 def _report(cfg: Config, move: AliasMove) -> None:
+    from model_store.release import ANNOUNCE_TIMEOUT_S
+    from streamscore.control import require_acknowledged
+
     event = move.event
     how = " (rolled back)" if event.action == "rollback" else ""
     console.print(
         f"{event.alias}: {_version(event.from_version)} -> v{event.to_version}{how}",
         highlight=False,
     )
-    if not move.announced:
+    what = f"{event.alias} moved to v{event.to_version}"
+    if not require_acknowledged(cfg.kafka, move.announced, what, ANNOUNCE_TIMEOUT_S):
         console.print(
             f"[dim]no notice on {escape(cfg.kafka.control_topic)} (Kafka not reachable): "
             f"workers pick the move up on their next store poll[/]",

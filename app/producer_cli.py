@@ -45,6 +45,9 @@ def publish(
     total = count_events(file, fmt)
     if limit is not None:
         total = min(total, limit)
+    from streamscore.preflight import check_bootstrap
+
+    check_bootstrap(cfg.kafka)  # a wrong address: one line within seconds, not a 30 s timeout
     ensure_topics(cfg.kafka)
     events = islice(read_events(file, fmt), limit)
     with (

@@ -49,10 +49,19 @@ def train(state: State, no_promote: bool, data_path: Path | None) -> None:
         raise
     show_result(result, alias=cfg.model_store.alias)
     if result.promoted:
+        from streamscore.control import require_acknowledged
+
         console.print(
             f"[bold green]promoted[/] {result.manifest.label} to {cfg.model_store.alias!r} "
             f"in {result.seconds:.1f}s"
         )
+        what = f"promoted {result.manifest.label}"
+        if not require_acknowledged(cfg.kafka, bool(result.announced), what, 2.0):
+            console.print(
+                f"[dim]no notice on {cfg.kafka.control_topic} (Kafka not reachable): workers "
+                f"pick the move up on their next store poll[/]",
+                highlight=False,
+            )
     else:
         console.print(
             f"registered {result.manifest.label} as a candidate (not promoted: --no-promote)"

@@ -12,6 +12,7 @@ from kafka.structs import TopicPartition
 
 from streamscore import jsonio
 from streamscore.config import KafkaConfig
+from streamscore.exceptions import BrokerError
 from streamscore.kafka_admin import client_kwargs, high_watermarks
 from streamscore.wire import headers_dict
 
@@ -35,7 +36,8 @@ class Result:
             return None
 
 
-def _to_result(record: Any) -> Result:
+def to_result(record: Any) -> Result:
+    """A kafka-python consumer record as a :class:`Result`."""
     headers = headers_dict(record.headers)
     return Result(
         record.topic,
@@ -61,7 +63,9 @@ def read_topic(
 
     Without ``from_beginning``: the last ``limit`` records per partition that exist now
     (like ``tail``). With it: from offset 0. ``follow`` keeps waiting for new records;
-    otherwise reading ends at the high watermarks measured at the start.
+    otherwise reading ends at the high watermarks measured at the start, and a broker that
+    sends nothing for ``idle_timeout_s`` before they are reached is an error (never a short
+    answer that looks complete).
     """
     ends = high_watermarks(kafka, topic)
     consumer = KafkaConsumer(**client_kwargs(kafka), enable_auto_commit=False)
@@ -83,7 +87,7 @@ def read_topic(
                 last_data = time.monotonic()
             for records in polled.values():
                 for record in records:
-                    yield _to_result(record)
+                    yield to_result(record)
                     yielded += 1
                     stop_at = remaining.get(record.partition)
                     if stop_at is not None and record.offset + 1 >= stop_at:
@@ -91,7 +95,14 @@ def read_topic(
                     if follow and limit is not None and from_beginning and yielded >= limit:
                         return
             if not follow and time.monotonic() - last_data > idle_timeout_s:
-                return
+                short = ", ".join(
+                    f"{topic}[{p}] up to offset {end}" for p, end in remaining.items()
+                )
+                raise BrokerError(
+                    f"Kafka at {kafka.bootstrap_servers} sent nothing for {idle_timeout_s:g} s "
+                    f"while {short} remained to read ({yielded} records read); is the broker "
+                    f"overloaded or restarting? Try again, or read with --follow"
+                )
     finally:
         consumer.close()
 
@@ -116,7 +127,7 @@ def collect(
         consumer.seek_to_beginning(*tps)
         while len(out) < expected and time.monotonic() < deadline:
             for records in consumer.poll(timeout_ms=200).values():
-                out.extend(_to_result(r) for r in records)
+                out.extend(to_result(r) for r in records)
         return out
     finally:
         consumer.close()

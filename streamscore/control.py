@@ -19,6 +19,7 @@ from kafka.structs import TopicPartition
 
 from streamscore import jsonio
 from streamscore.config import KafkaConfig
+from streamscore.exceptions import BrokerError
 from streamscore.kafka_admin import client_kwargs
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,22 @@ def announce_alias_move(
             producer.close(timeout=1)
 
 
+def require_acknowledged(kafka: KafkaConfig, announced: bool, what: str, timeout_s: float) -> bool:
+    """For a command line after :func:`announce_alias_move`: False when Kafka was not
+    reachable (nothing waited: workers see the move on their next store poll); raises
+    :class:`BrokerError` when it was reachable but did not acknowledge the notice within
+    ``timeout_s`` (a wait that ran out fails the command, naming what it waited for)."""
+    if announced:
+        return True
+    if not _reachable(kafka.bootstrap_servers):
+        return False
+    raise BrokerError(
+        f"{what}, but Kafka at {kafka.bootstrap_servers} did not acknowledge the notice on "
+        f"{kafka.control_topic} within {timeout_s:g} s; running workers still see the move on "
+        f"their next store poll ([worker] reload_poll_ms)"
+    )
+
+
 def _reachable(bootstrap: str, timeout_s: float = 0.5) -> bool:
     for server in bootstrap.split(","):
         host, _, port = server.strip().rpartition(":")
@@ -100,7 +117,11 @@ class ControlListener:
         while not self._stop.is_set():
             try:
                 if consumer is None:
-                    consumer = KafkaConsumer(**client_kwargs(self.kafka), enable_auto_commit=False)
+                    consumer = KafkaConsumer(
+                        **client_kwargs(self.kafka),
+                        enable_auto_commit=False,
+                        allow_auto_create_topics=False,  # created with 1 partition, not 4
+                    )
                     partitions = consumer.partitions_for_topic(self.kafka.control_topic) or {0}
                     tps = [TopicPartition(self.kafka.control_topic, p) for p in partitions]
                     consumer.assign(tps)

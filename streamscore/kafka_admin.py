@@ -155,6 +155,25 @@ def ensure_topics(
     return counts
 
 
+def recreate_empty_topic(kafka: KafkaConfig, topic: str, partitions: int) -> bool:
+    """Delete ``topic`` and create it again with ``partitions`` if it holds no record; False
+    (and nothing changed) when it holds any. For a topic a client's auto-creation made with
+    the broker's default partition count before streamscore could create it."""
+    if any(high_watermarks(kafka, topic).values()):
+        return False
+    with _admin(kafka, f"recreate {topic}") as admin:
+        admin.delete_topics([topic])
+    deadline = time.monotonic() + kafka.request_timeout_ms / 1000
+    while True:
+        try:
+            ensure_topics(kafka, [topic], partitions=partitions)
+            return True
+        except BrokerError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 def check_topic_name(topic: str) -> None:
     """Kafka's rule: 1-249 of ``[A-Za-z0-9._-]``, not ``.`` or ``..``.
 

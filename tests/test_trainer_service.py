@@ -83,6 +83,26 @@ def test_retrain_runs_a_job_that_registers_and_promotes(cfg):
         assert client.get("/jobs/doesnotexist").status_code == 404
 
 
+@pytest.mark.parametrize(
+    "job_id",
+    [
+        "a" * 300,  # longer than a file name may be: was an unhandled 500 (ENAMETOOLONG)
+        "0123456789ab",  # the form of a job id, but no such job
+        "ABCDEF012345",  # upper case: never handed out
+        "\u00b2" * 12,  # digits to str.isalnum(), not hex digits
+        "..%2F..%2Fetc",
+        "job.json",
+    ],
+)
+def test_trainer_answers_404_for_a_job_id_that_names_no_job(cfg, job_id):
+    app, _runner = build_trainer_app(cfg)
+    with TestClient(app) as client:
+        response = client.get(f"/jobs/{job_id}")
+        assert response.status_code == 404
+        if response.headers.get("content-type", "").startswith("application/json"):
+            assert response.json() == {"error": "no such job"}
+
+
 def test_never_two_training_runs_at_once(cfg):
     app, _runner = build_trainer_app(cfg)
     with TestClient(app) as client:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 import time
 import uuid
@@ -19,6 +20,15 @@ from streamscore.exceptions import StreamscoreError
 log = logging.getLogger(__name__)
 
 LOG_TAIL_LINES = 200
+
+#: What :meth:`JobRunner.submit` hands out: 12 lowercase hex digits (``uuid4().hex[:12]``).
+JOB_ID = re.compile(r"[0-9a-f]{12}")
+
+
+def is_job_id(text: str) -> bool:
+    """True when ``text`` has the form of a job id. Anything else names no job, and is never
+    turned into a path (a 300-character id used to reach the file system: ENAMETOOLONG)."""
+    return JOB_ID.fullmatch(text) is not None
 
 
 @dataclass
@@ -75,12 +85,15 @@ class JobRunner:
             self._thread.join(timeout_s)
 
     def get(self, job_id: str) -> Job | None:
+        """The job with this id, or None for an unknown id or a text that is not a job id."""
+        if not is_job_id(job_id):
+            return None
         if self._current is not None and self._current.id == job_id:
             return self._current
-        path = self.folder / f"{job_id}.json"
-        if not job_id.isalnum() or not path.is_file():
+        try:
+            return Job(**jsonio.loads((self.folder / f"{job_id}.json").read_bytes()))
+        except FileNotFoundError:
             return None
-        return Job(**jsonio.loads(path.read_bytes()))
 
     def run(self, job: Job) -> Job:
         """Run one job in this thread (the schedule calls this directly)."""

@@ -63,6 +63,9 @@ class TrainResult:
     train_rows: int
     test_rows: int
     seconds: float
+    #: After a promotion: whether the broker acknowledged the notice on the control topic
+    #: (None when nothing was promoted).
+    announced: bool | None = None
 
 
 class GateRefused(GateFailed):
@@ -154,12 +157,13 @@ def train(
             step.note = f"{manifest.label} (candidate)"
         with steps.step("promote") as step:
             promoted = False
+            announced: bool | None = None
             if not promote:
                 step.skip("--no-promote: stays a candidate")
             elif not verdict.passed:
                 step.skip("gate failed: stays a candidate")
             else:
-                step.note = _promote(store, cfg, manifest, verdict)
+                step.note, announced = _promote(store, cfg, manifest, verdict)
                 promoted = True
     result = TrainResult(
         manifest=manifest,
@@ -172,16 +176,20 @@ def train(
         train_rows=len(y_train),
         test_rows=len(y_test),
         seconds=time.perf_counter() - started,
+        announced=announced,
     )
     if promote and not verdict.passed:
         raise _refused(store, alias, result)
     return result
 
 
-def _promote(store: ModelStore, cfg: Config, manifest: Manifest, verdict: GateVerdict) -> str:
-    """Move the followed alias to the new version and tell the workers; the step's note."""
+def _promote(
+    store: ModelStore, cfg: Config, manifest: Manifest, verdict: GateVerdict
+) -> tuple[str, bool]:
+    """Move the followed alias to the new version and tell the workers; the step's note and
+    whether the broker acknowledged the notice."""
     alias = cfg.model_store.alias
-    promote_and_announce(
+    move = promote_and_announce(
         store,
         cfg.kafka,
         manifest.version,
@@ -189,7 +197,7 @@ def _promote(store: ModelStore, cfg: Config, manifest: Manifest, verdict: GateVe
         reason=f"gate passed: {verdict.summary()}",
         timeout_s=2.0,
     )
-    return f"{alias} -> v{manifest.version}"
+    return f"{alias} -> v{manifest.version}", move.announced
 
 
 def _refused(store: ModelStore, alias: str, result: TrainResult) -> GateRefused:

@@ -41,6 +41,9 @@ def kafka_python_consumer(cfg: Config, client_id: str) -> dict[str, Any]:
         "fetch_max_bytes": w.fetch_max_bytes,
         "max_partition_fetch_bytes": w.max_partition_fetch_bytes,
         "fetch_max_wait_ms": fetch_max_wait_ms(w),
+        # Topics are created by streamscore with their configured partition counts (the
+        # worker's topic keeper), never by a fetch or a send on an empty broker.
+        "allow_auto_create_topics": False,
     }
 
 
@@ -54,6 +57,7 @@ def kafka_python_producer(cfg: Config, client_id: str) -> dict[str, Any]:
         "compression_type": None if w.compression == "none" else w.compression,
         # kafka-python refuses a delivery timeout below linger + request timeout.
         "delivery_timeout_ms": max(w.delivery_timeout_ms, w.linger_ms + k.request_timeout_ms),
+        "allow_auto_create_topics": False,
     }
 
 
@@ -105,6 +109,7 @@ def confluent_consumer(cfg: Config, client_id: str) -> dict[str, Any]:
         # ... and, when that queue is full, waits 1 s by default before fetching again,
         # which starves a fast worker: check again after a poll wait instead.
         "fetch.queue.backoff.ms": max(w.max_wait_ms, 1),
+        "allow.auto.create.topics": False,
     }
 
 
@@ -122,4 +127,5 @@ def confluent_producer(cfg: Config, client_id: str) -> dict[str, Any]:
         "delivery.timeout.ms": w.delivery_timeout_ms,
         # One Python call per failed record instead of one per record.
         "delivery.report.only.error": True,
+        "allow.auto.create.topics": False,
     }

@@ -93,6 +93,12 @@ class ConfluentTransport:
 
         self.consumer.subscribe([topic], on_assign=assigned, on_revoke=revoked)
 
+    def assign(self, topic: str, partitions: list[int]) -> None:
+        """Consume these partitions without joining the group (committed offsets first)."""
+        from confluent_kafka import TopicPartition
+
+        self.consumer.assign([TopicPartition(topic, p) for p in partitions])
+
     def poll(self, timeout_ms: int, max_records: int) -> list[Any]:
         if self._reposition and not self._resume_from_commits():
             time.sleep(self.backoff.first_s)

@@ -23,7 +23,13 @@ from starlette.routing import Route
 
 from streamscore import jsonio
 from streamscore.config import Config
-from streamscore.http_common import HttpServer, OrjsonResponse, require_admin
+from streamscore.http_common import (
+    BodyTooLarge,
+    HttpServer,
+    OrjsonResponse,
+    read_limited_body,
+    require_admin,
+)
 from worker.processor import Outcome, ServingModel, score_events
 from worker.reloader import ReloadEvent
 from worker.status import WorkerStatus
@@ -127,7 +133,13 @@ class _Handlers:
         model = self.worker.model or self.worker.reloader.latest
         if model is None:
             return OrjsonResponse({"error": "no model loaded yet"}, status_code=503)
-        events = _predict_events(await request.body())
+        http = self.cfg.http
+        try:
+            raw = await read_limited_body(request, http.max_body_bytes, http.max_list_body_bytes)
+        except BodyTooLarge as exc:
+            key = "max_body_bytes" if exc.kind == "an event" else "max_list_body_bytes"
+            return exc.response(key)
+        events = _predict_events(raw)
         if isinstance(events, Response):
             return events
         body, single = events

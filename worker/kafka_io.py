@@ -64,6 +64,11 @@ class KafkaPythonTransport:
     ) -> None:
         self.consumer.subscribe([topic], listener=_Listener(on_assign, on_revoke))
 
+    def assign(self, topic: str, partitions: list[int]) -> None:
+        """Consume these partitions without joining the group; positions start at the group's
+        committed offsets (earliest without one) and commits go under ``group_id``."""
+        self.consumer.assign([TopicPartition(topic, p) for p in partitions])
+
     def poll(self, timeout_ms: int, max_records: int) -> list[Any]:
         polled = self.consumer.poll(timeout_ms=timeout_ms, max_records=max_records)
         if not polled:

@@ -20,10 +20,12 @@ log = logging.getLogger(__name__)
 class WorkerProcess:
     """``run()`` serves HTTP (if ``[http] enabled``) while the worker runs; ``stop()`` ends it."""
 
-    def __init__(self, cfg: Config, *, index: int = 0, worker_id: str | None = None) -> None:
+    def __init__(
+        self, cfg: Config, *, index: int = 0, members: int = 1, worker_id: str | None = None
+    ) -> None:
         self.cfg = cfg
         self.index = index
-        self.worker = ScoringWorker(cfg, index=index, worker_id=worker_id)
+        self.worker = ScoringWorker(cfg, index=index, members=members, worker_id=worker_id)
         self.http: HttpServer | None = None
 
     def stop(self) -> None:

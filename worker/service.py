@@ -46,6 +46,7 @@ from worker.processor import BatchProcessor, BatchResult, Destinations, ServingM
 from worker.reloader import ModelReloader, ReloadEvent
 from worker.status import WorkerStatus
 from worker.swap import swap_between_batches
+from worker.topics import TopicKeeper
 from worker.transport import DeliveryFailed, Partition, Transport, make_transport
 from worker.validation import ValidationPolicy
 
@@ -55,9 +56,19 @@ __all__ = ["ScoringWorker", "WorkerStatus", "make_transport"]
 
 
 class ScoringWorker:
-    def __init__(self, cfg: Config, *, index: int = 0, worker_id: str | None = None) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        *,
+        index: int = 0,
+        members: int = 1,
+        worker_id: str | None = None,
+    ) -> None:
         self.cfg = cfg
         self.index = index
+        #: Processes of this worker's supervisor: with ``[worker] assignment = "supervisor"``
+        #: this one owns the input partitions p with ``p % members == index``.
+        self.members = members
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{index}"
         w = cfg.worker
         self.metrics = WorkerMetrics()
@@ -118,6 +129,8 @@ class ScoringWorker:
     def run(self) -> None:
         cfg = self.cfg
         ensure_topics(cfg.kafka)
+        keeper = TopicKeeper(cfg.kafka, cfg.worker.topic_check_ms)
+        keeper.start()
         self.reloader.start()
         control = ControlListener(cfg.kafka, self._on_notice)
         control.start()
@@ -129,6 +142,7 @@ class ScoringWorker:
                 if not self._member_session(cfg):
                     break
         finally:
+            keeper.stop()
             control.stop()
             self.reloader.stop()
             log.info(
@@ -150,14 +164,18 @@ class ScoringWorker:
         # Same partition counts: a prediction goes to its event's partition number, which is
         # where the default (murmur2) partitioner would put its key, without hashing each key.
         self.processor.follow_partitions = inputs is not None and inputs == outputs
-        transport.subscribe(cfg.kafka.input_topic, self._on_assign, self._on_revoke)
-        log.info(
-            "worker %s joining group %r on %s, serving %s",
-            self.worker_id,
-            cfg.kafka.group_id,
-            cfg.kafka.input_topic,
-            self.model.label if self.model else "nothing",
-        )
+        serving = self.model.label if self.model else "nothing"
+        if cfg.worker.assignment == "supervisor":
+            self._assign_own_share(transport, inputs or cfg.kafka.partitions, serving)
+        else:
+            transport.subscribe(cfg.kafka.input_topic, self._on_assign, self._on_revoke)
+            log.info(
+                "worker %s joining group %r on %s, serving %s",
+                self.worker_id,
+                cfg.kafka.group_id,
+                cfg.kafka.input_topic,
+                serving,
+            )
         try:
             stuck = self._loop(transport)
         finally:
@@ -172,6 +190,33 @@ class ScoringWorker:
                 self.join_timeout_s,
             )
         return stuck
+
+    def _assign_own_share(self, transport: Transport, partitions: int, serving: str) -> None:
+        """``[worker] assignment = "supervisor"``: take partitions ``p % members == index``
+        without joining the consumer group (no rebalance, so nothing to wedge on a broker
+        whose group coordinator can get stuck), committing under ``group_id``."""
+        topic = self.cfg.kafka.input_topic
+        mine = [p for p in range(partitions) if p % self.members == self.index]
+        if not mine:
+            log.warning(
+                "worker %s has no partition of %s: %d partitions for %d processes (raise "
+                "[kafka] partitions or run fewer processes)",
+                self.worker_id,
+                topic,
+                partitions,
+                self.members,
+            )
+        transport.assign(topic, mine)
+        log.info(
+            "worker %s (process %d of %d of its supervisor) takes %s for group %r, serving %s",
+            self.worker_id,
+            self.index,
+            self.members,
+            topic,
+            self.cfg.kafka.group_id,
+            serving,
+        )
+        self._on_assign([(topic, p) for p in mine])
 
     def _loop(self, transport: Transport) -> bool:
         """Poll, score, publish, commit until stopped (False) or stuck joining (True)."""

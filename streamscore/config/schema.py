@@ -211,6 +211,8 @@ class TrainingConfig:
 class DemoConfig:
     events_path: Path = _opt(Path("var/data/events.jsonl"))
     holdout_fraction: float = _opt(0.2, min=0.01, max=0.9)
+    backlog_repeat: int = _opt(100, min=1, max=100_000, doc="the held-back rows, this many times")
+    wait_timeout_ms: int = _opt(180_000, min=1, max=3_600_000, doc="longest wait for results")
 
 
 @dataclass(frozen=True)
@@ -230,7 +232,19 @@ class WorkerConfig:
     delivery_timeout_ms: int = _opt(30_000, min=100, max=3_600_000)
     retry_backoff_ms: int = _opt(500, min=10, max=600_000)
     max_retry_backoff_ms: int = _opt(10_000, min=10, max=3_600_000)
-    restart_backoff_ms: int = _opt(1000, min=0, max=600_000)
+    restart_backoff_ms: int = _opt(1000, min=0, max=600_000, doc="first restart delay")
+    max_restart_backoff_ms: int = _opt(30_000, min=0, max=3_600_000, doc="doubling up to this")
+    max_restarts: int = _opt(5, min=0, max=1_000_000, doc="consecutive failures, then give up")
+    min_uptime_ms: int = _opt(10_000, min=0, max=3_600_000, doc="up this long = started well")
+    stop_timeout_ms: int = _opt(3000, min=100, max=600_000, doc="SIGTERM, then SIGKILL after")
+    topic_check_ms: int = _opt(
+        10_000, min=0, max=3_600_000, doc="recreate missing topics this often; 0 = at start only"
+    )
+    assignment: str = _opt(
+        "group",
+        choices=("group", "supervisor"),
+        doc="group: Kafka consumer group; supervisor: split among this supervisor's processes",
+    )
     fetch_max_bytes: int = _opt(2_097_152, min=1024)
     max_partition_fetch_bytes: int = _opt(262_144, min=1024)
     linger_ms: int = _opt(5, min=0, max=60_000)
@@ -248,6 +262,10 @@ class HttpConfig:
     host: str = _opt("127.0.0.1", doc="admin endpoints bind to loopback by default")
     port: int = _opt(8080, min=0, max=65535, doc="worker process i listens on port + i")
     admin_token: Secret = _opt(Secret(""), doc="bearer token for /reload and /retrain")
+    max_body_bytes: int = _opt(1_048_576, min=64, max=1 << 30, doc="/predict: one event's body")
+    max_list_body_bytes: int = _opt(
+        16_777_216, min=64, max=1 << 31, doc="/predict: a list's body (<= 10,000 events)"
+    )
 
 
 @dataclass(frozen=True)

@@ -207,3 +207,21 @@ def test_show_prints_live_metrics_beside_held_out_from_the_monitor_state(config,
     assert "live: accuracy=1.0000 (held-out 0.9500)" in result.output
     assert "3 labelled of 4 predictions (coverage 75%)" in result.output
     assert "live: -" in run(config, "show", "1").output
+
+
+def test_promote_whose_notice_is_not_acknowledged_exits_2_naming_the_wait(tmp_path, config, store):
+    import socket
+
+    with socket.socket() as silent:  # accepts connections, never answers Kafka
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        path = tmp_path / "silent.toml"
+        path.write_text(
+            config.read_text().replace("127.0.0.1:1", f"127.0.0.1:{silent.getsockname()[1]}")
+            + 'control_topic = "ctl"\n'
+        )
+        result = run(path, "promote", "1")
+    assert result.exit_code == 2, result.output
+    assert "production moved to v1, but Kafka at 127.0.0.1:" in result.output
+    assert "did not acknowledge the notice on ctl within 3 s" in result.output
+    assert store.aliases()["production"] == 1  # the move itself happened

@@ -53,6 +53,23 @@ def test_publish_jsonl_with_key_field_and_final_count(config_factory, tmp_path):
     assert {r.value["x"] for r in records} == set(range(30))
 
 
+def test_publish_to_a_refused_address_fails_within_5_s_naming_it(config_factory, tmp_path):
+    import time
+
+    from broker import free_port
+
+    address = f"127.0.0.1:{free_port()}"
+    cfg = config_factory(create_topics=False, kafka={"bootstrap_servers": address})
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(jsonio.dumps({"id": "p-0"}) + b"\n")
+    started = time.monotonic()
+    result = cli(cfg, "publish", str(path))
+    assert time.monotonic() - started < 5.0
+    assert result.exit_code == 2
+    assert f"Kafka is not reachable at {address}" in result.output
+    assert "connection refused" in result.output
+
+
 def test_publish_csv_at_a_rate_with_limit(config_factory, tmp_path):
     cfg = config_factory()
     path = tmp_path / "events.csv"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -21,8 +22,11 @@ TOKEN = "s3cret-token"
 def http_worker(config_factory) -> Iterator[Callable[..., tuple[ScoringWorker, httpx.Client]]]:
     started: list[tuple[WorkerProcess, threading.Thread, httpx.Client]] = []
 
-    def start(token: str = TOKEN, **sections) -> tuple[ScoringWorker, httpx.Client]:
-        cfg = config_factory(http={"enabled": True, "port": 0, "admin_token": token}, **sections)
+    def start(
+        token: str = TOKEN, http: dict | None = None, **sections
+    ) -> tuple[ScoringWorker, httpx.Client]:
+        http = {"enabled": True, "port": 0, "admin_token": token, **(http or {})}
+        cfg = config_factory(http=http, **sections)
         process = WorkerProcess(cfg)
         thread = threading.Thread(target=process.run, daemon=True)
         thread.start()
@@ -149,3 +153,77 @@ def test_metrics_move_as_events_flow(http_worker, register, demo_set):
     ):
         assert name in text
     wait_until(lambda: "streamscore_consumer_lag{" in client.get("/metrics").text, 5, "lag gauge")
+
+
+def _rss_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+def test_predict_refuses_bodies_over_their_limit_with_413_before_parsing(
+    http_worker, register, demo_set
+):
+    register()
+    worker, client = http_worker(http={"max_body_bytes": 4096, "max_list_body_bytes": 65536})
+    wait_until(lambda: worker.reloader.latest is not None, 10, "model")
+    big_event = {**demo_set.event(0), "note": "x" * 5000}
+    refused = client.post("/predict", json=big_event)
+    assert refused.status_code == 413
+    assert "larger than 4,096 bytes ([http] max_body_bytes)" in refused.json()["error"]
+    big_list = [{**demo_set.event(i % 50), "pad": "y" * 500} for i in range(200)]
+    refused = client.post("/predict", json=big_list)
+    assert refused.status_code == 413
+    assert "([http] max_list_body_bytes)" in refused.json()["error"]
+    # Under the limits both still work.
+    assert client.post("/predict", json=demo_set.event(1)).status_code == 200
+    assert client.post("/predict", json=big_list[:20]).status_code == 200
+
+
+def test_predict_stops_reading_an_endless_body_at_the_limit(http_worker, register, demo_set):
+    import socket
+
+    register()
+    worker, client = http_worker()  # the defaults: 1 MiB per event, 16 MiB per list
+    wait_until(lambda: worker.reloader.latest is not None, 10, "model")
+    before = _rss_mib()
+    sent = 0
+    with socket.create_connection(("127.0.0.1", client.base_url.port), timeout=10) as sock:
+        sock.sendall(
+            b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n"
+        )
+        chunk = b'{"id": "' + b"z" * 65536
+        frame = f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n"
+        try:
+            while sent < 200 * 1024 * 1024:  # 200 MiB, far past the limit
+                sock.sendall(frame)
+                sent += len(chunk)
+        except OSError:
+            pass  # the server answered and closed: it stopped reading
+        reply = b""
+        try:
+            while b"\r\n\r\n" not in reply:
+                data = sock.recv(65536)
+                if not data:
+                    break
+                reply += data
+        except OSError:
+            pass
+    # 413 at the limit; the rest of the body is drained and dropped, never held.
+    assert reply.startswith(b"HTTP/1.1 413"), reply[:200]
+    assert b"max_body_bytes" in reply or b"413" in reply
+    assert _rss_mib() - before < 64, f"the body was held in memory ({sent:,} bytes sent)"
+
+
+def test_predict_refuses_a_declared_length_over_the_limit_without_reading(http_worker, register):
+    import socket
+
+    register()
+    worker, client = http_worker()
+    wait_until(lambda: worker.reloader.latest is not None, 10, "model")
+    with socket.create_connection(("127.0.0.1", client.base_url.port), timeout=10) as sock:
+        sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000000\r\n\r\n{")
+        reply = sock.recv(65536)
+    assert reply.startswith(b"HTTP/1.1 413"), reply[:200]

@@ -63,3 +63,49 @@ def test_worker_survives_a_broker_outage_and_resumes(
         thread.join(timeout=60)
         broker.stop()
     wait_until(lambda: not thread.is_alive(), 5, "the worker to stop")
+
+
+def test_worker_recreates_its_topics_with_their_partition_counts_after_an_empty_restart(
+    config_factory, register, demo_set, tmp_path
+):
+    from kafka import KafkaAdminClient
+
+    from streamscore.kafka_admin import client_kwargs
+
+    port = free_port()
+    broker = EmbeddedBroker(BrokerConfig(port=port, run_dir=tmp_path / "own-broker"))
+    broker.start()
+    cfg = config_factory(
+        kafka={"bootstrap_servers": f"127.0.0.1:{port}"},
+        worker={"retry_backoff_ms": 100, "max_retry_backoff_ms": 500, "topic_check_ms": 1000},
+        create_topics=False,
+    )
+    register()
+    worker = ScoringWorker(cfg)
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    k = cfg.kafka
+    wanted = {k.input_topic: 4, k.output_topic: 4, k.dead_letter_topic: 4, k.control_topic: 1}
+
+    def counts() -> dict[str, int]:
+        admin = KafkaAdminClient(**client_kwargs(k))
+        try:
+            found = admin.describe_topics(list(wanted))
+        finally:
+            admin.close()
+        return {t["name"]: len(t["partitions"]) for t in found if t.get("partitions")}
+
+    try:
+        wait_until(lambda: counts() == wanted, 30, "the topics at start")
+        broker.stop()
+        broker.start()  # memory-only: comes back with no topics at all
+        assert counts() != wanted
+        # Nobody but the worker creates them: not the test, not auto-creation.
+        wait_until(lambda: counts() == wanted, 30, "the worker to recreate its topics")
+        produce(k, [demo_set.event(i, id=f"back-{i}") for i in range(10)])
+        outputs = read(k, k.output_topic, expected=10, timeout_s=60)
+        assert {r.value["id"] for r in outputs} >= {f"back-{i}" for i in range(10)}
+    finally:
+        worker.stop()
+        thread.join(timeout=60)
+        broker.stop()
