@@ -93,6 +93,15 @@ class KafkaConfig:
     request_timeout_ms: int = _opt(30_000, min=1000, max=3_600_000)
     max_poll_interval_ms: int = _opt(300_000, min=1000, max=3_600_000)
     transport: str = _opt("kafka-python", choices=("kafka-python", "confluent-kafka"))
+    static_membership: str = _opt(
+        "auto",
+        choices=("auto", "on", "off"),
+        doc="group.instance.id per worker process; auto = on unless the broker is Tansu",
+    )
+    instance_id: str = _opt(
+        "{group}-{host}-{index}",
+        doc="stable name of worker process i: group.instance.id and transactional.id",
+    )
     security_protocol: str = _opt(
         "PLAINTEXT", choices=("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
     )
@@ -204,6 +213,11 @@ class WorkerConfig:
     log_level: str = _opt("INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     import_pandas: bool = _opt(False)
     model_threads: int = _opt(1, min=0, max=256, doc="OpenMP/BLAS threads per worker; 0 = theirs")
+    delivery: str = _opt(
+        "at-least-once",
+        choices=("at-least-once", "exactly-once"),
+        doc="exactly-once: outputs and offsets in one transaction (Apache Kafka only)",
+    )
 
 
 @dataclass(frozen=True)
@@ -533,7 +547,21 @@ def _check_dependent(cfg: Config, where: str) -> None:
             f"must be four different topics (got {k.input_topic!r}, {k.output_topic!r}, "
             f"{k.dead_letter_topic!r}, {k.control_topic!r})"
         )
+    try:
+        sample = k.instance_id.format(group="g", host="h", index=0)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ConfigError(
+            f"{where}: [kafka] instance_id = {k.instance_id!r} may use only the placeholders "
+            f"{{group}}, {{host}} and {{index}} ({exc!r})"
+        ) from exc
     w = cfg.worker
+    if "{index}" not in k.instance_id and w.processes > 1:
+        raise ConfigError(
+            f"{where}: [kafka] instance_id = {k.instance_id!r} has no {{index}}, so the "
+            f"{w.processes} worker processes would share one name; add {{index}}"
+        )
+    if not sample.strip():
+        raise ConfigError(f"{where}: [kafka] instance_id must not be empty")
     if w.max_retry_backoff_ms < w.retry_backoff_ms:
         raise ConfigError(
             f"{where}: [worker] max_retry_backoff_ms ({w.max_retry_backoff_ms}) must be >= "

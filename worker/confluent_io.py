@@ -21,6 +21,7 @@ from typing import Any
 
 from streamscore.config import Config, KafkaConfig
 from worker.kafka_io import DeliveryFailed, Partition
+from worker.membership import Membership
 from worker.records import OutRecord
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,9 @@ class Record:
 
 
 class ConfluentTransport:
-    def __init__(self, cfg: Config, *, client_id: str) -> None:
+    def __init__(
+        self, cfg: Config, *, client_id: str, membership: Membership | None = None
+    ) -> None:
         try:
             from confluent_kafka import Consumer, Producer
         except ImportError as exc:  # pragma: no cover - exercised only without the extra
@@ -77,11 +80,18 @@ class ConfluentTransport:
                 "which requirements.lock pins: pip install -r requirements.lock"
             ) from exc
         k, w = cfg.kafka, cfg.worker
+        self.exactly_once = membership is not None and membership.exactly_once
         common = confluent_settings(k)
         common["client.id"] = client_id
+        member: dict[str, Any] = {}
+        if membership is not None and membership.group_instance_id:
+            member["group.instance.id"] = membership.group_instance_id
+        if self.exactly_once:  # never score what an upstream transaction aborted
+            member["isolation.level"] = "read_committed"
         self.consumer = Consumer(
             {
                 **common,
+                **member,
                 "group.id": k.group_id,
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
@@ -112,8 +122,15 @@ class ConfluentTransport:
             "delivery.report.only.error": True,
             "on_delivery": self._on_delivery_error,
         }
+        if self.exactly_once:
+            assert membership is not None
+            self._producer_settings |= {
+                "transactional.id": membership.transactional_id,
+                "transaction.timeout.ms": max(60_000, 2 * w.delivery_timeout_ms),
+            }
         self._producer_class = Producer
-        self.producer = Producer(self._producer_settings)
+        self._txn_timeout_s = max(k.request_timeout_ms / 1000, 10.0)
+        self.producer = self._new_producer()
         self._failed: list[tuple[Any, OutRecord]] = []
         self.backoff_s = w.retry_backoff_ms / 1000
         self.max_backoff_s = w.max_retry_backoff_ms / 1000
@@ -323,7 +340,87 @@ class ConfluentTransport:
         except Exception:  # the old producer is being discarded anyway
             log.debug("discarding the failed producer raised", exc_info=True)
         self._failed = []
-        self.producer = self._producer_class(self._producer_settings)
+        self.producer = self._new_producer()
+
+    def _new_producer(self) -> Any:
+        """A producer; a transactional one has called ``init_transactions``, which fences an
+        earlier producer with the same transactional id and aborts what it left open."""
+        producer = self._producer_class(self._producer_settings)
+        if self.exactly_once:
+            producer.init_transactions(self._txn_timeout_s)
+        return producer
+
+    # ------------------------------------------------------------------ exactly-once
+
+    def publish_transaction(
+        self, records: Sequence[OutRecord], offsets: dict[Partition, int], stop: threading.Event
+    ) -> bool:
+        """Publish ``records`` and commit ``offsets`` in one transaction (see
+        :meth:`worker.kafka_io.KafkaPythonTransport.publish_transaction`)."""
+        from confluent_kafka import KafkaError, KafkaException, TopicPartition
+
+        payload = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
+        moved_on = (
+            KafkaError.REBALANCE_IN_PROGRESS,
+            KafkaError.ILLEGAL_GENERATION,
+            KafkaError.UNKNOWN_MEMBER_ID,
+            KafkaError.FENCED_INSTANCE_ID,
+        )
+        backoff = self.backoff_s
+        while True:
+            try:
+                producer = self.producer
+                producer.begin_transaction()
+                produce = producer.produce
+                for r in records:
+                    while True:
+                        try:
+                            produce(
+                                r.topic,
+                                value=r.value,
+                                key=r.key,
+                                headers=r.headers,
+                                partition=-1 if r.partition is None else r.partition,
+                            )
+                            break
+                        except BufferError:
+                            producer.poll(0.05)
+                producer.send_offsets_to_transaction(
+                    payload, self.consumer.consumer_group_metadata(), self._txn_timeout_s
+                )
+                producer.commit_transaction(self._txn_timeout_s)
+                self._failed = []
+                return True
+            except KafkaException as exc:
+                error = exc.args[0] if exc.args else None
+                code = error.code() if error is not None else None
+                self._abort_or_renew()
+                if code in moved_on:
+                    log.warning(
+                        "transaction aborted, the group moved on (%s); the new owner scores "
+                        "these events, nothing of them is visible to read_committed readers",
+                        exc,
+                    )
+                    return False
+                if stop.is_set():
+                    raise DeliveryFailed(
+                        f"transaction of {len(records)} records not committed at shutdown: {exc}"
+                    ) from exc
+                log.warning("transaction failed (%s); retrying in %.1fs", exc, backoff)
+                stop.wait(backoff)
+                backoff = min(backoff * 2, self.max_backoff_s)
+
+    def _abort_or_renew(self) -> None:
+        """Abort the open transaction; a producer that cannot (fenced, fatal) is replaced."""
+        self._failed = []
+        try:
+            self.producer.abort_transaction(self._txn_timeout_s)
+        except Exception:
+            log.debug("abort_transaction failed; renewing the producer", exc_info=True)
+            try:
+                self._renew_producer()
+            except Exception as exc:  # noqa: BLE001 - broker away: the next attempt retries
+                log.warning("could not renew the transactional producer yet: %s", exc)
 
     def _on_delivery_error(self, error: Any, message: Any) -> None:
         """Called by librdkafka (from ``poll``/``flush``) for each record it could not write."""

@@ -1,5 +1,6 @@
 """The worker's Kafka side on kafka-python: consume in batches, publish with per-record acks,
-commit offsets. Broker outages are waited out with backoff, never fatal.
+commit offsets, or (exactly-once) publish and commit offsets in one transaction per batch.
+Broker outages are waited out with backoff, never fatal.
 """
 
 from __future__ import annotations
@@ -11,11 +12,13 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer
+from kafka import errors as kerrors
 from kafka.errors import CommitFailedError, KafkaError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from streamscore.config import Config
 from streamscore.kafka_admin import client_kwargs
+from worker.membership import Membership
 from worker.records import OutRecord
 
 log = logging.getLogger(__name__)
@@ -49,11 +52,26 @@ class Transport(Protocol):
 
     def commit(self, offsets: dict[Partition, int], stop: threading.Event) -> bool: ...
 
+    def publish_transaction(
+        self, records: Sequence[OutRecord], offsets: dict[Partition, int], stop: threading.Event
+    ) -> bool: ...
+
     def close(self) -> None: ...
 
 
 class DeliveryFailed(Exception):
     """Outputs could not be acknowledged before shutdown; their offsets are not committed."""
+
+
+#: The group moved on (a rebalance, or this member was fenced): the transaction is aborted and
+#: the batch belongs to the partitions' new owner.
+GROUP_MOVED_ON = (
+    CommitFailedError,
+    kerrors.IllegalGenerationError,
+    kerrors.UnknownMemberIdError,
+    kerrors.RebalanceInProgressError,
+    kerrors.FencedInstanceIdError,
+)
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -75,14 +93,21 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 class KafkaPythonTransport:
     """Consumer + producer pair for one group member."""
 
-    def __init__(self, cfg: Config, *, client_id: str) -> None:
+    def __init__(
+        self, cfg: Config, *, client_id: str, membership: Membership | None = None
+    ) -> None:
         self.cfg = cfg
         k, w = cfg.kafka, cfg.worker
+        self.membership = membership
+        self.exactly_once = membership is not None and membership.exactly_once
         common = client_kwargs(k)
         common["client_id"] = client_id
         self.consumer = KafkaConsumer(
             **common,
             group_id=k.group_id,
+            group_instance_id=membership.group_instance_id if membership else None,
+            # Exactly-once: never score what an upstream transaction aborted.
+            isolation_level="read_committed" if self.exactly_once else "read_uncommitted",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             session_timeout_ms=k.session_timeout_ms,
@@ -101,7 +126,14 @@ class KafkaPythonTransport:
             "compression_type": None if w.compression == "none" else w.compression,
             "delivery_timeout_ms": max(w.delivery_timeout_ms, w.linger_ms + k.request_timeout_ms),
         }
-        self.producer = KafkaProducer(**self._producer_settings)
+        if self.exactly_once:
+            assert membership is not None
+            self._producer_settings |= {
+                "transactional_id": membership.transactional_id,
+                "enable_idempotence": True,
+                "transaction_timeout_ms": max(60_000, 2 * w.delivery_timeout_ms),
+            }
+        self.producer = self._new_producer()
         self.backoff_s = w.retry_backoff_ms / 1000
         self.max_backoff_s = w.max_retry_backoff_ms / 1000
         self.delivery_timeout_s = w.delivery_timeout_ms / 1000
@@ -213,7 +245,79 @@ class KafkaPythonTransport:
             self.producer.close(timeout=1)
         except Exception:  # the old producer is being discarded anyway
             log.debug("closing the failed producer raised", exc_info=True)
-        self.producer = KafkaProducer(**self._producer_settings)
+        self.producer = self._new_producer()
+
+    def _new_producer(self) -> Any:
+        """A producer; a transactional one has called ``init_transactions``, which fences an
+        earlier producer with the same transactional id and aborts what it left open."""
+        producer = KafkaProducer(**self._producer_settings)
+        if self.exactly_once:
+            try:
+                producer.init_transactions()
+            except BaseException:
+                producer.close(timeout=1)
+                raise
+        return producer
+
+    # ------------------------------------------------------------------ exactly-once
+
+    def publish_transaction(
+        self, records: Sequence[OutRecord], offsets: dict[Partition, int], stop: threading.Event
+    ) -> bool:
+        """Publish ``records`` and commit ``offsets`` for the group in one transaction.
+
+        The offsets go with the consumer's group metadata (generation, member id, instance id),
+        so the group coordinator refuses them from a member the group has moved past (a zombie):
+        the transaction is aborted and False is returned; the caller rewinds the partitions it
+        keeps to the batch's first offsets, and the new owner of the others redoes them.
+        A broker outage aborts and retries the whole transaction with backoff; with ``stop``
+        set it raises :class:`DeliveryFailed` instead (nothing of the batch is visible).
+        """
+        payload = {
+            TopicPartition(topic, partition): OffsetAndMetadata(offset, "", -1)
+            for (topic, partition), offset in offsets.items()
+        }
+        backoff = self.backoff_s
+        while True:
+            try:
+                producer = self.producer
+                producer.begin_transaction()
+                send = producer.send
+                for r in records:
+                    send(
+                        r.topic, value=r.value, key=r.key, headers=r.headers, partition=r.partition
+                    )
+                producer.send_offsets_to_transaction(payload, self.consumer.group_metadata())
+                producer.commit_transaction()
+                return True
+            except GROUP_MOVED_ON as exc:
+                self._abort_or_renew()
+                log.warning(
+                    "transaction aborted, the group moved on (%s); the new owner scores these "
+                    "events, nothing of them is visible to read_committed readers",
+                    exc,
+                )
+                return False
+            except KafkaError as exc:
+                self._abort_or_renew()
+                if stop.is_set():
+                    raise DeliveryFailed(
+                        f"transaction of {len(records)} records not committed at shutdown: {exc}"
+                    ) from exc
+                log.warning("transaction failed (%s); retrying in %.1fs", exc, backoff)
+                stop.wait(backoff)
+                backoff = min(backoff * 2, self.max_backoff_s)
+
+    def _abort_or_renew(self) -> None:
+        """Abort the open transaction; a producer that cannot (fenced, fatal) is replaced."""
+        try:
+            self.producer.abort_transaction()
+        except Exception:
+            log.debug("abort_transaction failed; renewing the producer", exc_info=True)
+            try:
+                self._renew_producer()
+            except KafkaError as exc:  # broker away: the next attempt tries again
+                log.warning("could not renew the transactional producer yet: %s", exc)
 
     # ------------------------------------------------------------------ committing
 

@@ -33,6 +33,7 @@ from streamscore.config import Config
 from streamscore.control import NOTICE_ALIAS_MOVED, ControlListener
 from streamscore.kafka_admin import ensure_topics
 from worker.kafka_io import DeliveryFailed, KafkaPythonTransport, Partition, Transport
+from worker.membership import Membership, plan_membership
 from worker.metrics import WorkerMetrics
 from worker.processor import BatchProcessor, Destinations, ServingModel
 from worker.records import now_ms
@@ -57,13 +58,15 @@ class WorkerStatus:
     waiting_reason: str = ""
 
 
-def make_transport(cfg: Config, *, client_id: str) -> Transport:
+def make_transport(
+    cfg: Config, *, client_id: str, membership: Membership | None = None
+) -> Transport:
     """The Kafka client pair chosen by ``[kafka] transport``."""
     if cfg.kafka.transport == "confluent-kafka":
         from worker.confluent_io import ConfluentTransport
 
-        return ConfluentTransport(cfg, client_id=client_id)
-    return KafkaPythonTransport(cfg, client_id=client_id)
+        return ConfluentTransport(cfg, client_id=client_id, membership=membership)
+    return KafkaPythonTransport(cfg, client_id=client_id, membership=membership)
 
 
 class ScoringWorker:
@@ -103,6 +106,7 @@ class ScoringWorker:
         self._joined = False
         self._rewind: dict[Partition, int] = {}
         self._waiting_since = time.monotonic()
+        self.membership: Membership | None = None
         #: A member waiting this long for an assignment rejoins with a new consumer.
         self.join_timeout_s = max(4 * cfg.kafka.session_timeout_ms / 1000, 15.0)
         self.http: Any = None
@@ -129,6 +133,8 @@ class ScoringWorker:
 
     def run(self) -> None:
         cfg = self.cfg
+        # First: a worker asked for exactly-once on a broker that cannot honour it stops here.
+        self.membership = plan_membership(cfg, self.index)
         self._start_http()
         ensure_topics(cfg.kafka)
         self.reloader.start()
@@ -156,7 +162,9 @@ class ScoringWorker:
     def _member_session(self, cfg: Config) -> bool:
         """One consumer-group membership. True when it should be started afresh: the
         member got no assignment (not even an empty one) within ``join_timeout_s``."""
-        transport = make_transport(cfg, client_id=f"{cfg.kafka.client_id}-{self.index}")
+        transport = make_transport(
+            cfg, client_id=f"{cfg.kafka.client_id}-{self.index}", membership=self.membership
+        )
         self._transport = transport
         self._joined = False
         self._waiting_since = time.monotonic()
@@ -166,11 +174,14 @@ class ScoringWorker:
         # where the default (murmur2) partitioner would put its key, without hashing each key.
         self.processor.follow_partitions = inputs is not None and inputs == outputs
         transport.subscribe(cfg.kafka.input_topic, self._on_assign, self._on_revoke)
+        m = self.membership
         log.info(
-            "worker %s joining group %r on %s, serving %s",
+            "worker %s joining group %r on %s (%s, %s), serving %s",
             self.worker_id,
             cfg.kafka.group_id,
             cfg.kafka.input_topic,
+            f"static member {m.instance}" if m and m.static else "dynamic member",
+            "exactly-once" if m and m.exactly_once else "at-least-once",
             self.model.label if self.model else "nothing",
         )
         try:
@@ -270,13 +281,25 @@ class ScoringWorker:
         self.metrics.scoring_seconds.labels(model_version=model.version_text).observe(
             time.perf_counter() - started
         )
-        transport.publish(result.records, self._stop)
         offsets: dict[Partition, int] = {}
+        firsts: dict[Partition, int] = {}
         for record in records:
             key = (record.topic, record.partition)
             if record.offset >= offsets.get(key, -1):
                 offsets[key] = record.offset + 1
-        transport.commit(offsets, self._stop)
+            if record.offset < firsts.get(key, record.offset + 1):
+                firsts[key] = record.offset
+        if self.membership is not None and self.membership.exactly_once:
+            if not transport.publish_transaction(result.records, offsets, self._stop):
+                # Aborted: nothing of the batch is visible. Partitions this member keeps
+                # resume at the batch's first events; the new owner of the others starts
+                # from the committed offsets, which are the same.
+                for key, first in firsts.items():
+                    self._rewind[key] = min(first, self._rewind.get(key, first))
+                return
+        else:
+            transport.publish(result.records, self._stop)
+            transport.commit(offsets, self._stop)
         self._account(model, len(records), result)
 
     def _account(self, model: ServingModel, size: int, result: Any) -> None:

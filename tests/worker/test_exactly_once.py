@@ -1,0 +1,148 @@
+"""``[worker] delivery = "exactly-once"``: every input's outcome once for read_committed readers.
+
+Each batch's predictions, dead letters and consumed offsets commit in one Kafka transaction,
+sent with the consumer's group metadata (a member the group has moved past is refused). Only
+Apache Kafka can prove it: Tansu shows aborted records to read_committed readers, so a worker
+there refuses the mode and says why; the kill -9 loop runs on Kafka (``--broker-engine kafka``).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import pytest
+
+from streamscore import jsonio
+from streamscore.exceptions import ConfigError
+from tests.kafka_helpers import consume_all, produce, wait_until
+from tests.worker.test_processes import publish_at_rate
+from worker.membership import plan_membership
+
+pytestmark = pytest.mark.broker
+
+
+def test_exactly_once_follows_the_broker_refused_on_tansu_with_the_reason(
+    config_factory, broker_engine
+):
+    cfg = config_factory(worker={"delivery": "exactly-once"}, create_topics=False)
+
+    if broker_engine == "tansu":
+        with pytest.raises(ConfigError, match=r"embedded Tansu broker.*read_committed"):
+            plan_membership(cfg, 0)
+    else:
+        plan = plan_membership(cfg, 3)
+        assert plan.exactly_once
+        assert plan.transactional_id.endswith("-3.txn")
+
+
+def test_static_membership_auto_is_on_except_on_tansu(config_factory, broker_engine):
+    cfg = config_factory(create_topics=False)
+    forced = config_factory(kafka={"static_membership": "off"}, create_topics=False)
+
+    plan = plan_membership(cfg, 1)
+
+    assert plan.static is (broker_engine != "tansu")
+    assert plan.instance == f"{cfg.kafka.group_id}-{os.uname().nodename}-1"
+    assert plan_membership(forced, 1).group_instance_id is None
+
+
+def test_a_worker_in_exactly_once_mode_on_tansu_exits_saying_why(
+    config_factory, register, broker_engine
+):
+    if broker_engine != "tansu":
+        pytest.skip("the refusal is specific to the embedded Tansu broker")
+    cfg = config_factory(worker={"delivery": "exactly-once"})
+    register()
+
+    done = subprocess.run(
+        [sys.executable, "-m", "worker", "run", "--config", str(cfg.source)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert done.returncode != 0
+    assert "exactly-once" in done.stderr and "Tansu" in done.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("transport", ["kafka-python", "confluent-kafka"])
+def test_kill_9_loop_leaves_every_input_exactly_once_for_read_committed_readers(
+    config_factory, register, demo_set, broker_engine, transport
+):
+    if broker_engine == "tansu":
+        pytest.skip(
+            "Tansu shows aborted transactions to read_committed readers: exactly-once cannot "
+            "hold there (the worker refuses the mode, tested above); run with "
+            "--broker-engine kafka"
+        )
+    cfg = config_factory(
+        kafka={"transport": transport},
+        worker={"delivery": "exactly-once", "max_batch_records": 200},
+    )
+    register()
+    events = [demo_set.event(i % 500, id=f"x-{i}") for i in range(3000)]
+    events += [{"id": f"bad-{i}", "mean_radius": "not a number"} for i in range(30)]
+    supervisor = subprocess.Popen(
+        [sys.executable, "-m", "streamscore", "--config", str(cfg.source), "worker", "-n", "2"]
+    )
+    state_file = cfg.worker.log_dir / "supervisor.json"
+    kills = 0
+    try:
+        wait_until(state_file.exists, 30, "the supervisor to start its children")
+        publisher = publish_at_rate(cfg.kafka, events, rate=500)
+        for victim_index in ("0", "1", "0", "1"):
+            time.sleep(1.5)
+            state = jsonio.loads(state_file.read_bytes())
+            victim = state["children"][victim_index]["pid"]
+            os.kill(victim, signal.SIGKILL)
+            kills += 1
+            wait_until(
+                lambda v=victim, i=victim_index: (
+                    jsonio.loads(state_file.read_bytes())["children"][i]["pid"] != v
+                ),
+                20,
+                "the supervisor to restart the killed worker",
+            )
+        publisher.join()
+        produce(cfg.kafka, [demo_set.event(0, id="last")])
+        expected = {e["id"] for e in events} | {"last"}
+        scored = consume_all(
+            cfg.kafka,
+            cfg.kafka.output_topic,
+            3001,
+            timeout_s=180,
+            settle_s=3,
+            isolation_level="read_committed",
+        )
+        dead = consume_all(
+            cfg.kafka,
+            cfg.kafka.dead_letter_topic,
+            30,
+            timeout_s=60,
+            settle_s=1,
+            isolation_level="read_committed",
+        )
+    finally:
+        supervisor.send_signal(signal.SIGTERM)
+        assert supervisor.wait(timeout=90) == 0
+
+    counts = Counter([r.value["id"] for r in scored] + [_dead_id(r) for r in dead])
+    twice = sorted(i for i, n in counts.items() if n > 1)
+    missing = sorted(expected - set(counts))
+    assert kills == 4
+    assert not missing, f"{len(missing)} inputs without an outcome, e.g. {missing[:5]}"
+    assert not twice, f"{len(twice)} inputs with two outcomes, e.g. {twice[:5]}"
+    assert set(counts) == expected
+
+
+def _dead_id(record) -> str:
+    """The input id a dead letter carries (its key is the original key: the id)."""
+    assert record.key is not None
+    return record.key.decode()
