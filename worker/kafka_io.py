@@ -231,21 +231,36 @@ class KafkaPythonTransport:
                 backoff,
             )
             stop.wait(backoff)
-            self._renew_producer()
             backoff = min(backoff * 2, self.max_backoff_s)
+            while not self._renew_producer():  # the broker is still away: no producer yet
+                if stop.is_set():
+                    raise DeliveryFailed(
+                        f"{len(failed)} of {len(records)} records unacknowledged at shutdown: "
+                        f"{first_error}"
+                    )
+                stop.wait(backoff)
+                backoff = min(backoff * 2, self.max_backoff_s)
             pending = failed
 
-    def _renew_producer(self) -> None:
-        """A fresh producer after failed deliveries.
+    def _renew_producer(self) -> bool:
+        """A fresh producer after failed deliveries; False while the brokers cannot be reached.
 
         An idempotent producer that lost its broker (a restart, a failover) can end in a fatal
-        state in which it aborts every batch; a new one starts a new producer session.
+        state in which it aborts every batch; a new one starts a new producer session. A new
+        kafka-python producer bootstraps in its constructor, which fails while every broker is
+        away (Apache Kafka takes 10-50 s to restart here): the old one is kept until then.
         """
+        try:
+            fresh = self._new_producer()
+        except KafkaError as exc:
+            log.warning("no new producer yet: %s", exc)
+            return False
         try:
             self.producer.close(timeout=1)
         except Exception:  # the old producer is being discarded anyway
             log.debug("closing the failed producer raised", exc_info=True)
-        self.producer = self._new_producer()
+        self.producer = fresh
+        return True
 
     def _new_producer(self) -> Any:
         """A producer; a transactional one has called ``init_transactions``, which fences an
@@ -314,10 +329,7 @@ class KafkaPythonTransport:
             self.producer.abort_transaction()
         except Exception:
             log.debug("abort_transaction failed; renewing the producer", exc_info=True)
-            try:
-                self._renew_producer()
-            except KafkaError as exc:  # broker away: the next attempt tries again
-                log.warning("could not renew the transactional producer yet: %s", exc)
+            self._renew_producer()  # broker away: the next attempt tries again
 
     # ------------------------------------------------------------------ committing
 

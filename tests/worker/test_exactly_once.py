@@ -20,7 +20,6 @@ import pytest
 from streamscore import jsonio
 from streamscore.exceptions import ConfigError
 from tests.kafka_helpers import consume_all, produce, wait_until
-from tests.worker.test_processes import publish_at_rate
 from worker.membership import plan_membership
 
 pytestmark = pytest.mark.broker
@@ -87,7 +86,7 @@ def test_kill_9_loop_leaves_every_input_exactly_once_for_read_committed_readers(
         worker={"delivery": "exactly-once", "max_batch_records": 200},
     )
     register()
-    events = [demo_set.event(i % 500, id=f"x-{i}") for i in range(3000)]
+    events = [demo_set.event(i % 500, id=f"x-{i}") for i in range(12_000)]
     events += [{"id": f"bad-{i}", "mean_radius": "not a number"} for i in range(30)]
     supervisor = subprocess.Popen(
         [sys.executable, "-m", "streamscore", "--config", str(cfg.source), "worker", "-n", "2"]
@@ -96,9 +95,12 @@ def test_kill_9_loop_leaves_every_input_exactly_once_for_read_committed_readers(
     kills = 0
     try:
         wait_until(state_file.exists, 30, "the supervisor to start its children")
-        publisher = publish_at_rate(cfg.kafka, events, rate=500)
-        for victim_index in ("0", "1", "0", "1"):
-            time.sleep(1.5)
+        produce(cfg.kafka, [demo_set.event(0, id="first")])
+        consume_all(cfg.kafka, cfg.kafka.output_topic, 1, timeout_s=90)  # the group scores
+        # A backlog keeps both workers busy, so most kills land inside a transaction.
+        produce(cfg.kafka, events)
+        for victim_index in ("0", "1", "0", "1", "0", "1"):
+            time.sleep(1.2)
             state = jsonio.loads(state_file.read_bytes())
             victim = state["children"][victim_index]["pid"]
             os.kill(victim, signal.SIGKILL)
@@ -110,25 +112,25 @@ def test_kill_9_loop_leaves_every_input_exactly_once_for_read_committed_readers(
                 20,
                 "the supervisor to restart the killed worker",
             )
-        publisher.join()
         produce(cfg.kafka, [demo_set.event(0, id="last")])
-        expected = {e["id"] for e in events} | {"last"}
-        scored = consume_all(
-            cfg.kafka,
-            cfg.kafka.output_topic,
-            3001,
-            timeout_s=180,
-            settle_s=3,
-            isolation_level="read_committed",
+        expected = {e["id"] for e in events} | {"first", "last"}
+        scored, dead = (
+            consume_all(
+                cfg.kafka,
+                topic,
+                count,
+                timeout_s=240,
+                settle_s=3,
+                isolation_level="read_committed",
+            )
+            for topic, count in (
+                (cfg.kafka.output_topic, 12_002),
+                (cfg.kafka.dead_letter_topic, 30),
+            )
         )
-        dead = consume_all(
-            cfg.kafka,
-            cfg.kafka.dead_letter_topic,
-            30,
-            timeout_s=60,
-            settle_s=1,
-            isolation_level="read_committed",
-        )
+        everything = consume_all(
+            cfg.kafka, cfg.kafka.output_topic, 12_002, timeout_s=30, settle_s=2
+        ) + consume_all(cfg.kafka, cfg.kafka.dead_letter_topic, 30, timeout_s=30, settle_s=1)
     finally:
         supervisor.send_signal(signal.SIGTERM)
         assert supervisor.wait(timeout=90) == 0
@@ -136,10 +138,12 @@ def test_kill_9_loop_leaves_every_input_exactly_once_for_read_committed_readers(
     counts = Counter([r.value["id"] for r in scored] + [_dead_id(r) for r in dead])
     twice = sorted(i for i, n in counts.items() if n > 1)
     missing = sorted(expected - set(counts))
-    assert kills == 4
+    assert kills == 6
     assert not missing, f"{len(missing)} inputs without an outcome, e.g. {missing[:5]}"
     assert not twice, f"{len(twice)} inputs with two outcomes, e.g. {twice[:5]}"
     assert set(counts) == expected
+    # The kills did interrupt transactions: read_uncommitted readers see their aborted records.
+    assert len(everything) > len(scored) + len(dead), "no kill landed inside a transaction"
 
 
 def _dead_id(record) -> str:
