@@ -53,16 +53,25 @@ def test_static_membership_auto_is_on_except_on_tansu(config_factory, broker_eng
     assert plan_membership(forced, 1).group_instance_id is None
 
 
+@pytest.mark.parametrize(
+    "command",
+    [["-m", "worker", "run"], ["-m", "streamscore", "worker", "-n", "2"]],
+    ids=["one worker", "supervisor"],
+)
 def test_a_worker_in_exactly_once_mode_on_tansu_exits_saying_why(
-    config_factory, register, broker_engine
+    config_factory, register, broker_engine, command
 ):
     if broker_engine != "tansu":
         pytest.skip("the refusal is specific to the embedded Tansu broker")
     cfg = config_factory(worker={"delivery": "exactly-once"})
     register()
+    if command[1] == "streamscore":  # the --config option belongs before the subcommand
+        argv = [sys.executable, "-m", "streamscore", "--config", str(cfg.source), *command[2:]]
+    else:
+        argv = [sys.executable, *command, "--config", str(cfg.source)]
 
     done = subprocess.run(
-        [sys.executable, "-m", "worker", "run", "--config", str(cfg.source)],
+        argv,
         capture_output=True,
         text=True,
         timeout=120,
