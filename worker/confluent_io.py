@@ -130,7 +130,11 @@ class ConfluentTransport:
             }
         self._producer_class = Producer
         self._txn_timeout_s = max(k.request_timeout_ms / 1000, 10.0)
-        self.producer = self._new_producer()
+        try:
+            self.producer = self._new_producer()
+        except BaseException:  # brokers away (init_transactions timed out): leave no consumer
+            self.consumer.close()
+            raise
         self._failed: list[tuple[Any, OutRecord]] = []
         self.backoff_s = w.retry_backoff_ms / 1000
         self.max_backoff_s = w.max_retry_backoff_ms / 1000

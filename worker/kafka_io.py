@@ -133,7 +133,11 @@ class KafkaPythonTransport:
                 "enable_idempotence": True,
                 "transaction_timeout_ms": max(60_000, 2 * w.delivery_timeout_ms),
             }
-        self.producer = self._new_producer()
+        try:
+            self.producer = self._new_producer()
+        except BaseException:  # brokers away (init_transactions timed out): leave no consumer
+            self.consumer.close(autocommit=False)
+            raise
         self.backoff_s = w.retry_backoff_ms / 1000
         self.max_backoff_s = w.max_retry_backoff_ms / 1000
         self.delivery_timeout_s = w.delivery_timeout_ms / 1000

@@ -31,6 +31,7 @@ from typing import Any
 from model_store import ModelStore
 from streamscore.config import Config
 from streamscore.control import NOTICE_ALIAS_MOVED, ControlListener
+from streamscore.exceptions import StreamscoreError
 from streamscore.kafka_admin import ensure_topics
 from worker.kafka_io import DeliveryFailed, KafkaPythonTransport, Partition, Transport
 from worker.membership import Membership, plan_membership
@@ -162,9 +163,9 @@ class ScoringWorker:
     def _member_session(self, cfg: Config) -> bool:
         """One consumer-group membership. True when it should be started afresh: the
         member got no assignment (not even an empty one) within ``join_timeout_s``."""
-        transport = make_transport(
-            cfg, client_id=f"{cfg.kafka.client_id}-{self.index}", membership=self.membership
-        )
+        transport = self._connect(cfg)
+        if transport is None:  # stopped while the brokers were away
+            return False
         self._transport = transport
         self._joined = False
         self._waiting_since = time.monotonic()
@@ -198,6 +199,26 @@ class ScoringWorker:
                 self.join_timeout_s,
             )
         return stuck
+
+    def _connect(self, cfg: Config) -> Transport | None:
+        """A new client pair, waiting out brokers that cannot be reached yet (a restart of the
+        cluster: kafka-python bootstraps in its constructors, and a transactional producer's
+        ``init_transactions`` needs the transaction coordinator). None once stopped."""
+        backoff = cfg.worker.retry_backoff_ms / 1000
+        while True:
+            try:
+                return make_transport(
+                    cfg, client_id=f"{cfg.kafka.client_id}-{self.index}", membership=self.membership
+                )
+            except StreamscoreError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - kafka-python KafkaError, librdkafka KafkaException
+                if self._stop.is_set():
+                    return None
+                log.warning("cannot connect to Kafka yet (%s); retrying in %.1fs", exc, backoff)
+                if self._stop.wait(backoff):
+                    return None
+                backoff = min(backoff * 2, cfg.worker.max_retry_backoff_ms / 1000)
 
     def _start_http(self) -> None:
         http = self.cfg.http
