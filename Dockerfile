@@ -13,10 +13,12 @@ COPY requirements.lock ./
 RUN pip install --no-cache-dir -r requirements.lock
 COPY pyproject.toml README.md ./
 COPY streamscore ./streamscore
+COPY broker ./broker
 COPY model_store ./model_store
 COPY training ./training
 COPY worker ./worker
 COPY producer ./producer
+COPY app ./app
 RUN pip install --no-cache-dir --no-deps .
 
 FROM python:3.11-slim-bookworm AS runtime

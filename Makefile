@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-PACKAGES := streamscore broker model_store training worker producer
+PACKAGES := streamscore broker model_store training worker producer app
 
 .DEFAULT_GOAL := help
 
@@ -31,7 +31,7 @@ lint: $(STAMP) ## ruff lint + format check
 types: $(STAMP) ## mypy (strict) on the packages
 	$(BIN)/mypy
 
-contracts: $(STAMP) ## architecture contract: scoring never imports training
+contracts: $(STAMP) ## architecture contracts: which layer may import which (README, Development)
 	$(BIN)/lint-imports
 
 pytest: $(STAMP) ## the test suite on the embedded broker (real broker, real files)

@@ -50,7 +50,7 @@ def broker(run_dir: Path, engine: str = "tansu") -> Iterator[tuple[str, str, int
                 status.pid if status is not None else None,
             )
         return
-    from streamscore.broker import run_embedded_broker
+    from broker import run_embedded_broker
 
     with run_embedded_broker(run_dir=run_dir) as embedded:
         status = embedded.status()

@@ -29,7 +29,8 @@ from bench import kafkautil
 from bench.data import Events, TrainedModel, fresh_store
 from bench.kafkautil import Names, OutputCollector, Pacer
 from bench.proc import Child, CpuMeter, percentiles, say, warmup_rate
-from streamscore.tomlwrite import dumps_toml
+from streamscore.wire import H_SOURCE_PARTITION
+from tests.tomlwrite import dumps_toml
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -188,7 +189,7 @@ def throughput(
     promoted, so every member joins the group at once and the backlog is shared from the start.
     """
     from model_store import ModelStore
-    from streamscore.control import announce_alias_move
+    from model_store.release import promote_and_announce
 
     n = backlog.size
     root, name = fresh_store(models, [key], production=False, label=key)
@@ -201,13 +202,12 @@ def throughput(
         try:
             with running(setup, config, log_dir, processes) as workers:
                 workers.wait_for_log("no servable model", setup.join_timeout_s)
-                ModelStore(root, name).promote(1, "production", reason="bench")
-                announce_alias_move(
+                promote_and_announce(
+                    ModelStore(root, name),
                     kafkautil.kafka_config(setup.bootstrap, names),
-                    model=name,
-                    alias="production",
-                    version=1,
-                    timeout_s=3.0,
+                    1,
+                    "production",
+                    reason="bench",
                 )
                 started = time.monotonic()
                 if not collector.wait_for(1, setup.join_timeout_s, check=workers.check_alive):
@@ -474,7 +474,7 @@ def hot_swap(
     """Workers serve ``first`` v1 under steady traffic; promote ``second`` v2 (as
     ``streamscore models promote`` does: move the alias, announce on the control topic)."""
     from model_store import ModelStore
-    from streamscore.control import announce_alias_move
+    from model_store.release import promote_and_announce
 
     root, name = fresh_store(models, [first, second], production=True, label="swap")
     store = ModelStore(root, name)
@@ -507,9 +507,8 @@ def hot_swap(
                             workers.check_alive()
                             owners = _owners(workers)
                             promoted_ms = time.time_ns() // 1_000_000
-                            store.promote(2, "production", reason="bench hot swap")
-                            announce_alias_move(
-                                kafka, model=name, alias="production", version=2, timeout_s=3.0
+                            promote_and_announce(
+                                store, kafka, 2, "production", reason="bench hot swap"
                             )
                             promoted_until = time.monotonic() + after_s
                     elif now > promoted_until or _swapped_everywhere(collector, owners):
@@ -552,7 +551,7 @@ def _all_serving(workers: Workers, collector: OutputCollector) -> bool:
 
 def _source_partition(headers: Any) -> int | None:
     for key, value in headers or ():
-        if key == "streamscore.source.partition":
+        if key == H_SOURCE_PARTITION:
             return int(value)
     return None
 

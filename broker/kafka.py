@@ -44,7 +44,7 @@ from pathlib import Path
 from types import TracebackType
 
 from streamscore import jsonio
-from streamscore.broker import free_port, kafka_answers, port_is_free
+from broker.tansu import free_port, kafka_answers, port_is_free
 from streamscore.exceptions import BrokerError
 
 KAFKA_VERSION = "4.4.0"

@@ -1,5 +1,5 @@
-"""``python -m model_store``: the ``models`` command group on its own."""
+"""``python -m model_store``: the ``models`` command group on its own, from :mod:`app`."""
 
-from model_store.cli import models
+from app.models_cli import models
 
 models(prog_name="python -m model_store")

@@ -338,6 +338,44 @@ class ModelStore:
         check_schema(task, features, classes)
         for alias in aliases:
             check_alias(alias)
+        draft = self._draft(
+            task=task,
+            features=features,
+            classes=classes,
+            metrics=metrics,
+            estimator=estimator,
+            data=data,
+            config=config,
+            git_commit=git_commit,
+            parent=parent,
+        )
+        self.folder.mkdir(parents=True, exist_ok=True)
+        staging = self.folder / f"{TMP_PREFIX}{uuid.uuid4().hex}"
+        staging.mkdir()
+        try:
+            digest = self._write_artifact(model, staging / ARTIFACT_FILE)
+            with self._lock():
+                manifest = self._publish(staging, draft, digest, aliases)
+        finally:
+            if staging.exists():
+                shutil.rmtree(staging, ignore_errors=True)
+        log.info("registered %s (%s)", manifest.label, ", ".join(aliases) or "no alias")
+        return manifest
+
+    def _draft(
+        self,
+        *,
+        task: str,
+        features: Sequence[FeatureSpec],
+        classes: Sequence[Any] | None,
+        metrics: Mapping[str, float],
+        estimator: str,
+        data: DataFingerprint | None,
+        config: Mapping[str, Any] | None,
+        git_commit: str | None,
+        parent: int | None,
+    ) -> Manifest:
+        """The manifest without version, time and checksum; refused if not JSON-able."""
         draft = Manifest(
             name=self.name,
             version=0,
@@ -362,37 +400,35 @@ class ModelStore:
                 f"the manifest of {self.name} cannot be written as JSON ({exc}); pass plain "
                 f"str/int/float/bool/list/dict values in config and classes"
             ) from exc
-        self.folder.mkdir(parents=True, exist_ok=True)
-        staging = self.folder / f"{TMP_PREFIX}{uuid.uuid4().hex}"
-        staging.mkdir()
+        return draft
+
+    def _write_artifact(self, model: Any, artifact: Path) -> str:
+        """Pickle ``model`` to ``artifact`` (fsynced); its sha256."""
         try:
-            artifact = staging / ARTIFACT_FILE
-            try:
-                joblib.dump(model, artifact)
-            except Exception as exc:
-                raise ModelStoreError(
-                    f"{self.name}: the model could not be pickled with joblib "
-                    f"({type(exc).__name__}: {exc})"
-                ) from exc
-            fsync_path(artifact)
-            digest = file_sha256(artifact)
-            with self._lock():
-                version = self._next_version()
-                manifest = dataclasses.replace(
-                    draft, version=version, created_at=utc_now(), sha256=digest
-                )
-                manifest_file = staging / MANIFEST_FILE
-                manifest_file.write_bytes(jsonio.dumps_pretty(manifest.to_dict()))
-                fsync_path(manifest_file)
-                fsync_path(staging)
-                staging.rename(self.folder / str(version))
-                fsync_path(self.folder)
-                for alias in dict.fromkeys(aliases):
-                    self.book.move(alias, version, action="register", at=manifest.created_at)
-        finally:
-            if staging.exists():
-                shutil.rmtree(staging, ignore_errors=True)
-        log.info("registered %s (%s)", manifest.label, ", ".join(aliases) or "no alias")
+            joblib.dump(model, artifact)
+        except Exception as exc:
+            raise ModelStoreError(
+                f"{self.name}: the model could not be pickled with joblib "
+                f"({type(exc).__name__}: {exc})"
+            ) from exc
+        fsync_path(artifact)
+        return file_sha256(artifact)
+
+    def _publish(
+        self, staging: Path, draft: Manifest, digest: str, aliases: Sequence[str]
+    ) -> Manifest:
+        """Under the lock: number the version, write its manifest, rename ``staging`` into
+        place and point ``aliases`` at it."""
+        version = self._next_version()
+        manifest = dataclasses.replace(draft, version=version, created_at=utc_now(), sha256=digest)
+        manifest_file = staging / MANIFEST_FILE
+        manifest_file.write_bytes(jsonio.dumps_pretty(manifest.to_dict()))
+        fsync_path(manifest_file)
+        fsync_path(staging)
+        staging.rename(self.folder / str(version))
+        fsync_path(self.folder)
+        for alias in dict.fromkeys(aliases):
+            self.book.move(alias, version, action="register", at=manifest.created_at)
         return manifest
 
     def _lock(self) -> contextlib.AbstractContextManager[None]:

@@ -13,7 +13,7 @@ from kafka.structs import TopicPartition
 from streamscore import jsonio
 from streamscore.config import KafkaConfig
 from streamscore.kafka_admin import client_kwargs, high_watermarks
-from worker.records import headers_dict
+from streamscore.wire import headers_dict
 
 #: Outputs of an exactly-once worker are transactional: read only committed ones (records of
 #: an at-least-once worker are all committed, so nothing changes for them).

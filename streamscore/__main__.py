@@ -1,3 +1,5 @@
-from streamscore.cli import main
+"""``python -m streamscore``: the ``streamscore`` command, from :mod:`app`."""
+
+from app.cli import main
 
 main()

@@ -11,8 +11,8 @@ The tree::
     │   └── NoHistoryError       rollback with nothing to roll back to
     ├── TrainingError            training data or the training run is unusable
     │   └── GateFailed           the quality gate refused promotion
-    └── ScoringError             a worker could not score (schema, model load)
-        └── EventError           one event is unusable; carries the dead-letter stage
+    ├── ScoringError             a worker could not score (schema, model load)
+    └── DeliveryFailed           (worker.transport) outputs not acknowledged / commit refused
 
 Foreign errors (kafka, orjson, joblib, pandas) are translated at the boundary with
 ``raise ... from exc`` so the cause stays visible in tracebacks.
@@ -63,16 +63,3 @@ class GateFailed(TrainingError):
 
 class ScoringError(StreamscoreError):
     """The worker cannot score with the model it has (schema, load)."""
-
-
-class EventError(ScoringError):
-    """One event cannot be scored. ``stage`` is the dead-letter stage.
-
-    Stages: ``decode`` (not a JSON object), ``schema`` (features do not match the model's
-    schema), ``predict`` (the model raised on this row).
-    """
-
-    def __init__(self, stage: str, message: str) -> None:
-        super().__init__(message)
-        self.stage = stage
-        self.message = message

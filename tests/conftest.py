@@ -31,7 +31,7 @@ import pytest
 
 from streamscore.config import Config, KafkaConfig, config_from_dict, load_config
 from streamscore.exceptions import BrokerError
-from streamscore.tomlwrite import dumps_toml
+from tests.tomlwrite import dumps_toml
 
 EXTERNAL_BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip()
 ON_CI = os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
@@ -80,7 +80,7 @@ def tansu_binary() -> str:
     """Path of the Tansu binary, for tests that run brokers of their own."""
     if EXTERNAL_BOOTSTRAP:
         pytest.skip("embedded-broker test: KAFKA_BOOTSTRAP_SERVERS points at an external cluster")
-    from streamscore.broker import resolve_binary
+    from broker import resolve_binary
 
     try:
         return resolve_binary()
@@ -130,7 +130,7 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory, broker_engine: str
         finally:
             kafka.__exit__(None, None, None)
         return
-    from streamscore.broker import EmbeddedBroker, free_port, resolve_binary
+    from broker import EmbeddedBroker, free_port, resolve_binary
 
     try:
         resolve_binary()
@@ -202,7 +202,7 @@ def restartable_broker(broker_engine: str, _own_kafka: Any, tmp_path: Path) -> I
         own.start()
         yield own
         return
-    from streamscore.broker import EmbeddedBroker, free_port, resolve_binary
+    from broker import EmbeddedBroker, free_port, resolve_binary
 
     try:
         resolve_binary()
@@ -297,7 +297,7 @@ def config_factory(tmp_path: Path, kafka_section: dict[str, Any]) -> ConfigFacto
     ``tmp_path / name`` and kept, so subprocesses can load it (``cfg.source``). The topics are
     created unless ``create_topics=False``.
     """
-    from streamscore.broker import free_port
+    from broker import free_port
     from streamscore.kafka_admin import ensure_topics
 
     def factory(

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import tomllib
 from pathlib import Path
 
 import yaml
 from click.testing import CliRunner
 
-from streamscore.cli import main
+from app.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
@@ -88,3 +89,14 @@ def dashboard_metrics() -> set[str]:
         for target in panel["targets"]:
             names |= set(METRIC.findall(target["expr"]))
     return names
+
+
+def test_dockerfile_copies_every_package_the_project_installs():
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    packages = {name.split(".")[0] for name in pyproject["tool"]["setuptools"]["packages"]}
+    copied = {
+        shlex.split(rest)[0]
+        for op, rest in dockerfile_instructions()
+        if op == "COPY" and "--from=" not in rest
+    }
+    assert packages <= copied, f"Dockerfile does not copy {sorted(packages - copied)}"

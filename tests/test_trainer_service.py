@@ -10,8 +10,8 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
+from app.cli import main
 from model_store import ModelStore
-from streamscore.cli import main
 from streamscore.http_common import HttpServer
 from tests.kafka_helpers import wait_until
 from training import export_demo_data
@@ -166,7 +166,7 @@ def test_trainer_serve_binds_loopback_and_answers(cfg):
     import subprocess
     import sys
 
-    from streamscore.broker import free_port
+    from broker import free_port
 
     port = free_port()
     env = {**os.environ, "STREAMSCORE__TRAINER__PORT": str(port)}

@@ -1,5 +1,5 @@
-"""``python -m training``: the ``train`` and ``demo-data`` commands."""
+"""``python -m training``: the ``train`` and ``demo-data`` commands, from :mod:`app`."""
 
-from training.cli import group
+from app.train_cli import group
 
 group(prog_name="python -m training")

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -24,6 +24,7 @@ from rich.console import Console
 from sklearn.pipeline import Pipeline
 
 from model_store import DataFingerprint, FeatureSpec, Manifest, ModelStore, current_git_commit
+from model_store.release import promote_and_announce
 from streamscore.config import Config, TrainingConfig
 from streamscore.exceptions import GateFailed, TrainingError
 from training.cleanse import CleanseReport, cleanse
@@ -34,6 +35,9 @@ from training.gate import GateVerdict, ProductionScore, judge, score_production
 from training.lock import hold_training_lock
 from training.pipeline import build_pipeline, describe
 from training.progress import StepProgress
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -95,22 +99,7 @@ def train(
             raw = load_frame(path)
             step.note = f"{len(raw)} rows, {raw.shape[1]} columns from {path.name}"
         with steps.step("cleanse") as step:
-            frame, report = cleanse(
-                raw,
-                label=t.label_column,
-                id_column=t.id_column,
-                task=t.task,
-                keep_text=[*t.categorical_columns, *t.drop_columns],
-            )
-            schema = derive_schema(
-                frame,
-                label=t.label_column,
-                id_column=t.id_column,
-                drop=t.drop_columns,
-                categorical=t.categorical_columns,
-            )
-            X = feature_matrix(frame, schema)
-            y = frame[t.label_column].to_numpy()
+            report, schema, X, y = _cleanse(raw, t)
             step.note = (
                 f"{report.rows_out} rows kept ({report.unlabeled_dropped} unlabeled, "
                 f"{report.duplicates_dropped} duplicates dropped), {len(schema)} features"
@@ -140,19 +129,7 @@ def train(
                 step.refuse("failed: " + "; ".join(verdict.reasons))
         with steps.step("register") as step:
             data = fingerprint(path, len(raw))
-            manifest = store.register(
-                pipeline,
-                task=t.task,
-                features=schema,
-                classes=_classes(pipeline) if t.task == "classification" else None,
-                metrics=metrics,
-                estimator=describe(t),
-                data=data,
-                config=_recorded_config(cfg, path),
-                git_commit=current_git_commit(Path(__file__).resolve().parent),
-                parent=store.aliases().get(alias),
-                aliases=("candidate",),
-            )
+            manifest = _register(store, cfg, pipeline, schema, metrics, data, path)
             step.note = f"{manifest.label} (candidate)"
         with steps.step("promote") as step:
             promoted = False
@@ -161,10 +138,8 @@ def train(
             elif not verdict.passed:
                 step.skip("gate failed: stays a candidate")
             else:
-                store.promote(manifest.version, alias, reason=f"gate passed: {verdict.summary()}")
+                step.note = _promote(store, cfg, manifest, verdict)
                 promoted = True
-                step.note = f"{alias} -> v{manifest.version}"
-                _announce(cfg, store.name, manifest.version)
     result = TrainResult(
         manifest=manifest,
         verdict=verdict,
@@ -178,12 +153,77 @@ def train(
         seconds=time.perf_counter() - started,
     )
     if promote and not verdict.passed:
-        current = store.aliases().get(alias)
-        keeps = f"{alias} stays v{current}" if current is not None else f"no {alias} model yet"
-        raise GateRefused(
-            f"{manifest.label} stays a candidate ({keeps}): {verdict.summary()}", result
-        )
+        raise _refused(store, alias, result)
     return result
+
+
+def _promote(store: ModelStore, cfg: Config, manifest: Manifest, verdict: GateVerdict) -> str:
+    """Move the followed alias to the new version and tell the workers; the step's note."""
+    alias = cfg.model_store.alias
+    promote_and_announce(
+        store,
+        cfg.kafka,
+        manifest.version,
+        alias,
+        reason=f"gate passed: {verdict.summary()}",
+        timeout_s=2.0,
+    )
+    return f"{alias} -> v{manifest.version}"
+
+
+def _refused(store: ModelStore, alias: str, result: TrainResult) -> GateRefused:
+    current = store.aliases().get(alias)
+    keeps = f"{alias} stays v{current}" if current is not None else f"no {alias} model yet"
+    return GateRefused(
+        f"{result.manifest.label} stays a candidate ({keeps}): {result.verdict.summary()}", result
+    )
+
+
+def _cleanse(
+    raw: pd.DataFrame, t: TrainingConfig
+) -> tuple[CleanseReport, list[FeatureSpec], Any, Any]:
+    """The cleansed rows as a feature matrix and labels, with the report and the schema."""
+    frame, report = cleanse(
+        raw,
+        label=t.label_column,
+        id_column=t.id_column,
+        task=t.task,
+        keep_text=[*t.categorical_columns, *t.drop_columns],
+    )
+    schema = derive_schema(
+        frame,
+        label=t.label_column,
+        id_column=t.id_column,
+        drop=t.drop_columns,
+        categorical=t.categorical_columns,
+    )
+    return report, schema, feature_matrix(frame, schema), frame[t.label_column].to_numpy()
+
+
+def _register(
+    store: ModelStore,
+    cfg: Config,
+    pipeline: Pipeline,
+    schema: list[FeatureSpec],
+    metrics: dict[str, float],
+    data: DataFingerprint,
+    path: Path,
+) -> Manifest:
+    """Store the fitted pipeline as a new candidate version, with its lineage."""
+    t = cfg.training
+    return store.register(
+        pipeline,
+        task=t.task,
+        features=schema,
+        classes=_classes(pipeline) if t.task == "classification" else None,
+        metrics=metrics,
+        estimator=describe(t),
+        data=data,
+        config=_recorded_config(cfg, path),
+        git_commit=current_git_commit(Path(__file__).resolve().parent),
+        parent=store.aliases().get(cfg.model_store.alias),
+        aliases=("candidate",),
+    )
 
 
 def _fit(
@@ -222,12 +262,3 @@ def _recorded_config(cfg: Config, path: Path) -> dict[str, Any]:
     recorded = cfg.to_dict()
     recorded["training"]["data_path"] = str(path)
     return recorded
-
-
-def _announce(cfg: Config, model: str, version: int) -> None:
-    """Tell running workers now (best effort; they also poll the store)."""
-    from streamscore.control import announce_alias_move
-
-    announce_alias_move(
-        cfg.kafka, model=model, alias=cfg.model_store.alias, version=version, timeout_s=2.0
-    )

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from worker.processor import Destinations as Destinations
     from worker.processor import ServingModel as ServingModel
     from worker.service import ScoringWorker as ScoringWorker
-    from worker.service import WorkerStatus as WorkerStatus
+    from worker.status import WorkerStatus as WorkerStatus
     from worker.supervisor import Supervisor as Supervisor
     from worker.validation import FeatureMatrixBuilder as FeatureMatrixBuilder
     from worker.validation import ValidationPolicy as ValidationPolicy
@@ -26,7 +26,7 @@ _WHERE = {
     "Destinations": "worker.processor",
     "ServingModel": "worker.processor",
     "ScoringWorker": "worker.service",
-    "WorkerStatus": "worker.service",
+    "WorkerStatus": "worker.status",
     "Supervisor": "worker.supervisor",
     "FeatureMatrixBuilder": "worker.validation",
     "ValidationPolicy": "worker.validation",

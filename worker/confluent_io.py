@@ -1,5 +1,7 @@
 """The worker's Kafka side on confluent-kafka (librdkafka): the same contract as
-:class:`worker.kafka_io.KafkaPythonTransport`, several times the client throughput.
+:class:`worker.kafka_io.KafkaPythonTransport` (:class:`worker.transport.Transport`), several times
+the client throughput. The retry rules are in :mod:`worker.transport`, the settings in
+:mod:`worker.client_settings`; this module keeps what is librdkafka's own.
 
 Chosen with ``[kafka] transport = "confluent-kafka"``. Delivery is checked per record through
 delivery reports; offsets are committed synchronously after every report of the batch arrived.
@@ -19,36 +21,19 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from streamscore.config import Config, KafkaConfig
-from worker.kafka_io import DeliveryFailed, Partition
+from streamscore.config import Config
+from streamscore.wire import OutRecord
+from worker.client_settings import confluent_consumer, confluent_producer
 from worker.membership import Membership
-from worker.records import OutRecord
+from worker.transport import (
+    Backoff,
+    Partition,
+    commit_until_done,
+    publish_until_acknowledged,
+    transact_until_done,
+)
 
 log = logging.getLogger(__name__)
-
-
-def confluent_settings(kafka: KafkaConfig) -> dict[str, Any]:
-    """Connection and security settings in librdkafka's spelling."""
-    out: dict[str, Any] = {
-        "bootstrap.servers": kafka.bootstrap_servers,
-        "client.id": kafka.client_id,
-        "security.protocol": kafka.security_protocol.lower(),
-        "socket.timeout.ms": kafka.request_timeout_ms,
-    }
-    if kafka.sasl_mechanism:
-        out["sasl.mechanisms"] = kafka.sasl_mechanism
-    if kafka.sasl_username:
-        out["sasl.username"] = kafka.sasl_username
-    if kafka.sasl_password:
-        out["sasl.password"] = kafka.sasl_password.reveal()
-    for ours, theirs in (
-        ("ssl_cafile", "ssl.ca.location"),
-        ("ssl_certfile", "ssl.certificate.location"),
-        ("ssl_keyfile", "ssl.key.location"),
-    ):
-        if getattr(kafka, ours):
-            out[theirs] = getattr(kafka, ours)
-    return out
 
 
 class Record:
@@ -72,78 +57,35 @@ class ConfluentTransport:
     ) -> None:
         try:
             from confluent_kafka import Consumer, Producer
-        except ImportError as exc:  # pragma: no cover - exercised only without the extra
+        except ImportError as exc:  # pragma: no cover - requirements.lock installs it
             from streamscore.exceptions import ConfigError
 
             raise ConfigError(
                 '[kafka] transport = "confluent-kafka" needs the confluent-kafka package, '
                 "which requirements.lock pins: pip install -r requirements.lock"
             ) from exc
-        k, w = cfg.kafka, cfg.worker
         self.exactly_once = membership is not None and membership.exactly_once
-        common = confluent_settings(k)
-        common["client.id"] = client_id
-        member: dict[str, Any] = {}
-        if membership is not None and membership.group_instance_id:
-            member["group.instance.id"] = membership.group_instance_id
-        if self.exactly_once:  # never score what an upstream transaction aborted
-            member["isolation.level"] = "read_committed"
         self.consumer = Consumer(
-            {
-                **common,
-                **member,
-                "group.id": k.group_id,
-                "enable.auto.commit": False,
-                "auto.offset.reset": "earliest",
-                "session.timeout.ms": k.session_timeout_ms,
-                "heartbeat.interval.ms": k.heartbeat_interval_ms,
-                "max.poll.interval.ms": k.max_poll_interval_ms,
-                "fetch.max.bytes": w.fetch_max_bytes,
-                "max.partition.fetch.bytes": w.max_partition_fetch_bytes,
-                "fetch.wait.max.ms": min(max(w.max_wait_ms, 10), 500),
-                "enable.partition.eof": False,
-                "error_cb": self._on_client_error,
-                # librdkafka prefetches up to 64 MiB by default; the worker needs a batch ahead.
-                "queued.max.messages.kbytes": max(2 * w.fetch_max_bytes // 1024, 1024),
-                # ... and, when that queue is full, waits 1 s by default before fetching again,
-                # which starves a fast worker: check again after a poll wait instead.
-                "fetch.queue.backoff.ms": max(w.max_wait_ms, 1),
-            }
+            {**confluent_consumer(cfg, client_id, membership), "error_cb": self._on_client_error}
         )
         self._producer_settings: dict[str, Any] = {
-            **common,
-            "acks": "all",
-            "enable.idempotence": True,
-            "linger.ms": w.linger_ms,
-            "batch.size": w.producer_batch_bytes,
-            "compression.type": w.compression,
-            "delivery.timeout.ms": w.delivery_timeout_ms,
-            # One Python call per failed record instead of one per record.
-            "delivery.report.only.error": True,
+            **confluent_producer(cfg, client_id, membership),
             "on_delivery": self._on_delivery_error,
         }
-        if self.exactly_once:
-            assert membership is not None
-            self._producer_settings |= {
-                "transactional.id": membership.transactional_id,
-                "transaction.timeout.ms": max(60_000, 2 * w.delivery_timeout_ms),
-            }
         self._producer_class = Producer
-        self._txn_timeout_s = max(k.request_timeout_ms / 1000, 10.0)
+        self._txn_timeout_s = max(cfg.kafka.request_timeout_ms / 1000, 10.0)
+        self._failed: list[tuple[Any, OutRecord]] = []
         try:
             self.producer = self._new_producer()
         except BaseException:  # brokers away (init_transactions timed out): leave no consumer
             self.consumer.close()
             raise
-        self._failed: list[tuple[Any, OutRecord]] = []
-        self.backoff_s = w.retry_backoff_ms / 1000
-        self.max_backoff_s = w.max_retry_backoff_ms / 1000
-        self.delivery_timeout_s = w.delivery_timeout_ms / 1000
-        self._tp: Any = None
+        self.backoff = Backoff.from_config(cfg.worker)
+        self.delivery_timeout_s = cfg.worker.delivery_timeout_ms / 1000
         #: Set when the consumer lost its brokers; the next poll re-positions from the commits.
         self._reposition = False
         self._producer_stale = False
-        self._reposition_timeout_s = min(k.request_timeout_ms / 1000, 5.0)
+        self._reposition_timeout_s = min(cfg.kafka.request_timeout_ms / 1000, 5.0)
 
     # ------------------------------------------------------------------ consuming
 
@@ -163,7 +105,7 @@ class ConfluentTransport:
 
     def poll(self, timeout_ms: int, max_records: int) -> list[Any]:
         if self._reposition and not self._resume_from_commits():
-            time.sleep(self.backoff_s)
+            time.sleep(self.backoff.first_s)
             return []
         # consume() waits until it has num_messages or the timeout passed; the worker wants
         # what is queued now, or else the first message to arrive within the timeout.
@@ -263,75 +205,66 @@ class ConfluentTransport:
     def position(self, topic: str, partition: int) -> int | None:
         from confluent_kafka import TopicPartition
 
-        [tp] = self.consumer.position([TopicPartition(topic, partition)])
+        try:
+            [tp] = self.consumer.position([TopicPartition(topic, partition)])
+        except Exception:  # noqa: BLE001 - not assigned (any more), or the client is closing
+            return None
         return int(tp.offset) if tp.offset >= 0 else None
 
     # ------------------------------------------------------------------ producing
 
     def publish(self, records: Sequence[OutRecord], stop: threading.Event) -> None:
-        """Produce every record; return when the broker acknowledged each one.
+        """Produce every record; return when the broker acknowledged each one (retried as
+        :func:`worker.transport.publish_until_acknowledged` says).
 
         The producer reports only failed deliveries (``delivery.report.only.error``): after
         ``flush`` returns with nothing left in the queue, every record without an error report
         was written. Failed records are produced again (at-least-once).
         """
-        from confluent_kafka import KafkaException
-
         if self._producer_stale:
             self._producer_stale = False
             self._renew_producer()
-        pending = list(records)
-        backoff = self.backoff_s
-        while pending:
-            self._failed = []
-            unsent: list[OutRecord] = []
-            reason: Any = None
-            produce = self.producer.produce
-            for index, record in enumerate(pending):
-                partition = record.partition
-                while True:
-                    try:
-                        produce(
-                            record.topic,
-                            value=record.value,
-                            key=record.key,
-                            headers=record.headers,
-                            partition=-1 if partition is None else partition,
-                        )
-                        break
-                    except BufferError:  # local queue full: serve delivery reports, retry
-                        self.producer.poll(0.05)
-                    except KafkaException as exc:  # e.g. the producer went fatal
-                        unsent = pending[index:]
-                        reason = exc
-                        break
-                if unsent:
+        publish_until_acknowledged(
+            records, self._send_round, self._renew_producer, self.backoff, stop
+        )
+
+    def _send_round(self, pending: list[OutRecord]) -> tuple[list[OutRecord], Any]:
+        """Produce ``pending``, flush: ``(the records not written, the first error)``."""
+        from confluent_kafka import KafkaException
+
+        self._failed = []
+        unsent: list[OutRecord] = []
+        reason: Any = None
+        produce = self.producer.produce
+        for index, record in enumerate(pending):
+            partition = record.partition
+            while True:
+                try:
+                    produce(
+                        record.topic,
+                        value=record.value,
+                        key=record.key,
+                        headers=record.headers,
+                        partition=-1 if partition is None else partition,
+                    )
                     break
-            if self.producer.flush(self.delivery_timeout_s):
-                # Still queued after the delivery timeout: purge them, which reports each one
-                # as failed, so they are produced again (duplicates possible, losses not).
-                self.producer.purge(in_queue=True, in_flight=True)
-                self.producer.flush(0)
-            failed = [record for _, record in self._failed] + unsent
-            if not failed:
-                return
-            if reason is None:
-                reason = self._failed[0][0]
-            if stop.is_set():
-                raise DeliveryFailed(
-                    f"{len(failed)} of {len(records)} records unacknowledged at shutdown: {reason}"
-                )
-            log.warning(
-                "%d of %d records not acknowledged (%s); retrying in %.1fs",
-                len(failed),
-                len(records),
-                reason,
-                backoff,
-            )
-            stop.wait(backoff)
-            self._renew_producer()
-            backoff = min(backoff * 2, self.max_backoff_s)
-            pending = failed
+                except BufferError:  # local queue full: serve delivery reports, retry
+                    self.producer.poll(0.05)
+                except KafkaException as exc:  # e.g. the producer went fatal
+                    unsent = pending[index:]
+                    reason = exc
+                    break
+            if unsent:
+                break
+        if self.producer.flush(self.delivery_timeout_s):
+            # Still queued after the delivery timeout: purge them, which reports each one
+            # as failed, so they are produced again (duplicates possible, losses not).
+            self.producer.purge(in_queue=True, in_flight=True)
+            self.producer.flush(0)
+        failed = [record for _, record in self._failed] + unsent
+        if failed and reason is None:
+            reason = self._failed[0][0]
+        return failed, reason
 
     def _renew_producer(self) -> None:
         """A fresh producer after failed deliveries: an idempotent producer whose broker lost
@@ -364,62 +297,56 @@ class ConfluentTransport:
         from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
         payload = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
-        moved_on = (
+        moved_on_codes = (
             KafkaError.REBALANCE_IN_PROGRESS,
             KafkaError.ILLEGAL_GENERATION,
             KafkaError.UNKNOWN_MEMBER_ID,
             KafkaError.FENCED_INSTANCE_ID,
         )
-        backoff = self.backoff_s
-        while True:
-            try:
-                producer = self.producer
-                producer.begin_transaction()
-                produce = producer.produce
-                for r in records:
-                    while True:
-                        try:
-                            produce(
-                                r.topic,
-                                value=r.value,
-                                key=r.key,
-                                headers=r.headers,
-                                partition=-1 if r.partition is None else r.partition,
-                            )
-                            break
-                        except BufferError:
-                            producer.poll(0.05)
-                producer.send_offsets_to_transaction(
-                    payload, self.consumer.consumer_group_metadata(), self._txn_timeout_s
-                )
-                producer.commit_transaction(self._txn_timeout_s)
-                self._failed = []
-                return True
-            except KafkaException as exc:
-                error = exc.args[0] if exc.args else None
-                code = error.code() if error is not None else None
-                self._abort_or_renew()
-                if code in moved_on:
-                    log.warning(
-                        "transaction aborted, the group moved on (%s); the new owner scores "
-                        "these events, nothing of them is visible to read_committed readers",
-                        exc,
-                    )
-                    return False
-                if stop.is_set():
-                    raise DeliveryFailed(
-                        f"transaction of {len(records)} records not committed at shutdown: {exc}"
-                    ) from exc
-                log.warning("transaction failed (%s); retrying in %.1fs", exc, backoff)
-                stop.wait(backoff)
-                backoff = min(backoff * 2, self.max_backoff_s)
+
+        def attempt() -> None:
+            producer = self.producer
+            producer.begin_transaction()
+            produce = producer.produce
+            for r in records:
+                while True:
+                    try:
+                        produce(
+                            r.topic,
+                            value=r.value,
+                            key=r.key,
+                            headers=r.headers,
+                            partition=-1 if r.partition is None else r.partition,
+                        )
+                        break
+                    except BufferError:  # local queue full: serve delivery reports, retry
+                        producer.poll(0.05)
+            producer.send_offsets_to_transaction(
+                payload, self.consumer.consumer_group_metadata(), self._txn_timeout_s
+            )
+            producer.commit_transaction(self._txn_timeout_s)
+            self._failed = []
+
+        def moved_on(exc: BaseException) -> bool:
+            error = exc.args[0] if exc.args else None
+            return error is not None and error.code() in moved_on_codes
+
+        return transact_until_done(
+            attempt,
+            self._abort_or_renew,
+            transient=(KafkaException,),
+            moved_on=moved_on,
+            backoff=self.backoff,
+            stop=stop,
+            size=len(records),
+        )
 
     def _abort_or_renew(self) -> None:
         """Abort the open transaction; a producer that cannot (fenced, fatal) is replaced."""
         self._failed = []
         try:
             self.producer.abort_transaction(self._txn_timeout_s)
-        except Exception:
+        except Exception:  # noqa: BLE001 - fatal state: a new producer re-initialises the id
             log.debug("abort_transaction failed; renewing the producer", exc_info=True)
             try:
                 self._renew_producer()
@@ -445,35 +372,28 @@ class ConfluentTransport:
     # ------------------------------------------------------------------ committing
 
     def commit(self, offsets: dict[Partition, int], stop: threading.Event) -> bool:
+        """Commit ``partition → next offset``. False if the group moved on (a rebalance)."""
         from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
         payload = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
-        backoff = self.backoff_s
-        while True:
-            try:
-                self.consumer.commit(offsets=payload, asynchronous=False)
-                return True
-            except KafkaException as exc:
-                error = exc.args[0] if exc.args else None
-                code = error.code() if error is not None else None
-                if code in (
-                    KafkaError.REBALANCE_IN_PROGRESS,
-                    KafkaError.ILLEGAL_GENERATION,
-                    KafkaError.UNKNOWN_MEMBER_ID,
-                    KafkaError._NO_OFFSET,  # noqa: SLF001 - librdkafka's public constant name
-                ):
-                    log.warning(
-                        "commit refused, the group rebalanced first (%s); these events will "
-                        "be delivered again to the new owner (at-least-once)",
-                        exc,
-                    )
-                    return False
-                if stop.is_set():
-                    log.error("commit failed at shutdown: %s", exc)
-                    return False
-                log.warning("commit failed (%s); retrying in %.1fs", exc, backoff)
-                time.sleep(backoff)
-                backoff = min(backoff * 2, self.max_backoff_s)
+        rebalanced = (
+            KafkaError.REBALANCE_IN_PROGRESS,
+            KafkaError.ILLEGAL_GENERATION,
+            KafkaError.UNKNOWN_MEMBER_ID,
+            KafkaError._NO_OFFSET,  # noqa: SLF001 - librdkafka's public constant name
+        )
+
+        def refused(exc: BaseException) -> bool:
+            error = exc.args[0] if exc.args else None
+            return error is not None and error.code() in rebalanced
+
+        return commit_until_done(
+            lambda: self.consumer.commit(offsets=payload, asynchronous=False),
+            transient=(KafkaException,),
+            refused=refused,
+            backoff=self.backoff,
+            stop=stop,
+        )
 
     def close(self) -> None:
         try:

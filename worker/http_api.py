@@ -1,40 +1,107 @@
 """The worker's HTTP side: health, readiness, model info, /predict, /reload, /metrics, status page.
 
-One server per worker process, in a background thread, on ``[http] port + index``. Binds to
-``[http] host`` (loopback by default). ``POST /reload`` needs ``Authorization: Bearer <token>``
-with ``[http] admin_token``; with no token configured, admin endpoints answer 403.
+One server per worker process, in a background thread, on ``[http] port + index``, started by
+:mod:`worker.runner`. Binds to ``[http] host`` (loopback by default). ``POST /reload`` needs
+``Authorization: Bearer <token>`` with ``[http] admin_token``; with no token configured, admin
+endpoints answer 403.
+
+The handlers read the worker through :class:`WorkerView` only (what
+:class:`worker.service.ScoringWorker` offers), so the app is tested without a broker.
 """
 
 from __future__ import annotations
 
 import time
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from streamscore import jsonio
-from streamscore.config import HttpConfig
+from streamscore.config import Config
 from streamscore.http_common import HttpServer, OrjsonResponse, require_admin
-from worker.processor import score_events
-
-if TYPE_CHECKING:
-    from worker.service import ScoringWorker
+from worker.processor import Outcome, ServingModel, score_events
+from worker.reloader import ReloadEvent
+from worker.status import WorkerStatus
 
 MAX_PREDICT_EVENTS = 10_000
 
+STATIC_FILES = {
+    "status.js": "text/javascript; charset=utf-8",
+    "chart.umd.min.js": "text/javascript; charset=utf-8",
+    "status.css": "text/css; charset=utf-8",
+}
 
-def build_app(worker: ScoringWorker, http: HttpConfig) -> Starlette:
-    cfg = worker.cfg
 
-    async def healthz(_request: Request) -> Response:
-        return OrjsonResponse({"status": "alive", "worker": worker.worker_id})
+class ModelSource(Protocol):
+    """The reloader as the HTTP side sees it (:class:`worker.reloader.ModelReloader`)."""
 
-    async def readyz(_request: Request) -> Response:
+    @property
+    def latest(self) -> ServingModel | None: ...
+
+    @property
+    def last_problem(self) -> str: ...
+
+    def check(self) -> ReloadEvent | None: ...
+
+
+class MetricsSource(Protocol):
+    @property
+    def registry(self) -> CollectorRegistry: ...
+
+
+class WorkerView(Protocol):
+    """What the HTTP side reads of a running worker."""
+
+    @property
+    def worker_id(self) -> str: ...
+
+    @property
+    def ready(self) -> bool: ...
+
+    @property
+    def model(self) -> ServingModel | None: ...
+
+    @property
+    def status(self) -> WorkerStatus: ...
+
+    @property
+    def reloader(self) -> ModelSource: ...
+
+    @property
+    def metrics(self) -> MetricsSource: ...
+
+
+def build_app(worker: WorkerView, cfg: Config) -> Starlette:
+    handlers = _Handlers(worker, cfg)
+    routes = [
+        Route("/", handlers.page),
+        Route("/static/{name}", handlers.static),
+        Route("/healthz", handlers.healthz),
+        Route("/readyz", handlers.readyz),
+        Route("/model", handlers.model_info),
+        Route("/status", handlers.status),
+        Route("/predict", handlers.predict, methods=["POST"]),
+        Route("/reload", handlers.reload, methods=["POST"]),
+        Route("/metrics", handlers.metrics),
+    ]
+    return Starlette(routes=routes)
+
+
+class _Handlers:
+    def __init__(self, worker: WorkerView, cfg: Config) -> None:
+        self.worker = worker
+        self.cfg = cfg
+
+    async def healthz(self, _request: Request) -> Response:
+        return OrjsonResponse({"status": "alive", "worker": self.worker.worker_id})
+
+    async def readyz(self, _request: Request) -> Response:
+        worker = self.worker
         if worker.ready:
             return OrjsonResponse({"ready": True, "worker": worker.worker_id})
         reasons = []
@@ -46,78 +113,51 @@ def build_app(worker: ScoringWorker, http: HttpConfig) -> Starlette:
             reasons.append("no partitions assigned (joining the consumer group)")
         return OrjsonResponse({"ready": False, "reasons": reasons}, status_code=503)
 
-    async def model_info(_request: Request) -> Response:
-        model = worker.model
+    async def model_info(self, _request: Request) -> Response:
+        model = self.worker.model
         if model is None:
             return OrjsonResponse(
-                {"error": "no model loaded", "alias": cfg.model_store.alias}, status_code=503
+                {"error": "no model loaded", "alias": self.cfg.model_store.alias}, status_code=503
             )
         return OrjsonResponse(
             {"alias": model.alias, "seq": model.seq, "manifest": model.manifest.to_dict()}
         )
 
-    async def predict(request: Request) -> Response:
-        model = worker.model or worker.reloader.latest
+    async def predict(self, request: Request) -> Response:
+        model = self.worker.model or self.worker.reloader.latest
         if model is None:
             return OrjsonResponse({"error": "no model loaded yet"}, status_code=503)
-        body = await request.body()
-        try:
-            payload = jsonio.loads(body)
-        except jsonio.JSONDecodeError as exc:
-            return OrjsonResponse(
-                {"error": f"body is not JSON: {exc}", "stage": "decode"}, status_code=400
-            )
-        single = isinstance(payload, dict)
-        events = [payload] if single else payload
-        if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):
-            return OrjsonResponse(
-                {"error": "expected a JSON object or a list of objects", "stage": "decode"},
-                status_code=400,
-            )
-        if len(events) > MAX_PREDICT_EVENTS:
-            return OrjsonResponse(
-                {"error": f"at most {MAX_PREDICT_EVENTS} events per request"}, status_code=413
-            )
-        outcomes = score_events(events, model, cfg.worker.id_field, cfg.worker.passthrough)
-        results: list[dict[str, Any]] = []
-        for outcome in outcomes:
-            if outcome.body is not None:
-                results.append(outcome.body)
-            else:
-                results.append(
-                    {
-                        "error": outcome.message,
-                        "stage": outcome.stage,
-                        "error_class": outcome.error_class,
-                    }
-                )
-        if single:
-            status = 200 if outcomes[0].body is not None else 422
-            return OrjsonResponse(results[0], status_code=status)
-        status = 200 if all(o.body is not None for o in outcomes) else 207
-        return OrjsonResponse({"results": results}, status_code=status)
+        events = _predict_events(await request.body())
+        if isinstance(events, Response):
+            return events
+        body, single = events
+        w = self.cfg.worker
+        return _predict_response(score_events(body, model, w.id_field, w.passthrough), single)
 
-    async def reload(request: Request) -> Response:
-        refused = require_admin(request, http.admin_token)
+    async def reload(self, request: Request) -> Response:
+        refused = require_admin(request, self.cfg.http.admin_token)
         if refused is not None:
             return refused
-        event = await _in_thread(worker.reloader.check)
-        latest = worker.reloader.latest
+        reloader = self.worker.reloader
+        event = await _in_thread(reloader.check)
+        latest = reloader.latest
         return OrjsonResponse(
             {
                 "outcome": event.outcome if event else "unchanged",
                 "version": event.version if event else (latest.version if latest else None),
-                "reason": event.reason if event else worker.reloader.last_problem,
+                "reason": event.reason if event else reloader.last_problem,
                 "serving": latest.version if latest else None,
             },
             status_code=409 if event is not None and event.outcome == "refused" else 200,
         )
 
-    async def metrics(_request: Request) -> Response:
-        return Response(generate_latest(worker.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    async def metrics(self, _request: Request) -> Response:
+        return Response(
+            generate_latest(self.worker.metrics.registry), media_type=CONTENT_TYPE_LATEST
+        )
 
-    async def status(_request: Request) -> Response:
-        s = worker.status
+    async def status(self, _request: Request) -> Response:
+        s = self.worker.status
         return OrjsonResponse(
             {
                 "worker": s.worker_id,
@@ -130,36 +170,53 @@ def build_app(worker: ScoringWorker, http: HttpConfig) -> Starlette:
             }
         )
 
-    async def page(_request: Request) -> Response:
+    async def page(self, _request: Request) -> Response:
         html = resources.files("worker").joinpath("static/status.html").read_bytes()
         return Response(html, media_type="text/html; charset=utf-8")
 
-    async def static(request: Request) -> Response:
+    async def static(self, request: Request) -> Response:
         name = request.path_params["name"]
         if name not in STATIC_FILES:
             return Response(status_code=404)
         data = resources.files("worker").joinpath(f"static/{name}").read_bytes()
         return Response(data, media_type=STATIC_FILES[name])
 
-    routes = [
-        Route("/", page),
-        Route("/static/{name}", static),
-        Route("/healthz", healthz),
-        Route("/readyz", readyz),
-        Route("/model", model_info),
-        Route("/status", status),
-        Route("/predict", predict, methods=["POST"]),
-        Route("/reload", reload, methods=["POST"]),
-        Route("/metrics", metrics),
+
+def _predict_events(body: bytes) -> tuple[list[dict[str, Any]], bool] | Response:
+    """``(events, single)`` from a /predict body, or the 400/413 answer to a bad one."""
+    try:
+        payload = jsonio.loads(body)
+    except jsonio.JSONDecodeError as exc:
+        return OrjsonResponse(
+            {"error": f"body is not JSON: {exc}", "stage": "decode"}, status_code=400
+        )
+    single = isinstance(payload, dict)
+    events = [payload] if single else payload
+    if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):
+        return OrjsonResponse(
+            {"error": "expected a JSON object or a list of objects", "stage": "decode"},
+            status_code=400,
+        )
+    if len(events) > MAX_PREDICT_EVENTS:
+        return OrjsonResponse(
+            {"error": f"at most {MAX_PREDICT_EVENTS} events per request"}, status_code=413
+        )
+    return events, single
+
+
+def _predict_response(outcomes: list[Outcome], single: bool) -> Response:
+    """200 when every event scored, else 422 (one event) or 207 (a list, results in order)."""
+    results: list[dict[str, Any]] = [
+        outcome.body
+        if outcome.body is not None
+        else {"error": outcome.message, "stage": outcome.stage, "error_class": outcome.error_class}
+        for outcome in outcomes
     ]
-    return Starlette(routes=routes)
-
-
-STATIC_FILES = {
-    "status.js": "text/javascript; charset=utf-8",
-    "chart.umd.min.js": "text/javascript; charset=utf-8",
-    "status.css": "text/css; charset=utf-8",
-}
+    if single:
+        status = 200 if outcomes[0].body is not None else 422
+        return OrjsonResponse(results[0], status_code=status)
+    status = 200 if all(o.body is not None for o in outcomes) else 207
+    return OrjsonResponse({"results": results}, status_code=status)
 
 
 async def _in_thread(func: Any) -> Any:
@@ -168,4 +225,4 @@ async def _in_thread(func: Any) -> Any:
     return await anyio.to_thread.run_sync(func)
 
 
-__all__ = ["HttpServer", "build_app"]
+__all__ = ["HttpServer", "WorkerView", "build_app"]

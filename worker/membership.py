@@ -21,7 +21,6 @@ from dataclasses import dataclass
 
 from streamscore.config import Config
 from streamscore.exceptions import ConfigError
-from streamscore.kafka_admin import is_tansu
 
 
 def instance_name(cfg: Config, index: int, host: str | None = None) -> str:
@@ -61,6 +60,8 @@ def plan_membership(cfg: Config, index: int) -> Membership:
     exactly_once = w.delivery == "exactly-once"
     tansu: bool | None = None
     if k.static_membership == "auto" or exactly_once:
+        from streamscore.kafka_admin import is_tansu  # kafka-python: only when asked
+
         tansu = is_tansu(k)
     if exactly_once and tansu:
         raise ConfigError(

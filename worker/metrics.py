@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from worker.records import now_ms
+
+if TYPE_CHECKING:
+    from worker.processor import BatchResult, ServingModel
+    from worker.transport import Partition, Transport
 
 BATCH_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -83,6 +89,33 @@ class WorkerMetrics:
     def serving(self, name: str, version: int, alias: str) -> None:
         self.model_info.clear()
         self.model_info.labels(name=name, version=str(version), alias=alias).set(1)
+
+    def record_batch(self, model: ServingModel, size: int, result: BatchResult) -> int:
+        """Count one handled batch of ``size`` records; returns its dead letters."""
+        version = model.version_text
+        self.batch_size.observe(size)
+        if result.scored:
+            self.events_scored.labels(model_version=version).inc(result.scored)
+            self.record_predictions(version, model.scorer.is_classifier, result.predictions)
+            now = now_ms()
+            hist = self.end_to_end_seconds
+            for ts in result.timestamps_ms:
+                hist.observe(max(now - ts, 0) / 1000)
+        dead = 0
+        for stage, n in result.dead_letters.items():
+            self.dead_letters.labels(stage=stage, model_version=version).inc(n)
+            dead += n
+        return dead
+
+    def record_lag(self, transport: Transport, assigned: Iterable[Partition]) -> None:
+        """Events behind the high watermark for each partition in ``assigned``."""
+        for topic, partition in assigned:
+            high = transport.highwater(topic, partition)
+            position = transport.position(topic, partition)
+            if high is not None and position is not None:
+                self.consumer_lag.labels(topic=topic, partition=str(partition)).set(
+                    max(high - position, 0)
+                )
 
     def record_predictions(self, version: str, classifier: bool, values: Sequence[Any]) -> None:
         if classifier:

@@ -16,14 +16,8 @@ from typing import Any
 
 from model_store import LoadedModel
 from streamscore import jsonio
-from worker.records import (
-    InputRecord,
-    OutRecord,
-    SourceHeaders,
-    dead_letter_headers,
-    event_id,
-    now_ms,
-)
+from streamscore.wire import InputRecord, OutRecord
+from worker.records import SourceHeaders, dead_letter_headers, event_id, now_ms
 from worker.scoring import Scorer
 from worker.validation import FeatureMatrixBuilder, ValidationPolicy
 

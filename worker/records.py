@@ -1,58 +1,29 @@
-"""The wire contract: prediction records, dead letters, and their header names.
+"""Building the records the worker writes: prediction and dead-letter headers, event ids.
 
-Prediction (output topic, key = the input key)::
-
-    {"id": "bc-0001", "prediction": 1, "probabilities": {"0": 0.03, "1": 0.97},
-     "model": {"name": "breast-cancer", "version": 3}, "scored_at": 1764050000123}
-
-``id`` is the event's id field, or ``"topic/partition/offset"`` when it has none.
-Dead letter (dead-letter topic): the original key and value bytes, untouched, with headers.
+The contract these follow (header names, record shapes) is :mod:`streamscore.wire`.
 """
 
 from __future__ import annotations
 
 import functools
 import time
-from typing import Any, NamedTuple, Protocol
+from typing import Any
 
-# Headers on every prediction.
-H_SOURCE_TOPIC = "streamscore.source.topic"
-H_SOURCE_PARTITION = "streamscore.source.partition"
-H_SOURCE_OFFSET = "streamscore.source.offset"
-H_MODEL_NAME = "streamscore.model.name"
-H_MODEL_VERSION = "streamscore.model.version"
-# Extra headers on every dead letter.
-H_STAGE = "streamscore.error.stage"  # decode | schema | predict
-H_ERROR_CLASS = "streamscore.error.class"
-H_ERROR_MESSAGE = "streamscore.error.message"
-H_SOURCE_TIMESTAMP = "streamscore.source.timestamp"  # the input's Kafka timestamp, epoch ms
-H_GROUP = "streamscore.group"
-H_WORKER = "streamscore.worker"
-
-STAGES = ("decode", "schema", "predict")
-
-Headers = list[tuple[str, bytes]]
-
-
-class InputRecord(Protocol):
-    """What the worker needs of a consumed record (kafka-python's ConsumerRecord fits)."""
-
-    topic: str
-    partition: int
-    offset: int
-    timestamp: int
-    key: bytes | None
-    value: bytes | None
-
-
-class OutRecord(NamedTuple):
-    """A record to publish. ``partition`` None lets the client's partitioner hash the key."""
-
-    topic: str
-    key: bytes | None
-    value: bytes
-    headers: Headers
-    partition: int | None = None
+from streamscore.wire import (
+    H_ERROR_CLASS,
+    H_ERROR_MESSAGE,
+    H_GROUP,
+    H_MODEL_NAME,
+    H_MODEL_VERSION,
+    H_SOURCE_OFFSET,
+    H_SOURCE_PARTITION,
+    H_SOURCE_TIMESTAMP,
+    H_SOURCE_TOPIC,
+    H_STAGE,
+    H_WORKER,
+    Headers,
+    InputRecord,
+)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -130,11 +101,3 @@ def event_id(event: Any, id_field: str, record: InputRecord) -> Any:
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-def headers_dict(headers: Any) -> dict[str, str]:
-    """Headers of a consumed record as ``{name: text}`` (for tail and tests)."""
-    out: dict[str, str] = {}
-    for name, value in headers or ():
-        out[name] = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-    return out

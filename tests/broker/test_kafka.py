@@ -22,11 +22,11 @@ from broker.kafka import (
     resolve_kafka_libs,
     server_properties,
 )
-from streamscore.broker import free_port, kafka_answers
+from broker import free_port, kafka_answers
 from streamscore.config import config_from_dict
 from streamscore.exceptions import BrokerError
 from streamscore.kafka_admin import ensure_topics
-from streamscore.tomlwrite import dumps_toml
+from tests.tomlwrite import dumps_toml
 from tests.conftest import ON_CI
 from tests.kafka_helpers import consume_all, produce_json
 
@@ -100,7 +100,7 @@ def test_this_process_is_not_mistaken_for_a_kafka_broker(tmp_path):
 @pytest.mark.kafka
 def test_cli_start_engine_kafka_serves_topics_that_survive_a_restart_then_stops(tmp_path):
     _needs_kafka()
-    from streamscore.broker_cli import broker as broker_cli
+    from app.broker_cli import broker as broker_cli
 
     port = free_port()
     path = tmp_path / "config.toml"

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from app.cli import main
 from producer.files import EventFileError, detect_format, read_events
 from streamscore import jsonio
-from streamscore.cli import main
 from tests.kafka_helpers import produce, read
 
 pytestmark = pytest.mark.broker

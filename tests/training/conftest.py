@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from streamscore.config import Config, load_config
-from streamscore.tomlwrite import dumps_toml
+from tests.tomlwrite import dumps_toml
 from training import export_demo_data
 
 ConfigMaker = Callable[..., Config]

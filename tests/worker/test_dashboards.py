@@ -10,7 +10,7 @@ import pytest
 
 from tests.kafka_helpers import produce, read, wait_until
 from tests.test_deploy import dashboard_metrics
-from worker.service import ScoringWorker
+from worker.runner import WorkerProcess
 
 
 @pytest.mark.broker
@@ -19,23 +19,24 @@ def test_every_metric_the_dashboard_queries_is_exported(config_factory, register
 
     register()
     cfg = config_factory(http={"enabled": True, "port": 0})
-    worker = ScoringWorker(cfg)
-    thread = threading.Thread(target=worker.run, daemon=True)
+    process = WorkerProcess(cfg)
+    worker = process.worker
+    thread = threading.Thread(target=process.run, daemon=True)
     thread.start()
     try:
-        wait_until(lambda: worker.http is not None, 10, "HTTP side")
+        wait_until(lambda: process.http is not None, 10, "HTTP side")
         produce(cfg.kafka, [*[demo_set.event(i) for i in range(20)], b"bad"])
         read(cfg.kafka, cfg.kafka.output_topic, expected=20)
         wait_until(lambda: worker.status.dead_letters == 1, 10, "the dead letter")
         wait_until(
             lambda: (
                 "streamscore_consumer_lag{"
-                in httpx.get(f"http://127.0.0.1:{worker.http.port}/metrics").text
+                in httpx.get(f"http://127.0.0.1:{process.http.port}/metrics").text
             ),
             5,
             "lag",
         )
-        exported = httpx.get(f"http://127.0.0.1:{worker.http.port}/metrics").text
+        exported = httpx.get(f"http://127.0.0.1:{process.http.port}/metrics").text
     finally:
         worker.stop()
         thread.join(timeout=30)

@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from tests.kafka_helpers import produce, read, wait_until
+from worker.runner import WorkerProcess
 from worker.service import ScoringWorker
 
 pytestmark = pytest.mark.broker
@@ -18,22 +19,23 @@ TOKEN = "s3cret-token"
 
 @pytest.fixture
 def http_worker(config_factory) -> Iterator[Callable[..., tuple[ScoringWorker, httpx.Client]]]:
-    started: list[tuple[ScoringWorker, threading.Thread, httpx.Client]] = []
+    started: list[tuple[WorkerProcess, threading.Thread, httpx.Client]] = []
 
     def start(token: str = TOKEN, **sections) -> tuple[ScoringWorker, httpx.Client]:
         cfg = config_factory(http={"enabled": True, "port": 0, "admin_token": token}, **sections)
-        worker = ScoringWorker(cfg)
-        thread = threading.Thread(target=worker.run, daemon=True)
+        process = WorkerProcess(cfg)
+        thread = threading.Thread(target=process.run, daemon=True)
         thread.start()
-        wait_until(lambda: worker.http is not None, 10, "the HTTP side")
-        client = httpx.Client(base_url=f"http://127.0.0.1:{worker.http.port}", timeout=10)
-        started.append((worker, thread, client))
-        return worker, client
+        wait_until(lambda: process.http is not None, 10, "the HTTP side")
+        assert process.http is not None
+        client = httpx.Client(base_url=f"http://127.0.0.1:{process.http.port}", timeout=10)
+        started.append((process, thread, client))
+        return process.worker, client
 
     yield start
-    for worker, thread, client in started:
+    for process, thread, client in started:
         client.close()
-        worker.stop()
+        process.stop()
         thread.join(timeout=30)
 
 

@@ -6,9 +6,9 @@ import json
 from dataclasses import dataclass
 
 from streamscore import jsonio
+from streamscore.wire import headers_dict
 from tests.worker.conftest import FailsOnMarker
 from worker.processor import BatchProcessor, Destinations, ServingModel
-from worker.records import headers_dict
 from worker.validation import ValidationPolicy
 
 

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.kafka_helpers import produce, read, wait_until
-from worker.service import ScoringWorker
+from worker.runner import WorkerProcess
 
 pytestmark = pytest.mark.broker
 
@@ -61,12 +61,13 @@ def test_status_page_shows_the_numbers_of_metrics(config_factory, register, demo
     browser = chromium()
     register()
     cfg = config_factory(http={"enabled": True, "port": 0})
-    worker = ScoringWorker(cfg)
-    thread = threading.Thread(target=worker.run, daemon=True)
+    process = WorkerProcess(cfg)
+    worker = process.worker
+    thread = threading.Thread(target=process.run, daemon=True)
     thread.start()
     try:
-        wait_until(lambda: worker.http is not None, 10, "HTTP side")
-        base = f"http://127.0.0.1:{worker.http.port}"
+        wait_until(lambda: process.http is not None, 10, "HTTP side")
+        base = f"http://127.0.0.1:{process.http.port}"
         produce(cfg.kafka, [*[demo_set.event(i) for i in range(120)], b"bad", b"[]"])
         read(cfg.kafka, cfg.kafka.output_topic, expected=120)
         wait_until(

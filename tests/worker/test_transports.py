@@ -12,10 +12,9 @@ import time
 import pytest
 
 from streamscore.kafka_admin import ensure_topics
+from streamscore.wire import OutRecord
 from tests.kafka_helpers import read
-from worker.kafka_io import DeliveryFailed
-from worker.records import OutRecord
-from worker.service import make_transport
+from worker.transport import DeliveryFailed, make_transport
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 

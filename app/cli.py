@@ -1,4 +1,4 @@
-"""The ``streamscore`` command. Subcommands live with their packages and load on first use."""
+"""The ``streamscore`` command. Each subcommand lives in an ``app`` module, loaded on first use."""
 
 from __future__ import annotations
 
@@ -7,21 +7,22 @@ from typing import Any
 
 import click
 
+from app.clitools import StreamscoreGroup, config_option
 from streamscore import __version__
-from streamscore.clitools import StreamscoreGroup, config_option
 
 #: name -> "module:attribute" of a click command; imported only when that command runs, so
-#: ``streamscore worker`` never imports training code and starts fast.
+#: ``streamscore worker`` never imports training code and starts fast. Kept as strings for that
+#: reason; tests/app/test_entry_points.py checks that every one resolves to a command.
 SUBCOMMANDS: dict[str, str] = {
-    "broker": "streamscore.broker_cli:broker",
-    "models": "model_store.cli:models",
-    "train": "training.cli:train",
-    "demo-data": "training.cli:demo_data",
-    "trainer": "training.service_cli:trainer",
-    "worker": "worker.cli:worker",
-    "publish": "producer.cli:publish",
-    "tail": "producer.cli:tail",
-    "demo": "streamscore.demo:demo",
+    "broker": "app.broker_cli:broker",
+    "models": "app.models_cli:models",
+    "train": "app.train_cli:train",
+    "demo-data": "app.train_cli:demo_data",
+    "trainer": "app.trainer_cli:trainer",
+    "worker": "app.worker_cli:worker",
+    "publish": "app.producer_cli:publish",
+    "tail": "app.producer_cli:tail",
+    "demo": "app.demo:demo",
 }
 
 

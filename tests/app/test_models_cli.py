@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
+from app.models_cli import models
 from model_store import ModelStore
-from model_store.cli import models
 from tests.model_store.factories import MODEL_NAME, flip_byte, register
 
 CONFIG = f"""

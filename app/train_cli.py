@@ -10,7 +10,7 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from streamscore.clitools import State, StreamscoreGroup, config_option, console, pass_state
+from app.clitools import State, StreamscoreGroup, config_option, console, pass_state
 
 if TYPE_CHECKING:  # the training stack (sklearn, pandas) loads only when a command runs
     from training.run import TrainResult

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import signal
 import subprocess
 import sys
@@ -20,15 +21,18 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.table import Table
 
-from streamscore import jsonio
-from streamscore.clitools import config_option, console, pass_state
+from app.clitools import config_option, console, pass_state
+from streamscore import jsonio, wire
 from streamscore.config import Config, resolve_config_path, with_overrides
 from streamscore.exceptions import StreamscoreError
+
+if TYPE_CHECKING:
+    from model_store import ModelStore
 
 BACKLOG_REPEAT = 100
 STREAM_RATE = 2000.0
@@ -42,20 +46,11 @@ def _section(title: str) -> None:
 def run_demo(cfg: Config, config_path: Path) -> None:
     from kafka import KafkaProducer
 
-    from model_store import ModelStore
-    from streamscore.broker import EmbeddedBroker
-    from streamscore.control import announce_alias_move
-    from streamscore.kafka_admin import client_kwargs, ensure_topics, high_watermarks
-    from training import export_demo_data, train
+    from streamscore.kafka_admin import client_kwargs, high_watermarks
+    from training import export_demo_data
 
     _section("1. embedded Kafka broker")
-    embedded = f"{cfg.broker.host}:{cfg.broker.port}"
-    if cfg.kafka.bootstrap_servers == embedded:
-        status = EmbeddedBroker(cfg.broker).start()
-        console.print(f"broker at {embedded} (pid {status.pid})")
-    else:
-        console.print(f"using the configured cluster at {cfg.kafka.bootstrap_servers}")
-    ensure_topics(cfg.kafka)
+    _start_broker(cfg)
 
     _section("2. demo data (scikit-learn's breast-cancer set)")
     data = export_demo_data(cfg)
@@ -65,21 +60,7 @@ def run_demo(cfg: Config, config_path: Path) -> None:
     )
 
     _section("3. train, gate, register, promote")
-    first = train(cfg, promote=True, progress=True)
-    console.print(
-        f"version {first.manifest.version}: gate {'passed' if first.verdict.passed else 'failed'}"
-    )
-    second_cfg = with_overrides(
-        cfg,
-        training={
-            "estimator": "sklearn.ensemble.HistGradientBoostingClassifier",
-            "estimator_params": {"max_iter": 100, "random_state": 0},
-        },
-    )
-    second = train(second_cfg, promote=False, progress=True)
-    console.print(f"version {second.manifest.version} registered as a candidate")
-    store = ModelStore.from_config(cfg)
-    _print_models(store, cfg.model_store.alias)
+    store, candidate = _train_two_versions(cfg)
 
     events = [e for e in _read_jsonl(data.events_path)]
     labels = {e["id"]: e.get("label") for e in events}
@@ -89,12 +70,7 @@ def run_demo(cfg: Config, config_path: Path) -> None:
     dlq_start = sum(high_watermarks(cfg.kafka, cfg.kafka.dead_letter_topic).values())
 
     _section("4. two worker processes")
-    workers = subprocess.Popen(
-        [sys.executable, "-m", "streamscore", "--config", str(config_path), "worker", "-n", "2"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    console.print(f"supervisor pid {workers.pid}; logs in {cfg.worker.log_dir}")
+    workers = _start_workers(cfg, config_path)
     try:
         _section(f"5. publish {len(backlog):,} events + {len(bad)} malformed ones")
         producer = KafkaProducer(**client_kwargs(cfg.kafka), linger_ms=5, batch_size=262_144)
@@ -113,48 +89,110 @@ def run_demo(cfg: Config, config_path: Path) -> None:
         _print_results(outputs, dead, labels, total)
 
         _section("7. promote version B mid-stream")
-        stream_start = out_start + len(outputs)
-        n_stream = int(STREAM_RATE * STREAM_SECONDS)
-        promoted_at: list[float] = []
-
-        def promote_later() -> None:
-            time.sleep(STREAM_SECONDS / 2)
-            store.promote(second.manifest.version, cfg.model_store.alias, reason="demo swap")
-            promoted_at.append(time.time())
-            announce_alias_move(
-                cfg.kafka,
-                model=store.name,
-                alias=cfg.model_store.alias,
-                version=second.manifest.version,
-            )
-
-        swapper = threading.Thread(target=promote_later)
-        swapper.start()
-        t0 = time.perf_counter()
-        for i in range(n_stream):
-            due = t0 + i / STREAM_RATE
-            delay = due - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)
-            event = {**events[i % len(events)], "id": f"stream-{i}"}
-            producer.send(cfg.kafka.input_topic, jsonio.dumps(event), key=event["id"].encode())
-        producer.flush()
-        producer.close()
-        swapper.join()
-        streamed = _wait_for(cfg, "output", stream_start, n_stream, timeout_s=120)
-        _print_swap(streamed, promoted_at[0], second.manifest.version)
+        _stream_and_swap(cfg, producer, store, events, candidate, out_start + len(outputs))
     finally:
         _section("8. stop")
-        workers.send_signal(signal.SIGTERM)
-        try:
-            workers.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            workers.kill()
-        console.print(
-            f"workers stopped (exit {workers.returncode}). The broker keeps running: "
-            "`streamscore broker stop` ends it.\nNext: `streamscore tail`, "
-            "`streamscore tail --dead-letters`, `streamscore models history`."
+        _stop_workers(workers)
+
+
+def _start_broker(cfg: Config) -> None:
+    """The embedded broker when the config points at it (else the configured cluster), and
+    the topics."""
+    from broker import EmbeddedBroker
+    from streamscore.kafka_admin import ensure_topics
+
+    embedded = f"{cfg.broker.host}:{cfg.broker.port}"
+    if cfg.kafka.bootstrap_servers == embedded:
+        status = EmbeddedBroker(cfg.broker).start()
+        console.print(f"broker at {embedded} (pid {status.pid})")
+    else:
+        console.print(f"using the configured cluster at {cfg.kafka.bootstrap_servers}")
+    ensure_topics(cfg.kafka)
+
+
+def _train_two_versions(cfg: Config) -> tuple[ModelStore, int]:
+    """Version A trained and promoted, version B registered as a candidate; B's number."""
+    from model_store import ModelStore
+    from training import train
+
+    first = train(cfg, promote=True, progress=True)
+    console.print(
+        f"version {first.manifest.version}: gate {'passed' if first.verdict.passed else 'failed'}"
+    )
+    second_cfg = with_overrides(
+        cfg,
+        training={
+            "estimator": "sklearn.ensemble.HistGradientBoostingClassifier",
+            "estimator_params": {"max_iter": 100, "random_state": 0},
+        },
+    )
+    second = train(second_cfg, promote=False, progress=True)
+    console.print(f"version {second.manifest.version} registered as a candidate")
+    store = ModelStore.from_config(cfg)
+    _print_models(store, cfg.model_store.alias)
+    return store, second.manifest.version
+
+
+def _start_workers(cfg: Config, config_path: Path) -> subprocess.Popen[bytes]:
+    # ``python -m streamscore``: tests/app/test_entry_points.py checks that it exists.
+    workers = subprocess.Popen(
+        [sys.executable, "-m", "streamscore", "--config", str(config_path), "worker", "-n", "2"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    console.print(f"supervisor pid {workers.pid}; logs in {cfg.worker.log_dir}")
+    return workers
+
+
+def _stream_and_swap(
+    cfg: Config,
+    producer: Any,
+    store: ModelStore,
+    events: list[dict[str, Any]],
+    version: int,
+    stream_start: int,
+) -> None:
+    """Stream at a fixed rate and promote ``version`` halfway through; show the swap."""
+    from model_store.release import promote_and_announce
+
+    n_stream = int(STREAM_RATE * STREAM_SECONDS)
+    promoted_at: list[float] = []
+
+    def promote_later() -> None:
+        time.sleep(STREAM_SECONDS / 2)
+        move = promote_and_announce(
+            store, cfg.kafka, version, cfg.model_store.alias, reason="demo swap"
         )
+        promoted_at.append(dt.datetime.fromisoformat(move.event.at).timestamp())
+
+    swapper = threading.Thread(target=promote_later)
+    swapper.start()
+    t0 = time.perf_counter()
+    for i in range(n_stream):
+        due = t0 + i / STREAM_RATE
+        delay = due - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        event = {**events[i % len(events)], "id": f"stream-{i}"}
+        producer.send(cfg.kafka.input_topic, jsonio.dumps(event), key=event["id"].encode())
+    producer.flush()
+    producer.close()
+    swapper.join()
+    streamed = _wait_for(cfg, "output", stream_start, n_stream, timeout_s=120)
+    _print_swap(streamed, promoted_at[0], version)
+
+
+def _stop_workers(workers: subprocess.Popen[bytes]) -> None:
+    workers.send_signal(signal.SIGTERM)
+    try:
+        workers.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        workers.kill()
+    console.print(
+        f"workers stopped (exit {workers.returncode}). The broker keeps running: "
+        "`streamscore broker stop` ends it.\nNext: `streamscore tail`, "
+        "`streamscore tail --dead-letters`, `streamscore models history`."
+    )
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -210,7 +248,7 @@ def _print_results(outputs: list[Any], dead: list[Any], labels: dict[str, Any], 
             str(labels.get(base)),
         )
     console.print(table)
-    stages = Counter(r.headers.get("streamscore.error.stage", "?") for r in dead)
+    stages = Counter(r.headers.get(wire.H_STAGE, "?") for r in dead)
     outcome = Table(title="outcomes")
     outcome.add_column("outcome")
     outcome.add_column("events", justify="right")
@@ -246,7 +284,7 @@ def _print_swap(outputs: list[Any], promoted_at: float, new_version: int) -> Non
     firsts: dict[str, float] = {}
     for r in outputs:
         v = r.value
-        worker = r.headers.get("streamscore.source.partition", "?")
+        worker = r.headers.get(wire.H_SOURCE_PARTITION, "?")
         if v["model"]["version"] == new_version:
             firsts.setdefault(worker, v["scored_at"] / 1000)
     if firsts:

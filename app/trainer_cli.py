@@ -10,7 +10,7 @@ from typing import Any
 import click
 from rich.markup import escape
 
-from streamscore.clitools import StreamscoreGroup, config_option, console, pass_state, setup_logging
+from app.clitools import StreamscoreGroup, config_option, console, pass_state, setup_logging
 
 
 @click.group("trainer", cls=StreamscoreGroup)

@@ -8,7 +8,7 @@ what to do), and 2 from ``verify`` when any version fails.
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
@@ -16,11 +16,12 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from model_store.aliases import AliasEvent
 from model_store.manifest import Manifest
 from model_store.store import ModelStore
-from streamscore import jsonio
-from streamscore.clitools import (
+
+if TYPE_CHECKING:
+    from model_store.release import AliasMove
+from app.clitools import (
     EXIT_ERROR,
     State,
     StreamscoreGroup,
@@ -28,6 +29,7 @@ from streamscore.clitools import (
     console,
     pass_state,
 )
+from streamscore import jsonio
 from streamscore.config import Config
 
 #: Shown in ``list`` when any version has them, in this order.
@@ -174,8 +176,9 @@ def promote(state: State, ref: str, alias: str | None, reason: str) -> None:
     """
     cfg = state.config
     alias = alias or cfg.model_store.alias
-    event = _store(state).promote(ref, alias, reason=reason)
-    _report(cfg, event)
+    from model_store.release import promote_and_announce
+
+    _report(cfg, promote_and_announce(_store(state), cfg.kafka, ref, alias, reason=reason))
 
 
 @models.command()
@@ -190,22 +193,19 @@ def rollback(state: State, alias: str | None, reason: str) -> None:
     """
     cfg = state.config
     alias = alias or cfg.model_store.alias
-    event = _store(state).rollback(alias, reason=reason)
-    _report(cfg, event)
+    from model_store.release import rollback_and_announce
+
+    _report(cfg, rollback_and_announce(_store(state), cfg.kafka, alias, reason=reason))
 
 
-def _report(cfg: Config, event: AliasEvent) -> None:
-    from streamscore.control import announce_alias_move
-
+def _report(cfg: Config, move: AliasMove) -> None:
+    event = move.event
     how = " (rolled back)" if event.action == "rollback" else ""
     console.print(
         f"{event.alias}: {_version(event.from_version)} -> v{event.to_version}{how}",
         highlight=False,
     )
-    announced = announce_alias_move(
-        cfg.kafka, model=cfg.model_store.model_name, alias=event.alias, version=event.to_version
-    )
-    if not announced:
+    if not move.announced:
         console.print(
             f"[dim]no notice on {escape(cfg.kafka.control_topic)} (Kafka not reachable): "
             f"workers pick the move up on their next store poll[/]",

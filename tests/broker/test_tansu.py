@@ -16,17 +16,17 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from streamscore import jsonio
-from streamscore.broker import (
+from broker import (
     EmbeddedBroker,
     free_port,
     is_tansu_broker,
     kafka_answers,
     run_embedded_broker,
 )
+from streamscore import jsonio
 from streamscore.exceptions import BrokerError
-from tests.conftest import dumps_toml
 from tests.kafka_helpers import consume_all, produce_json, wait_until
+from tests.tomlwrite import dumps_toml
 
 # --------------------------------------------------------------------------- round trip
 
@@ -333,7 +333,7 @@ def cli_config(tansu_binary, tmp_path) -> Iterator[tuple[Path, int]]:
 
 
 def _cli(*args: str):
-    from streamscore.broker_cli import broker
+    from app.broker_cli import broker
 
     return CliRunner().invoke(broker, list(args), catch_exceptions=False)
 

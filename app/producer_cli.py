@@ -11,8 +11,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from streamscore import jsonio
-from streamscore.clitools import StreamscoreGroup, config_option, console, pass_state
+from app.clitools import StreamscoreGroup, config_option, console, pass_state
+from streamscore import jsonio, wire
 from streamscore.kafka_admin import ensure_topics
 
 
@@ -120,14 +120,14 @@ def tail(
         for r in rows:
             h = r.headers
             source = (
-                f"{h.get('streamscore.source.topic', '')}"
-                f"[{h.get('streamscore.source.partition', '')}]"
-                f"@{h.get('streamscore.source.offset', '')}"
+                f"{h.get(wire.H_SOURCE_TOPIC, '')}"
+                f"[{h.get(wire.H_SOURCE_PARTITION, '')}]"
+                f"@{h.get(wire.H_SOURCE_OFFSET, '')}"
             )
             table.add_row(
                 f"{r.partition}/{r.offset}",
-                h.get("streamscore.error.stage", ""),
-                f"{h.get('streamscore.error.class', '')}: {h.get('streamscore.error.message', '')}",
+                h.get(wire.H_STAGE, ""),
+                f"{h.get(wire.H_ERROR_CLASS, '')}: {h.get(wire.H_ERROR_MESSAGE, '')}",
                 source,
                 r.raw[:80].decode("utf-8", "replace"),
             )

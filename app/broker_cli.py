@@ -7,9 +7,9 @@ import datetime as dt
 
 import click
 
+from app.clitools import State, StreamscoreGroup, config_option, console, pass_state
+from broker import EmbeddedBroker, kafka_answers
 from broker.kafka import KafkaBroker
-from streamscore.broker import EmbeddedBroker, kafka_answers
-from streamscore.clitools import State, StreamscoreGroup, config_option, console, pass_state
 from streamscore.config import Config
 from streamscore.exceptions import BrokerError
 

@@ -9,7 +9,7 @@ from types import FrameType
 
 import click
 
-from streamscore.clitools import StreamscoreGroup, config_option, pass_state, setup_logging
+from app.clitools import StreamscoreGroup, config_option, pass_state, setup_logging
 from streamscore.config import resolve_config_path
 from worker.lean import limit_model_threads, skip_pandas
 
@@ -62,14 +62,14 @@ def run_one(state: object, index: int) -> None:
     cfg = state.config  # type: ignore[attr-defined]
     threads = limit_model_threads(cfg.worker.model_threads)
     skipped = [] if cfg.worker.import_pandas else skip_pandas()
-    from worker.service import ScoringWorker
+    from worker.runner import WorkerProcess
 
     setup_logging(cfg.worker.log_level, file=cfg.worker.log_dir / f"worker-{index}.log")
     if skipped:
         log.info("not loading %s in this process ([worker] import_pandas = false)", skipped)
     if threads:
         log.info("model threads: %d per process ([worker] model_threads)", cfg.worker.model_threads)
-    scoring = ScoringWorker(cfg, index=index)
+    scoring = WorkerProcess(cfg, index=index)
     _install_stop_handlers(scoring.stop)
     log.info("worker %d starting (pid logs: %s)", index, cfg.worker.log_dir / f"worker-{index}.log")
     scoring.run()

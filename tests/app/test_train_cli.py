@@ -8,8 +8,8 @@ import sys
 import pytest
 from click.testing import CliRunner
 
+from app.train_cli import demo_data, group, train
 from model_store import ModelStore
-from training.cli import demo_data, group, train
 
 STRICT_GATE = {"min": {"roc_auc": 1.1}, "compare_metric": ""}
 

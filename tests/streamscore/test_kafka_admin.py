@@ -11,7 +11,7 @@ import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
-from streamscore.broker import free_port
+from broker import free_port
 from streamscore.config import KafkaConfig, Secret
 from streamscore.exceptions import BrokerError, ConfigError
 from streamscore.kafka_admin import (

@@ -10,7 +10,7 @@ import pytest
 from streamscore.config import Config, Secret, load_config
 from streamscore.exceptions import ConfigError
 
-REPO_CONFIG = Path(__file__).resolve().parents[1] / "config.toml"
+REPO_CONFIG = Path(__file__).resolve().parents[2] / "config.toml"
 
 
 def write(tmp_path: Path, text: str, name: str = "config.toml") -> Path:
@@ -411,3 +411,19 @@ def test_env_override_into_a_section_that_is_not_a_table_is_a_config_error(tmp_p
 def test_topic_names_kafka_would_refuse_are_config_errors(tmp_path, name):
     with pytest.raises(ConfigError, match="input_topic"):
         load_config(write(tmp_path, f'[kafka]\ninput_topic = "{name}"\n'), environ={})
+
+
+def test_config_package_exports_every_section_of_the_schema():
+    import dataclasses
+
+    import streamscore.config as package
+    from streamscore.config import schema
+
+    sections = {
+        name
+        for name, value in vars(schema).items()
+        if isinstance(value, type) and dataclasses.is_dataclass(value) and not name.startswith("_")
+    }
+    assert sections <= set(package.__all__), sorted(sections - set(package.__all__))
+    for name in package.__all__:
+        assert getattr(package, name) is not None

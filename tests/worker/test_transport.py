@@ -1,0 +1,117 @@
+"""The retry rules both Kafka clients share (worker/transport.py), without a broker; and that a
+confluent-kafka worker does not load kafka-python. Both clients against a real broker that goes
+away and comes back: test_transports.py."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from streamscore.exceptions import StreamscoreError
+from streamscore.wire import OutRecord
+from worker.transport import (
+    Backoff,
+    DeliveryFailed,
+    commit_until_done,
+    publish_until_acknowledged,
+)
+
+FAST = Backoff(0.001, 0.004)
+
+
+def records(n: int) -> list[OutRecord]:
+    return [OutRecord("out", None, b"{}", [], 0) for _ in range(n)]
+
+
+def test_backoff_doubles_up_to_its_maximum():
+    delays = Backoff(0.5, 3.0).delays_s()
+    assert [next(delays) for _ in range(5)] == [0.5, 1.0, 2.0, 3.0, 3.0]
+
+
+def test_publish_sends_the_failed_records_again_on_a_new_producer():
+    rounds: list[int] = []
+    renewed: list[int] = []
+
+    def send_round(pending: list[OutRecord]) -> tuple[list[OutRecord], str]:
+        rounds.append(len(pending))
+        return (pending[:2], "broker away") if len(rounds) == 1 else ([], "")
+
+    publish_until_acknowledged(
+        records(5), send_round, lambda: renewed.append(1), FAST, threading.Event()
+    )
+    assert rounds == [5, 2] and renewed == [1]
+
+
+def test_publish_at_shutdown_raises_delivery_failed_under_the_product_root():
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(DeliveryFailed, match=r"3 of 5 records unacknowledged at shutdown: gone"):
+        publish_until_acknowledged(records(5), lambda p: (p[:3], "gone"), lambda: None, FAST, stop)
+    assert issubclass(DeliveryFailed, StreamscoreError)
+
+
+class Transient(Exception):
+    pass
+
+
+class Rebalanced(Transient):
+    pass
+
+
+def commit(attempt, stop: threading.Event, backoff: Backoff = FAST) -> bool:
+    return commit_until_done(
+        attempt,
+        transient=(Transient,),
+        refused=lambda exc: isinstance(exc, Rebalanced),
+        backoff=backoff,
+        stop=stop,
+    )
+
+
+def test_commit_retries_transient_failures_until_it_succeeds():
+    failures = [Transient("timeout"), Transient("timeout")]
+
+    def attempt() -> None:
+        if failures:
+            raise failures.pop()
+
+    assert commit(attempt, threading.Event()) is True
+    assert failures == []
+
+
+def test_commit_refused_after_a_rebalance_is_not_retried():
+    calls: list[int] = []
+
+    def attempt() -> None:
+        calls.append(1)
+        raise Rebalanced("generation moved on")
+
+    assert commit(attempt, threading.Event()) is False
+    assert calls == [1]
+
+
+def test_commit_backoff_ends_as_soon_as_stop_is_set():
+    stop = threading.Event()
+
+    def attempt() -> None:
+        raise Transient("broker away")
+
+    threading.Timer(0.1, stop.set).start()
+    started = time.monotonic()
+    assert commit(attempt, stop, Backoff(30.0, 30.0)) is False
+    assert time.monotonic() - started < 5
+
+
+def test_confluent_transport_does_not_import_kafka_python():
+    code = (
+        "import sys, worker.confluent_io, worker.transport, worker.client_settings; "
+        "print('kafka' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.strip() == "False"

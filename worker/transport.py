@@ -1,0 +1,217 @@
+"""What the scoring loop needs of a Kafka client pair, and the retry rules both clients share.
+
+The loop talks to a :class:`Transport`; :func:`make_transport` builds the one chosen by
+``[kafka] transport``: :class:`worker.kafka_io.KafkaPythonTransport` or
+:class:`worker.confluent_io.ConfluentTransport`. Each client module keeps only what differs
+between the clients (their calls, their error codes, how a producer is replaced); how long to
+wait between attempts, when to give up and what is logged live here, once:
+
+- :func:`publish_until_acknowledged`: send, wait for every acknowledgement, send the failed
+  records again on a new producer after a backoff, for as long as the broker is away; at
+  shutdown raise :class:`DeliveryFailed` so their offsets are not committed;
+- :func:`commit_until_done`: commit, retry transient failures after a backoff, give up when the
+  group rebalanced (the new owner resumes from the last commit) or at shutdown.
+
+Every wait is stop-aware: ``stop()`` never waits out a backoff. Neither client library is
+imported here: a confluent-kafka worker does not load kafka-python.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from streamscore.exceptions import StreamscoreError
+from streamscore.wire import OutRecord
+
+if TYPE_CHECKING:
+    from streamscore.config import Config, WorkerConfig
+    from worker.membership import Membership
+
+log = logging.getLogger(__name__)
+
+#: ``(topic, partition number)``.
+Partition = tuple[str, int]
+
+
+class Transport(Protocol):
+    """What the scoring loop needs of a Kafka client pair (kafka-python or confluent-kafka)."""
+
+    def subscribe(
+        self,
+        topic: str,
+        on_assign: Callable[[list[Partition]], None],
+        on_revoke: Callable[[list[Partition]], None],
+    ) -> None: ...
+
+    def poll(self, timeout_ms: int, max_records: int) -> list[Any]: ...
+
+    def assignment(self) -> list[Partition]: ...
+
+    def partition_count(self, topic: str) -> int | None: ...
+
+    def highwater(self, topic: str, partition: int) -> int | None: ...
+
+    def position(self, topic: str, partition: int) -> int | None: ...
+
+    def seek(self, topic: str, partition: int, offset: int) -> None: ...
+
+    def publish(self, records: Sequence[OutRecord], stop: threading.Event) -> None: ...
+
+    def commit(self, offsets: dict[Partition, int], stop: threading.Event) -> bool: ...
+
+    def publish_transaction(
+        self, records: Sequence[OutRecord], offsets: dict[Partition, int], stop: threading.Event
+    ) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+class DeliveryFailed(StreamscoreError):
+    """Outputs could not be acknowledged before shutdown; their offsets are not committed."""
+
+
+def make_transport(
+    cfg: Config, *, client_id: str, membership: Membership | None = None
+) -> Transport:
+    """The Kafka client pair chosen by ``[kafka] transport`` (only its library is imported)."""
+    if cfg.kafka.transport == "confluent-kafka":
+        from worker.confluent_io import ConfluentTransport
+
+        return ConfluentTransport(cfg, client_id=client_id, membership=membership)
+    from worker.kafka_io import KafkaPythonTransport
+
+    return KafkaPythonTransport(cfg, client_id=client_id, membership=membership)
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Exponential backoff between attempts: ``first_s``, doubling, at most ``max_s``."""
+
+    first_s: float
+    max_s: float
+
+    @classmethod
+    def from_config(cls, worker: WorkerConfig) -> Backoff:
+        return cls(worker.retry_backoff_ms / 1000, worker.max_retry_backoff_ms / 1000)
+
+    def delays_s(self) -> Iterator[float]:
+        delay = self.first_s
+        while True:
+            yield delay
+            delay = min(delay * 2, self.max_s)
+
+
+#: One round of sending: ``pending`` in, ``(failed records, first failure reason)`` out.
+SendRound = Callable[[list[OutRecord]], tuple[list[OutRecord], Any]]
+
+
+def publish_until_acknowledged(
+    records: Sequence[OutRecord],
+    send_round: SendRound,
+    renew_producer: Callable[[], None],
+    backoff: Backoff,
+    stop: threading.Event,
+) -> None:
+    """Send ``records`` until the broker acknowledged each one.
+
+    After a round with failures: raise :class:`DeliveryFailed` if ``stop`` is set (the caller
+    then does not commit their offsets), else wait the backoff (or until ``stop``), replace the
+    producer (one that lost its broker may refuse every record from then on) and send the
+    failed ones again.
+    """
+    pending = list(records)
+    for delay_s in backoff.delays_s():
+        failed, reason = send_round(pending)
+        if not failed:
+            return
+        if stop.is_set():
+            raise DeliveryFailed(
+                f"{len(failed)} of {len(records)} records unacknowledged at shutdown: {reason}"
+            )
+        log.warning(
+            "%d of %d records not acknowledged (%s); retrying in %.1fs",
+            len(failed),
+            len(records),
+            reason,
+            delay_s,
+        )
+        stop.wait(delay_s)
+        renew_producer()
+        pending = failed
+
+
+def transact_until_done(
+    attempt: Callable[[], None],
+    abort: Callable[[], None],
+    *,
+    transient: tuple[type[BaseException], ...],
+    moved_on: Callable[[BaseException], bool],
+    backoff: Backoff,
+    stop: threading.Event,
+    size: int,
+) -> bool:
+    """Run ``attempt`` (begin, send, send offsets, commit: one transaction) until it commits.
+
+    On a failure the transaction is aborted (``abort``; nothing of it is visible to
+    read_committed readers). False when the group moved on (``moved_on(exc)``: a rebalance, or
+    this member was fenced as a zombie): the caller rewinds, the new owner redoes the batch.
+    A transient failure is retried after a backoff; at shutdown it raises
+    :class:`DeliveryFailed`.
+    """
+    for delay_s in backoff.delays_s():
+        try:
+            attempt()
+            return True
+        except transient as exc:
+            abort()
+            if moved_on(exc):
+                log.warning(
+                    "transaction aborted, the group moved on (%s); the new owner scores these "
+                    "events, nothing of them is visible to read_committed readers",
+                    exc,
+                )
+                return False
+            if stop.is_set():
+                raise DeliveryFailed(
+                    f"transaction of {size} records not committed at shutdown: {exc}"
+                ) from exc
+            log.warning("transaction failed (%s); retrying in %.1fs", exc, delay_s)
+            stop.wait(delay_s)
+    raise AssertionError("unreachable: the backoff never ends")  # pragma: no cover
+
+
+def commit_until_done(
+    attempt: Callable[[], None],
+    *,
+    transient: tuple[type[BaseException], ...],
+    refused: Callable[[BaseException], bool],
+    backoff: Backoff,
+    stop: threading.Event,
+) -> bool:
+    """Run ``attempt`` (one synchronous commit) until it succeeds: True.
+
+    False when the group rebalanced first (``refused(exc)``: the new owner gets these events
+    again, at-least-once) or when a ``transient`` failure happens at shutdown.
+    """
+    for delay_s in backoff.delays_s():
+        try:
+            attempt()
+            return True
+        except transient as exc:
+            if refused(exc):
+                log.warning(
+                    "commit refused, the group rebalanced first (%s); these events will be "
+                    "delivered again to the new owner (at-least-once)",
+                    exc,
+                )
+                return False
+            if stop.is_set():
+                log.error("commit failed at shutdown: %s", exc)
+                return False
+            log.warning("commit failed (%s); retrying in %.1fs", exc, delay_s)
+            stop.wait(delay_s)
+    raise AssertionError("unreachable: the backoff never ends")  # pragma: no cover
