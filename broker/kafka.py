@@ -43,8 +43,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
 
-from streamscore import jsonio
 from broker.tansu import free_port, kafka_answers, port_is_free
+from streamscore import jsonio
 from streamscore.exceptions import BrokerError
 
 KAFKA_VERSION = "4.4.0"

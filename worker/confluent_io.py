@@ -346,7 +346,7 @@ class ConfluentTransport:
         self._failed = []
         try:
             self.producer.abort_transaction(self._txn_timeout_s)
-        except Exception:  # noqa: BLE001 - fatal state: a new producer re-initialises the id
+        except Exception:
             log.debug("abort_transaction failed; renewing the producer", exc_info=True)
             try:
                 self._renew_producer()

@@ -223,7 +223,7 @@ class KafkaPythonTransport:
         """Abort the open transaction; a producer that cannot (fenced, fatal) is replaced."""
         try:
             self.producer.abort_transaction()
-        except Exception:  # noqa: BLE001 - fatal state: a new producer re-initialises the id
+        except Exception:
             log.debug("abort_transaction failed; renewing the producer", exc_info=True)
             self._renew_producer()
 

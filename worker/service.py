@@ -30,8 +30,8 @@ from typing import Any
 
 from model_store import ModelStore
 from streamscore.config import Config
-from streamscore.exceptions import StreamscoreError
 from streamscore.control import NOTICE_ALIAS_MOVED, ControlListener
+from streamscore.exceptions import StreamscoreError
 from streamscore.kafka_admin import ensure_topics
 from worker.batcher import Batcher, BatchLimits
 from worker.commit import publish_in_transaction, publish_then_commit

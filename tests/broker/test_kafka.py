@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from broker import free_port, kafka_answers
 from broker.kafka import (
     KAFKA_VERSION,
     KafkaBroker,
@@ -22,13 +23,12 @@ from broker.kafka import (
     resolve_kafka_libs,
     server_properties,
 )
-from broker import free_port, kafka_answers
 from streamscore.config import config_from_dict
 from streamscore.exceptions import BrokerError
 from streamscore.kafka_admin import ensure_topics
-from tests.tomlwrite import dumps_toml
 from tests.conftest import ON_CI
 from tests.kafka_helpers import consume_all, produce_json
+from tests.tomlwrite import dumps_toml
 
 
 def _needs_kafka() -> None:
