@@ -74,6 +74,7 @@ class ConfluentTransport:
         }
         self._producer_class = Producer
         self._txn_timeout_s = max(cfg.kafka.request_timeout_ms / 1000, 10.0)
+        self._abort_pending = False
         self._failed: list[tuple[Any, OutRecord]] = []
         try:
             self.producer = self._new_producer()
@@ -306,6 +307,9 @@ class ConfluentTransport:
 
         def attempt() -> None:
             producer = self.producer
+            if self._abort_pending:  # librdkafka: a timed-out abort is resumed by calling again
+                producer.abort_transaction(self._txn_timeout_s)
+                self._abort_pending = False
             producer.begin_transaction()
             produce = producer.produce
             for r in records:
@@ -343,15 +347,29 @@ class ConfluentTransport:
 
     def _abort_or_renew(self) -> None:
         """Abort the open transaction; a producer that cannot (fenced, fatal) is replaced."""
+        from confluent_kafka import KafkaException
+
         self._failed = []
         try:
             self.producer.abort_transaction(self._txn_timeout_s)
+            self._abort_pending = False
+            return
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            if error is not None and error.retriable() and not error.fatal():
+                # The broker is away: the abort goes on inside librdkafka and must be resumed
+                # (called again) before the next transaction; a new producer would conflict.
+                self._abort_pending = True
+                log.warning("abort_transaction not finished yet (%s); resumed next attempt", exc)
+                return
+            log.debug("abort_transaction failed; renewing the producer", exc_info=True)
         except Exception:
             log.debug("abort_transaction failed; renewing the producer", exc_info=True)
-            try:
-                self._renew_producer()
-            except Exception as exc:  # noqa: BLE001 - broker away: the next attempt retries
-                log.warning("could not renew the transactional producer yet: %s", exc)
+        self._abort_pending = False
+        try:
+            self._renew_producer()
+        except Exception as exc:  # noqa: BLE001 - broker away: the next attempt retries
+            log.warning("could not renew the transactional producer yet: %s", exc)
 
     def _on_delivery_error(self, error: Any, message: Any) -> None:
         """Called by librdkafka (from ``poll``/``flush``) for each record it could not write."""

@@ -192,7 +192,12 @@ def test_a_broker_restart_mid_stream_leaves_every_input_exactly_once(
         during = [demo_set.event(i % 500, id=f"during-{i}") for i in range(2000)]
         publisher = threading.Thread(  # idempotent: its retries through the outage add no copies
             target=lambda: produce_json(
-                cfg.kafka, cfg.kafka.input_topic, during, "id", enable_idempotence=True
+                cfg.kafka,
+                cfg.kafka.input_topic,
+                during,
+                "id",
+                enable_idempotence=True,
+                delivery_timeout_ms=600_000,  # outlives a slow Kafka restart on a busy machine
             ),
             daemon=True,
         )
