@@ -49,6 +49,10 @@ def worker(state: object, processes: int | None) -> None:
     cfg = state.config  # type: ignore[attr-defined]
     setup_logging(cfg.worker.log_level, file=cfg.worker.log_dir / "supervisor.log")
     path = resolve_config_path(state.config_path)  # type: ignore[attr-defined]
+    if cfg.worker.delivery == "exactly-once":
+        from worker.membership import plan_membership
+
+        plan_membership(cfg, 0)  # refused here once, not by every child in a restart loop
     supervisor = Supervisor(cfg, path, processes or cfg.worker.processes)
     _install_stop_handlers(supervisor.stop)
     sys.exit(supervisor.run())

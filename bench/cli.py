@@ -97,6 +97,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help=f"create {QUIX_VENV.relative_to(REPO)} with quixstreams and exit",
     )
+    p.add_argument(
+        "--broker",
+        choices=("tansu", "kafka"),
+        default="tansu",
+        help="broker to start when KAFKA_BOOTSTRAP_SERVERS is unset: embedded Tansu (default) "
+        "or Apache Kafka 4.4.0 (needs java 17+ and mvn)",
+    )
     p.add_argument("--out", type=Path, default=RESULTS, help="results folder")
     p.add_argument("--keep-work", action="store_true", help="keep the temporary work folder")
     args = p.parse_args(argv)
@@ -463,7 +470,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{','.join(args.model_keys)}, sections {','.join(sorted(args.sections))}; work {work}"
     )
     try:
-        with kafkautil.broker(work / "broker") as (bootstrap, broker_text, broker_pid):
+        with kafkautil.broker(work / "broker", args.broker) as (bootstrap, broker_text, broker_pid):
             say(f"broker: {broker_text} at {bootstrap}")
             bench = Bench(args, bootstrap, work, broker_pid)
             r = bench.results

@@ -32,12 +32,23 @@ _quiet.propagate = False
 
 
 @contextlib.contextmanager
-def broker(run_dir: Path) -> Iterator[tuple[str, str, int | None]]:
-    """``(bootstrap, description, broker pid or None)``: ``KAFKA_BOOTSTRAP_SERVERS`` or an
-    embedded Tansu broker on a free port."""
+def broker(run_dir: Path, engine: str = "tansu") -> Iterator[tuple[str, str, int | None]]:
+    """``(bootstrap, description, broker pid or None)``: ``KAFKA_BOOTSTRAP_SERVERS``, or a
+    broker of ``engine`` on a free port: embedded Tansu, or Apache Kafka (broker/kafka.py)."""
     external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip()
     if external:
         yield external, f"external cluster at {external}", None
+        return
+    if engine == "kafka":
+        from broker.kafka import KAFKA_VERSION, run_kafka_broker
+
+        with run_kafka_broker(run_dir=run_dir) as node:
+            status = node.status()
+            yield (
+                node.address,
+                f"Apache Kafka {KAFKA_VERSION} (one KRaft node, -Xmx{node.heap_mb}m), same machine",
+                status.pid if status is not None else None,
+            )
         return
     from broker import run_embedded_broker
 

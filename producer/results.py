@@ -16,6 +16,10 @@ from streamscore.exceptions import BrokerError
 from streamscore.kafka_admin import client_kwargs, high_watermarks
 from streamscore.wire import headers_dict
 
+#: Outputs of an exactly-once worker are transactional: read only committed ones (records of
+#: an at-least-once worker are all committed, so nothing changes for them).
+READ_COMMITTED = "read_committed"
+
 
 @dataclass(frozen=True)
 class Result:
@@ -68,7 +72,9 @@ def read_topic(
     answer that looks complete).
     """
     ends = high_watermarks(kafka, topic)
-    consumer = KafkaConsumer(**client_kwargs(kafka), enable_auto_commit=False)
+    consumer = KafkaConsumer(
+        **client_kwargs(kafka), enable_auto_commit=False, isolation_level=READ_COMMITTED
+    )
     try:
         tps = [TopicPartition(topic, p) for p in sorted(ends)]
         consumer.assign(tps)
@@ -111,7 +117,9 @@ def collect(
     kafka: KafkaConfig, topic: str, *, expected: int, timeout_s: float = 60.0
 ) -> list[Result]:
     """Read ``topic`` from the beginning until ``expected`` records arrived or time ran out."""
-    consumer = KafkaConsumer(**client_kwargs(kafka), enable_auto_commit=False)
+    consumer = KafkaConsumer(
+        **client_kwargs(kafka), enable_auto_commit=False, isolation_level=READ_COMMITTED
+    )
     out: list[Result] = []
     try:
         deadline = time.monotonic() + timeout_s

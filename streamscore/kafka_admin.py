@@ -338,3 +338,22 @@ def consumer_lag(kafka: KafkaConfig, group_id: str, topic: str) -> dict[int, int
     ends, starts = _watermarks(kafka, topic, kafka.request_timeout_ms / 1000, with_starts=True)
     committed = committed_offsets(kafka, group_id, topic)
     return {p: max(end - committed.get(p, starts.get(p, 0)), 0) for p, end in sorted(ends.items())}
+
+
+# --------------------------------------------------------------------------- the broker
+
+#: The cluster id the embedded Tansu broker reports (Apache Kafka's is 22 base64 characters).
+TANSU_CLUSTER_ID = "tansu_cluster"
+
+
+def cluster_id(kafka: KafkaConfig) -> str | None:
+    """The cluster id the brokers report in their metadata (None when they report none)."""
+    with _consumer(kafka, "answer a metadata request") as consumer:
+        consumer.topics()  # one metadata round trip
+        value = consumer._client.cluster.cluster_id  # noqa: SLF001 - kafka-python keeps it here
+    return str(value) if value else None
+
+
+def is_tansu(kafka: KafkaConfig) -> bool:
+    """True when ``[kafka] bootstrap_servers`` is the embedded Tansu broker."""
+    return cluster_id(kafka) == TANSU_CLUSTER_ID

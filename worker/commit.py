@@ -1,7 +1,10 @@
-"""Where an offset is committed: after the batch's outputs are acknowledged, never before.
+"""Where an offset is committed: after the batch's outputs are acknowledged, never before
+(at-least-once), or with them in one transaction (exactly-once).
 
 A worker killed at any point therefore loses nothing: its partitions move to another member,
-which resumes from the last commit and may score the last batch again (at-least-once).
+which resumes from the last commit and may score the last batch again (at-least-once); in
+exactly-once mode the interrupted transaction is aborted, so read_committed readers never see
+that batch twice.
 """
 
 from __future__ import annotations
@@ -30,3 +33,19 @@ def publish_then_commit(
     """
     transport.publish(outputs, stop)
     return transport.commit(next_offsets(records), stop)
+
+
+def publish_in_transaction(
+    transport: Transport,
+    outputs: Sequence[OutRecord],
+    records: Sequence[Any],
+    stop: threading.Event,
+) -> bool:
+    """Publish ``outputs`` and commit the offsets after ``records`` in one transaction. False
+    when it was aborted because the group moved on: the caller rewinds the partitions it keeps
+    to ``records``' first offsets (:meth:`worker.batcher.Batcher.rewind_to`).
+
+    Raises :class:`worker.transport.DeliveryFailed` at shutdown when it could not commit:
+    nothing of the batch is visible then, and the next owner scores those records again.
+    """
+    return transport.publish_transaction(outputs, next_offsets(records), stop)

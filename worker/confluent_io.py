@@ -24,11 +24,13 @@ from typing import Any
 from streamscore.config import Config
 from streamscore.wire import OutRecord
 from worker.client_settings import confluent_consumer, confluent_producer
+from worker.membership import Membership
 from worker.transport import (
     Backoff,
     Partition,
     commit_until_done,
     publish_until_acknowledged,
+    transact_until_done,
 )
 
 log = logging.getLogger(__name__)
@@ -50,7 +52,9 @@ class Record:
 
 
 class ConfluentTransport:
-    def __init__(self, cfg: Config, *, client_id: str) -> None:
+    def __init__(
+        self, cfg: Config, *, client_id: str, membership: Membership | None = None
+    ) -> None:
         try:
             from confluent_kafka import Consumer, Producer
         except ImportError as exc:  # pragma: no cover - requirements.lock installs it
@@ -60,16 +64,23 @@ class ConfluentTransport:
                 '[kafka] transport = "confluent-kafka" needs the confluent-kafka package, '
                 "which requirements.lock pins: pip install -r requirements.lock"
             ) from exc
+        self.exactly_once = membership is not None and membership.exactly_once
         self.consumer = Consumer(
-            {**confluent_consumer(cfg, client_id), "error_cb": self._on_client_error}
+            {**confluent_consumer(cfg, client_id, membership), "error_cb": self._on_client_error}
         )
         self._producer_settings: dict[str, Any] = {
-            **confluent_producer(cfg, client_id),
+            **confluent_producer(cfg, client_id, membership),
             "on_delivery": self._on_delivery_error,
         }
         self._producer_class = Producer
-        self.producer = Producer(self._producer_settings)
+        self._txn_timeout_s = max(cfg.kafka.request_timeout_ms / 1000, 10.0)
+        self._abort_pending = False
         self._failed: list[tuple[Any, OutRecord]] = []
+        try:
+            self.producer = self._new_producer()
+        except BaseException:  # brokers away (init_transactions timed out): leave no consumer
+            self.consumer.close()
+            raise
         self.backoff = Backoff.from_config(cfg.worker)
         self.delivery_timeout_s = cfg.worker.delivery_timeout_ms / 1000
         #: Set when the consumer lost its brokers; the next poll re-positions from the commits.
@@ -273,7 +284,98 @@ class ConfluentTransport:
         except Exception:  # the old producer is being discarded anyway
             log.debug("discarding the failed producer raised", exc_info=True)
         self._failed = []
-        self.producer = self._producer_class(self._producer_settings)
+        self.producer = self._new_producer()
+
+    def _new_producer(self) -> Any:
+        """A producer; a transactional one has called ``init_transactions``, which fences an
+        earlier producer with the same transactional id and aborts what it left open."""
+        producer = self._producer_class(self._producer_settings)
+        if self.exactly_once:
+            producer.init_transactions(self._txn_timeout_s)
+        return producer
+
+    # ------------------------------------------------------------------ exactly-once
+
+    def publish_transaction(
+        self, records: Sequence[OutRecord], offsets: dict[Partition, int], stop: threading.Event
+    ) -> bool:
+        """Publish ``records`` and commit ``offsets`` in one transaction (see
+        :meth:`worker.kafka_io.KafkaPythonTransport.publish_transaction`)."""
+        from confluent_kafka import KafkaError, KafkaException, TopicPartition
+
+        payload = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
+        moved_on_codes = (
+            KafkaError.REBALANCE_IN_PROGRESS,
+            KafkaError.ILLEGAL_GENERATION,
+            KafkaError.UNKNOWN_MEMBER_ID,
+            KafkaError.FENCED_INSTANCE_ID,
+        )
+
+        def attempt() -> None:
+            producer = self.producer
+            if self._abort_pending:  # librdkafka: a timed-out abort is resumed by calling again
+                producer.abort_transaction(self._txn_timeout_s)
+                self._abort_pending = False
+            producer.begin_transaction()
+            produce = producer.produce
+            for r in records:
+                while True:
+                    try:
+                        produce(
+                            r.topic,
+                            value=r.value,
+                            key=r.key,
+                            headers=r.headers,
+                            partition=-1 if r.partition is None else r.partition,
+                        )
+                        break
+                    except BufferError:  # local queue full: serve delivery reports, retry
+                        producer.poll(0.05)
+            producer.send_offsets_to_transaction(
+                payload, self.consumer.consumer_group_metadata(), self._txn_timeout_s
+            )
+            producer.commit_transaction(self._txn_timeout_s)
+            self._failed = []
+
+        def moved_on(exc: BaseException) -> bool:
+            error = exc.args[0] if exc.args else None
+            return error is not None and error.code() in moved_on_codes
+
+        return transact_until_done(
+            attempt,
+            self._abort_or_renew,
+            transient=(KafkaException,),
+            moved_on=moved_on,
+            backoff=self.backoff,
+            stop=stop,
+            size=len(records),
+        )
+
+    def _abort_or_renew(self) -> None:
+        """Abort the open transaction; a producer that cannot (fenced, fatal) is replaced."""
+        from confluent_kafka import KafkaException
+
+        self._failed = []
+        try:
+            self.producer.abort_transaction(self._txn_timeout_s)
+            self._abort_pending = False
+            return
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            if error is not None and error.retriable() and not error.fatal():
+                # The broker is away: the abort goes on inside librdkafka and must be resumed
+                # (called again) before the next transaction; a new producer would conflict.
+                self._abort_pending = True
+                log.warning("abort_transaction not finished yet (%s); resumed next attempt", exc)
+                return
+            log.debug("abort_transaction failed; renewing the producer", exc_info=True)
+        except Exception:
+            log.debug("abort_transaction failed; renewing the producer", exc_info=True)
+        self._abort_pending = False
+        try:
+            self._renew_producer()
+        except Exception as exc:  # noqa: BLE001 - broker away: the next attempt retries
+            log.warning("could not renew the transactional producer yet: %s", exc)
 
     def _on_delivery_error(self, error: Any, message: Any) -> None:
         """Called by librdkafka (from ``poll``/``flush``) for each record it could not write."""

@@ -11,20 +11,34 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer
+from kafka import errors as kerrors
 from kafka.errors import CommitFailedError, KafkaError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from streamscore.config import Config
 from streamscore.wire import OutRecord
 from worker.client_settings import kafka_python_consumer, kafka_python_producer
+from worker.membership import Membership
 from worker.transport import (
     Backoff,
     Partition,
     commit_until_done,
     publish_until_acknowledged,
+    transact_until_done,
 )
 
 log = logging.getLogger(__name__)
+
+
+#: The group moved on (a rebalance, or this member was fenced): the transaction is aborted and
+#: the batch belongs to the partitions' new owner.
+GROUP_MOVED_ON = (
+    CommitFailedError,
+    kerrors.IllegalGenerationError,
+    kerrors.UnknownMemberIdError,
+    kerrors.RebalanceInProgressError,
+    kerrors.FencedInstanceIdError,
+)
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -46,11 +60,18 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 class KafkaPythonTransport:
     """Consumer + producer pair for one group member."""
 
-    def __init__(self, cfg: Config, *, client_id: str) -> None:
+    def __init__(
+        self, cfg: Config, *, client_id: str, membership: Membership | None = None
+    ) -> None:
         self.cfg = cfg
-        self.consumer = KafkaConsumer(**kafka_python_consumer(cfg, client_id))
-        self._producer_settings = kafka_python_producer(cfg, client_id)
-        self.producer = KafkaProducer(**self._producer_settings)
+        self.exactly_once = membership is not None and membership.exactly_once
+        self.consumer = KafkaConsumer(**kafka_python_consumer(cfg, client_id, membership))
+        self._producer_settings = kafka_python_producer(cfg, client_id, membership)
+        try:
+            self.producer = self._new_producer()
+        except BaseException:  # brokers away (bootstrap, init_transactions): leave no consumer
+            self.consumer.close(autocommit=False)
+            raise
         self.backoff = Backoff.from_config(cfg.worker)
         self.delivery_timeout_s = cfg.worker.delivery_timeout_ms / 1000
 
@@ -145,10 +166,71 @@ class KafkaPythonTransport:
         state in which it aborts every batch; a new one starts a new producer session.
         """
         try:
+            fresh = self._new_producer()
+        except KafkaError as exc:  # every broker away: keep the old one, the next round retries
+            log.warning("no new producer yet: %s", exc)
+            return
+        try:
             self.producer.close(timeout=1)
         except Exception:  # the old producer is being discarded anyway
             log.debug("closing the failed producer raised", exc_info=True)
-        self.producer = KafkaProducer(**self._producer_settings)
+        self.producer = fresh
+
+    def _new_producer(self) -> Any:
+        """A producer. kafka-python bootstraps in the constructor (fails while every broker is
+        away); a transactional one has called ``init_transactions``, which fences an earlier
+        producer with the same transactional id and aborts what it left open."""
+        producer = KafkaProducer(**self._producer_settings)
+        if self.exactly_once:
+            try:
+                producer.init_transactions()
+            except BaseException:
+                producer.close(timeout=1)
+                raise
+        return producer
+
+    # ------------------------------------------------------------------ exactly-once
+
+    def publish_transaction(
+        self, records: Sequence[OutRecord], offsets: dict[Partition, int], stop: threading.Event
+    ) -> bool:
+        """Publish ``records`` and commit ``offsets`` for the group in one transaction.
+
+        The offsets go with the consumer's group metadata (generation, member id, instance id),
+        so the group coordinator refuses them from a member the group has moved past (a zombie).
+        See :func:`worker.transport.transact_until_done` for retries and results.
+        """
+        payload = {
+            TopicPartition(topic, partition): OffsetAndMetadata(offset, "", -1)
+            for (topic, partition), offset in offsets.items()
+        }
+
+        def attempt() -> None:
+            producer = self.producer
+            producer.begin_transaction()
+            send = producer.send
+            for r in records:
+                send(r.topic, r.value, r.key, r.headers, r.partition)
+            producer.send_offsets_to_transaction(payload, self.consumer.group_metadata())
+            producer.commit_transaction()
+
+        return transact_until_done(
+            attempt,
+            self._abort_or_renew,
+            transient=(KafkaError,),
+            moved_on=lambda exc: isinstance(exc, GROUP_MOVED_ON),
+            backoff=self.backoff,
+            stop=stop,
+            size=len(records),
+        )
+
+    def _abort_or_renew(self) -> None:
+        """Abort the open transaction; a producer that cannot (fenced, fatal) is replaced."""
+        try:
+            self.producer.abort_transaction()
+        except Exception:
+            log.debug("abort_transaction failed; renewing the producer", exc_info=True)
+            self._renew_producer()
 
     # ------------------------------------------------------------------ committing
 

@@ -37,10 +37,12 @@ from monitor.worker_drift import WorkerDrift
 from streamscore import jsonio
 from streamscore.config import Config
 from streamscore.control import NOTICE_ALIAS_MOVED, ControlListener
+from streamscore.exceptions import StreamscoreError
 from streamscore.kafka_admin import ensure_topics
 from streamscore.wire import OutRecord
 from worker.batcher import Batcher, BatchLimits
-from worker.commit import publish_then_commit
+from worker.commit import publish_in_transaction, publish_then_commit
+from worker.membership import Membership, plan_membership
 from worker.metrics import WorkerMetrics
 from worker.processor import BatchProcessor, BatchResult, Destinations, ServingModel
 from worker.reloader import ModelReloader, ReloadEvent
@@ -100,6 +102,7 @@ class ScoringWorker:
         self._lag_checked = 0.0
         self._joined = False
         self._waiting_since = time.monotonic()
+        self.membership: Membership | None = None
         #: A member waiting this long for an assignment rejoins with a new consumer.
         self.join_timeout_s = max(4 * cfg.kafka.session_timeout_ms / 1000, 15.0)
         #: The reference profile of a version (None: no drift counting for it).
@@ -128,6 +131,8 @@ class ScoringWorker:
 
     def run(self) -> None:
         cfg = self.cfg
+        # First: a worker asked for exactly-once on a broker that cannot honour it stops here.
+        self.membership = plan_membership(cfg, self.index)
         ensure_topics(cfg.kafka)
         keeper = TopicKeeper(cfg.kafka, cfg.worker.topic_check_ms)
         keeper.start()
@@ -155,7 +160,9 @@ class ScoringWorker:
     def _member_session(self, cfg: Config) -> bool:
         """One consumer-group membership. True when it should be started afresh: the
         member got no assignment (not even an empty one) within ``join_timeout_s``."""
-        transport = make_transport(cfg, client_id=f"{cfg.kafka.client_id}-{self.index}")
+        transport = self._connect(cfg)
+        if transport is None:  # stopped while the brokers were away
+            return False
         self._transport = transport
         self._joined = False
         self._waiting_since = time.monotonic()
@@ -169,11 +176,14 @@ class ScoringWorker:
             self._assign_own_share(transport, inputs or cfg.kafka.partitions, serving)
         else:
             transport.subscribe(cfg.kafka.input_topic, self._on_assign, self._on_revoke)
+            m = self.membership
             log.info(
-                "worker %s joining group %r on %s, serving %s",
+                "worker %s joining group %r on %s (%s, %s), serving %s",
                 self.worker_id,
                 cfg.kafka.group_id,
                 cfg.kafka.input_topic,
+                f"static member {m.instance}" if m and m.static else "dynamic member",
+                "exactly-once" if m and m.exactly_once else "at-least-once",
                 serving,
             )
         try:
@@ -218,6 +228,26 @@ class ScoringWorker:
         )
         self._on_assign([(topic, p) for p in mine])
 
+    def _connect(self, cfg: Config) -> Transport | None:
+        """A new client pair, waiting out brokers that cannot be reached yet (a restart of the
+        cluster: kafka-python bootstraps in its constructors, and a transactional producer's
+        ``init_transactions`` needs the transaction coordinator). None once stopped."""
+        backoff = cfg.worker.retry_backoff_ms / 1000
+        while True:
+            try:
+                return make_transport(
+                    cfg, client_id=f"{cfg.kafka.client_id}-{self.index}", membership=self.membership
+                )
+            except StreamscoreError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - kafka-python KafkaError, librdkafka KafkaException
+                if self._stop.is_set():
+                    return None
+                log.warning("cannot connect to Kafka yet (%s); retrying in %.1fs", exc, backoff)
+                if self._stop.wait(backoff):
+                    return None
+                backoff = min(backoff * 2, cfg.worker.max_retry_backoff_ms / 1000)
+
     def _loop(self, transport: Transport) -> bool:
         """Poll, score, publish, commit until stopped (False) or stuck joining (True)."""
         while not self._stop.is_set():
@@ -249,7 +279,15 @@ class ScoringWorker:
         )
         if self.drift is not None and result.matrix is not None:
             self._count_drift(result)
-        publish_then_commit(transport, result.records, records, self._stop)
+        if self.membership is not None and self.membership.exactly_once:
+            if not publish_in_transaction(transport, result.records, records, self._stop):
+                # Aborted: nothing of the batch is visible. Partitions this member keeps
+                # resume at the batch's first events; the new owner of the others starts from
+                # the committed offsets, which are the same.
+                self.batcher.rewind_to(records)
+                return
+        else:
+            publish_then_commit(transport, result.records, records, self._stop)
         dead = self.metrics.record_batch(model, len(records), result)
         s = self.status
         s.scored += result.scored

@@ -29,6 +29,7 @@ from streamscore.wire import OutRecord
 
 if TYPE_CHECKING:
     from streamscore.config import Config, WorkerConfig
+    from worker.membership import Membership
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,10 @@ class Transport(Protocol):
 
     def commit(self, offsets: dict[Partition, int], stop: threading.Event) -> bool: ...
 
+    def publish_transaction(
+        self, records: Sequence[OutRecord], offsets: dict[Partition, int], stop: threading.Event
+    ) -> bool: ...
+
     def close(self) -> None: ...
 
 
@@ -71,15 +76,17 @@ class DeliveryFailed(StreamscoreError):
     """Outputs could not be acknowledged before shutdown; their offsets are not committed."""
 
 
-def make_transport(cfg: Config, *, client_id: str) -> Transport:
+def make_transport(
+    cfg: Config, *, client_id: str, membership: Membership | None = None
+) -> Transport:
     """The Kafka client pair chosen by ``[kafka] transport`` (only its library is imported)."""
     if cfg.kafka.transport == "confluent-kafka":
         from worker.confluent_io import ConfluentTransport
 
-        return ConfluentTransport(cfg, client_id=client_id)
+        return ConfluentTransport(cfg, client_id=client_id, membership=membership)
     from worker.kafka_io import KafkaPythonTransport
 
-    return KafkaPythonTransport(cfg, client_id=client_id)
+    return KafkaPythonTransport(cfg, client_id=client_id, membership=membership)
 
 
 @dataclass(frozen=True)
@@ -137,6 +144,46 @@ def publish_until_acknowledged(
         stop.wait(delay_s)
         renew_producer()
         pending = failed
+
+
+def transact_until_done(
+    attempt: Callable[[], None],
+    abort: Callable[[], None],
+    *,
+    transient: tuple[type[BaseException], ...],
+    moved_on: Callable[[BaseException], bool],
+    backoff: Backoff,
+    stop: threading.Event,
+    size: int,
+) -> bool:
+    """Run ``attempt`` (begin, send, send offsets, commit: one transaction) until it commits.
+
+    On a failure the transaction is aborted (``abort``; nothing of it is visible to
+    read_committed readers). False when the group moved on (``moved_on(exc)``: a rebalance, or
+    this member was fenced as a zombie): the caller rewinds, the new owner redoes the batch.
+    A transient failure is retried after a backoff; at shutdown it raises
+    :class:`DeliveryFailed`.
+    """
+    for delay_s in backoff.delays_s():
+        try:
+            attempt()
+            return True
+        except transient as exc:
+            abort()
+            if moved_on(exc):
+                log.warning(
+                    "transaction aborted, the group moved on (%s); the new owner scores these "
+                    "events, nothing of them is visible to read_committed readers",
+                    exc,
+                )
+                return False
+            if stop.is_set():
+                raise DeliveryFailed(
+                    f"transaction of {size} records not committed at shutdown: {exc}"
+                ) from exc
+            log.warning("transaction failed (%s); retrying in %.1fs", exc, delay_s)
+            stop.wait(delay_s)
+    raise AssertionError("unreachable: the backoff never ends")  # pragma: no cover
 
 
 def commit_until_done(

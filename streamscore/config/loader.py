@@ -236,11 +236,33 @@ def _check_model_store(cfg: Config, where: str) -> None:
 
 
 def _check_worker(cfg: Config, where: str) -> None:
+    k = cfg.kafka
+    try:
+        sample = k.instance_id.format(group="g", host="h", index=0)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ConfigError(
+            f"{where}: [kafka] instance_id = {k.instance_id!r} may use only the placeholders "
+            f"{{group}}, {{host}} and {{index}} ({exc!r})"
+        ) from exc
     w = cfg.worker
+    if "{index}" not in k.instance_id and w.processes > 1:
+        raise ConfigError(
+            f"{where}: [kafka] instance_id = {k.instance_id!r} has no {{index}}, so the "
+            f"{w.processes} worker processes would share one name; add {{index}}"
+        )
+    if not sample.strip():
+        raise ConfigError(f"{where}: [kafka] instance_id must not be empty")
     if w.max_retry_backoff_ms < w.retry_backoff_ms:
         raise ConfigError(
             f"{where}: [worker] max_retry_backoff_ms ({w.max_retry_backoff_ms}) must be >= "
             f"retry_backoff_ms ({w.retry_backoff_ms})"
+        )
+    if w.delivery == "exactly-once" and w.assignment == "supervisor":
+        raise ConfigError(
+            f'{where}: [worker] delivery = "exactly-once" needs [worker] assignment = '
+            f"\"group\": a transaction's offsets are fenced by the consumer group's generation, "
+            f"which processes that assign partitions to themselves do not join; set assignment "
+            f'= "group" (on a real Kafka cluster) or delivery = "at-least-once"'
         )
 
 

@@ -82,6 +82,15 @@ class KafkaConfig:
     request_timeout_ms: int = _opt(30_000, min=1000, max=3_600_000)
     max_poll_interval_ms: int = _opt(300_000, min=1000, max=3_600_000)
     transport: str = _opt("kafka-python", choices=("kafka-python", "confluent-kafka"))
+    static_membership: str = _opt(
+        "auto",
+        choices=("auto", "on", "off"),
+        doc="group.instance.id per worker process; auto = on unless the broker is Tansu",
+    )
+    instance_id: str = _opt(
+        "{group}-{host}-{index}",
+        doc="stable name of worker process i: group.instance.id and transactional.id",
+    )
     security_protocol: str = _opt(
         "PLAINTEXT", choices=("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
     )
@@ -254,6 +263,11 @@ class WorkerConfig:
     log_level: str = _opt("INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     import_pandas: bool = _opt(False)
     model_threads: int = _opt(1, min=0, max=256, doc="OpenMP/BLAS threads per worker; 0 = theirs")
+    delivery: str = _opt(
+        "at-least-once",
+        choices=("at-least-once", "exactly-once"),
+        doc="exactly-once: outputs and offsets in one transaction (Apache Kafka only)",
+    )
 
 
 @dataclass(frozen=True)

@@ -509,3 +509,11 @@ def test_object_store_credentials_never_show_in_config_or_store(tmp_path, monkey
     for secret in ("AKIAEXAMPLEKEY", "s3cr3t-value", "pa55word"):
         assert secret not in shown
     assert "http://***@127.0.0.1:1" in repr(cfg.model_store)
+
+
+def test_exactly_once_with_self_assigned_partitions_is_an_error_naming_both_keys(tmp_path):
+    text = '[worker]\ndelivery = "exactly-once"\nassignment = "supervisor"\n'
+    with pytest.raises(ConfigError, match=r'delivery = "exactly-once" needs \[worker\] assignment'):
+        load_config(write(tmp_path, text), environ={})
+    ok = '[worker]\ndelivery = "exactly-once"\nassignment = "group"\n'
+    assert load_config(write(tmp_path, ok), environ={}).worker.delivery == "exactly-once"

@@ -183,3 +183,19 @@ def test_next_offsets_is_one_past_the_last_record_of_each_partition():
     records = [FakeRecord(IN, p, o, 0, None, None) for p, o in [(0, 5), (1, 2), (0, 7), (0, 6)]]
     assert next_offsets(records) == {(IN, 0): 8, (IN, 1): 3}
     assert next_offsets([]) == {}
+
+
+def test_rewind_to_an_aborted_batch_gathers_its_records_again_from_their_first_offsets():
+    # Exactly-once: the batch's transaction was aborted (the group moved on), nothing of it is
+    # visible, and the member kept its partitions: the same records must be scored again.
+    b = batcher(max_wait_ms=0)
+    transport = subscribed(fake(), b)
+    first = b.gather(transport)
+    assert next_offsets(first) == {(IN, 0): 4, (IN, 1): 4}
+
+    b.rewind_to(first)
+    assert b.gather(transport) == []  # its poll found nothing new, then applied the rewind
+    again = b.gather(transport)
+
+    assert sorted(transport.seeks) == [((IN, 0), 0), ((IN, 1), 0)]
+    assert [(r.partition, r.offset) for r in again] == [(p, o) for p in (0, 1) for o in range(4)]

@@ -1,47 +1,35 @@
 """Both Kafka transports publish with the same guarantee: ``publish`` returns only when the
 broker acknowledged every record, waits out an outage, and at shutdown says what it could not
-deliver (so the caller does not commit those offsets). Embedded broker only: the tests stop and
-restart a broker of their own."""
+deliver (so the caller does not commit those offsets). Not on an external cluster: the tests
+stop and restart a broker of their own (of the session's engine: Tansu comes back empty, Kafka
+with its log)."""
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 
 import pytest
 
-from broker import EmbeddedBroker, free_port
-from streamscore.config import BrokerConfig
 from streamscore.kafka_admin import ensure_topics
 from streamscore.wire import OutRecord
 from tests.kafka_helpers import read
 from worker.transport import DeliveryFailed, make_transport
 
-pytestmark = [
-    pytest.mark.broker,
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        bool(os.environ.get("KAFKA_BOOTSTRAP_SERVERS")),
-        reason="stops and restarts its own embedded broker",
-    ),
-]
+pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
 
 @pytest.fixture(params=["kafka-python", "confluent-kafka"])
-def own_broker(request, config_factory, tmp_path):
+def own_broker(request, config_factory, restartable_broker):
     """(config, broker): a broker only this test uses, and a config for ``param``'s client."""
-    port = free_port()
-    broker = EmbeddedBroker(BrokerConfig(port=port, run_dir=tmp_path / "own-broker"))
-    broker.start()
+    broker = restartable_broker
     cfg = config_factory(
-        kafka={"bootstrap_servers": f"127.0.0.1:{port}", "transport": request.param},
+        kafka={"bootstrap_servers": broker.address, "transport": request.param},
         worker={"retry_backoff_ms": 100, "max_retry_backoff_ms": 500, "delivery_timeout_ms": 1500},
         create_topics=False,
     )
     ensure_topics(cfg.kafka)
-    yield cfg, broker
-    broker.stop()
+    return cfg, broker
 
 
 def records(topic: str, n: int, prefix: str) -> list[OutRecord]:
@@ -72,7 +60,7 @@ def test_publish_waits_out_an_outage_and_delivers_every_record(own_broker):
         thread.start()
         time.sleep(3)  # longer than the delivery timeout: the first round fails
         assert not done.is_set(), "publish returned while the broker was down"
-        broker.start()  # memory-only: it comes back empty
+        broker.start()  # Tansu comes back empty, Kafka with its log
         ensure_topics(cfg.kafka)
         assert done.wait(60), "publish did not finish after the broker came back"
         assert failure == []
