@@ -1,7 +1,9 @@
 """Many joins and leaves under load, on a real broker and both transports: a clean rebalance
-(a member joins, or leaves on SIGTERM) scores no event twice and loses none; members killed
-with -9 lose none (their last batch may be scored again: at-least-once).
+(a member joins, or leaves through ``stop()``/SIGTERM) scores no event twice and loses none;
+members killed with -9 lose none (their last batch may be scored again: at-least-once).
 
+The clean case runs its members in this process (one thread each, the same ``ScoringWorker``
+the worker process runs), so ten rebalances fit in a test; the kill case needs processes.
 Every membership change waits for the group to settle first: leaving while a rebalance is
 still forming wedges the group on the embedded broker (see BROKER findings in the README).
 """
@@ -20,9 +22,10 @@ from pathlib import Path
 import pytest
 
 from tests.kafka_helpers import produce, read, wait_until
+from worker.service import ScoringWorker
 
-# A worker process takes 10-35 s from start to its first assignment on the shared 2-core
-# machine (imports, then the join), so six rebalances need more than the default timeout.
+# A worker process took 10-75 s from start to its first assignment on the shared 2-core
+# machine (imports, model load, then the join): the kill case needs more than the default.
 pytestmark = [pytest.mark.broker, pytest.mark.slow, pytest.mark.timeout(600)]
 
 TRANSPORTS = ["kafka-python", "confluent-kafka"]
@@ -43,12 +46,10 @@ class Members:
         self.live[index] = subprocess.Popen([sys.executable, *cmd])
         return index
 
-    def leave(self, index: int, sig: signal.Signals) -> None:
+    def kill(self, index: int) -> None:
         process = self.live.pop(index)
-        process.send_signal(sig)
-        code = process.wait(timeout=60)
-        if sig == signal.SIGTERM:
-            assert code == 0, f"worker {index} exited with {code} on SIGTERM"
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=60)
 
     def log(self, index: int) -> Path:
         return self.cfg.worker.log_dir / f"worker-{index}.log"
@@ -126,14 +127,39 @@ class Load:
         return self.ids
 
 
-def churn(members: Members, sig: signal.Signals) -> None:
-    """1 -> 2 -> 3 -> 2 -> 3 -> 2 -> 1 members (six rebalances), the oldest leaving first."""
-    for step in ["join", "join", "leave", "join", "leave", "leave"]:
-        if step == "join":
-            members.join()
-        else:
-            members.leave(min(members.live), sig)
-        members.wait_settled()
+class ThreadMembers:
+    """In-process members of one group: joining starts a worker thread, leaving stops it."""
+
+    def __init__(self, cfg) -> None:
+        self.cfg = cfg
+        self.live: dict[int, tuple[ScoringWorker, threading.Thread]] = {}
+        self.started = 0
+
+    def join(self) -> None:
+        worker = ScoringWorker(self.cfg, index=self.started)
+        thread = threading.Thread(target=worker.run, daemon=True)
+        thread.start()
+        self.live[self.started] = (worker, thread)
+        self.started += 1
+
+    def leave(self, index: int) -> None:
+        worker, thread = self.live.pop(index)
+        worker.stop()
+        thread.join(timeout=60)
+        assert not thread.is_alive(), f"member {index} did not leave"
+
+    def settled(self) -> bool:
+        shares = [worker.status.assigned for worker, _ in self.live.values()]
+        owned = [p for share in shares for p in share]
+        return all(shares) and len(owned) == len(set(owned)) == self.cfg.kafka.partitions
+
+    def wait_settled(self) -> None:
+        wait_until(self.settled, 90, f"the group of {sorted(self.live)} to settle")
+        time.sleep(0.3)  # let a batch or two flow between rebalances
+
+    def stop_all(self) -> None:
+        for index in list(self.live):
+            self.leave(index)
 
 
 def scored(cfg, expected: int) -> Counter[str]:
@@ -143,14 +169,29 @@ def scored(cfg, expected: int) -> Counter[str]:
     return Counter(r.value["id"] for r in outputs)
 
 
-@pytest.mark.parametrize("members", TRANSPORTS, indirect=True)
-def test_clean_joins_and_leaves_under_load_score_every_event_exactly_once(members, demo_set):
-    members.join()
-    members.wait_settled()
-    load = Load(members.cfg, demo_set, rate=400, prefix="clean")
-    churn(members, signal.SIGTERM)
-    ids = load.stop()
-    counts = scored(members.cfg, len(ids))
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_clean_joins_and_leaves_under_load_score_every_event_exactly_once(
+    config_factory, register, demo_set, transport
+):
+    cfg = config_factory(kafka={"transport": transport})
+    register()
+    members = ThreadMembers(cfg)
+    try:
+        members.join()
+        members.wait_settled()
+        load = Load(cfg, demo_set, rate=400, prefix="clean")
+        # 1 -> 2 -> 3 -> 2 -> 3 -> 2 -> 1 -> 2 -> 3 -> 2 -> 3: ten rebalances, oldest leaving.
+        steps = ["join", "join", "leave", "join", "leave", "leave"] * 2
+        for step in steps[:10]:
+            if step == "join":
+                members.join()
+            else:
+                members.leave(min(members.live))
+            members.wait_settled()
+        ids = load.stop()
+        counts = scored(cfg, len(ids))
+    finally:
+        members.stop_all()
     missing = set(ids) - set(counts)
     assert not missing, f"{len(missing)} of {len(ids)} events lost, e.g. {sorted(missing)[:5]}"
     twice = sorted(i for i, n in counts.items() if n > 1)
@@ -161,9 +202,16 @@ def test_clean_joins_and_leaves_under_load_score_every_event_exactly_once(member
 @pytest.mark.parametrize("members", TRANSPORTS, indirect=True)
 def test_members_killed_under_load_lose_no_event(members, demo_set):
     members.join()
+    members.join()
     members.wait_settled()
     load = Load(members.cfg, demo_set, rate=400, prefix="kill")
-    churn(members, signal.SIGKILL)
+    # 2 -> 1 (killed) -> 2 -> 1 (killed): each kill mid-stream, its partitions taken over.
+    for step in ["kill", "join", "kill"]:
+        if step == "join":
+            members.join()
+        else:
+            members.kill(min(members.live))
+        members.wait_settled()
     ids = load.stop()
     counts = scored(members.cfg, len(ids))
     missing = set(ids) - set(counts)
