@@ -23,7 +23,7 @@ H_SOURCE_OFFSET = "streamscore.source.offset"
 H_MODEL_NAME = "streamscore.model.name"
 H_MODEL_VERSION = "streamscore.model.version"
 # Extra headers on every dead letter.
-H_STAGE = "streamscore.error.stage"  # decode | schema | predict
+H_STAGE = "streamscore.error.stage"  # decode | schema | predict | encode
 H_ERROR_CLASS = "streamscore.error.class"
 H_ERROR_MESSAGE = "streamscore.error.message"
 H_SOURCE_TIMESTAMP = "streamscore.source.timestamp"  # the input's Kafka timestamp, epoch ms

@@ -219,13 +219,16 @@ class BatchProcessor:
         for body, record in zip(bodies, decoded, strict=True):
             if body is None:
                 continue
+            try:
+                value = dumps(body)
+            except Exception as exc:  # noqa: BLE001 - whatever one record's value raises
+                # (e.g. an integer beyond 64 bits passed through): that record alone is dead.
+                out.append(self._dead(record, model, "encode", type(exc).__name__, str(exc)))
+                result.dead_letters["encode"] += 1
+                continue
             out.append(
                 OutRecord(
-                    topic,
-                    record.key,
-                    dumps(body),
-                    headers(record),
-                    record.partition if same else None,
+                    topic, record.key, value, headers(record), record.partition if same else None
                 )
             )
             predictions.append(body["prediction"])
@@ -264,7 +267,7 @@ def _lenient_decode(value: bytes | None) -> Any:
         return None
     try:
         event = json.loads(value)
-    except ValueError:
+    except Exception:  # noqa: BLE001 - ValueError, RecursionError (deep nesting), ...: undecodable
         return None
     if isinstance(event, dict) and any(
         isinstance(v, float) and not math.isfinite(v) for v in event.values()

@@ -97,7 +97,7 @@ class ScoringWorker:
         self.status = WorkerStatus(worker_id=self.worker_id, started_at=time.time())
         self.model: ServingModel | None = None
         self._stop = threading.Event()
-        self.batcher = Batcher(BatchLimits.from_config(w), self._stop)
+        self.batcher = Batcher(BatchLimits.from_config(w), self._stop, self._on_ownership)
         self._transport: Transport | None = None
         self._lag_checked = 0.0
         self._joined = False
@@ -172,10 +172,11 @@ class ScoringWorker:
         # where the default (murmur2) partitioner would put its key, without hashing each key.
         self.processor.follow_partitions = inputs is not None and inputs == outputs
         serving = self.model.label if self.model else "nothing"
+        self.batcher.reset()
         if cfg.worker.assignment == "supervisor":
             self._assign_own_share(transport, inputs or cfg.kafka.partitions, serving)
         else:
-            transport.subscribe(cfg.kafka.input_topic, self._on_assign, self._on_revoke)
+            transport.subscribe(cfg.kafka.input_topic, self.batcher.assign, self.batcher.revoke)
             m = self.membership
             log.info(
                 "worker %s joining group %r on %s (%s, %s), serving %s",
@@ -226,7 +227,7 @@ class ScoringWorker:
             self.cfg.kafka.group_id,
             serving,
         )
-        self._on_assign([(topic, p) for p in mine])
+        self.batcher.assign([(topic, p) for p in mine])
 
     def _connect(self, cfg: Config) -> Transport | None:
         """A new client pair, waiting out brokers that cannot be reached yet (a restart of the
@@ -361,26 +362,23 @@ class ScoringWorker:
         ):
             self.reloader.wake()
 
-    def _on_assign(self, partitions: list[Partition]) -> None:
-        self._joined = True
-        self.status.assigned = partitions
-        self.metrics.partitions_assigned.set(len(partitions))
-        self.metrics.consumer_lag.clear()
-        shown = ", ".join(f"{t}[{p}]" for t, p in partitions) or "none"
-        log.info("worker %s owns %s", self.worker_id, shown)
+    def _on_ownership(self, owned: list[Partition], joined: bool) -> None:
+        """The batcher applied rebalance events (on the scoring thread, right after a poll).
 
-    def _on_revoke(self, partitions: list[Partition]) -> None:
-        """Partitions leave this member. Every handled batch is already committed (commits
-        happen before the next poll); the batcher drops what it gathered of them, and their
-        new owner scores those events from the committed offset: nothing is lost and nothing
-        is scored twice.
-
-        (kafka-python 3 runs this callback on its network thread, where blocking calls such
-        as a synchronous commit are not allowed; this design needs none.)
+        The rebalance callbacks themselves only queue their partitions in the batcher
+        (kafka-python 3 runs them on its network thread); every handled batch is already
+        committed when they arrive (commits happen before the next poll), the batcher drops
+        what it gathered of revoked partitions, and their new owner scores those events from
+        the committed offset: nothing is lost and nothing is scored twice.
         """
-        self._joined = False
-        self._waiting_since = time.monotonic()
-        revoked = set(partitions)
-        self.batcher.revoke(revoked)
-        self.status.assigned = [p for p in self.status.assigned if p not in revoked]
-        self.metrics.partitions_assigned.set(len(self.status.assigned))
+        self.status.assigned = owned
+        self.metrics.partitions_assigned.set(len(owned))
+        if joined:
+            self._joined = True
+            self.metrics.consumer_lag.clear()
+            shown = ", ".join(f"{t}[{p}]" for t, p in owned) or "none"
+            log.info("worker %s owns %s", self.worker_id, shown)
+        else:
+            self._joined = False
+            self._waiting_since = time.monotonic()
+            log.info("worker %s: partitions revoked, awaiting its assignment", self.worker_id)

@@ -89,7 +89,7 @@ def fake(per_partition: int = 4, partitions: int = 2) -> FakeTransport:
 
 
 def subscribed(transport: FakeTransport, b: Batcher) -> FakeTransport:
-    transport.subscribe(IN, lambda _assigned: None, b.revoke)
+    transport.subscribe(IN, b.assign, b.revoke)
     return transport
 
 
@@ -157,16 +157,23 @@ def test_revoke_drops_gathered_records_and_a_kept_partition_is_rewound_to_them()
     assert len(gathered) == 12  # 6, then partition 0 after the rebalance, then after the rewind
 
 
-def test_revoke_between_batches_drops_nothing_later():
+def test_revoke_between_batches_leaves_the_batch_in_flight_and_waits_for_the_assignment():
     b = batcher(max_wait_ms=0)
     transport = subscribed(fake(per_partition=2), b)
     first = b.gather(transport)
-    b.revoke(owned(1))  # while the batch is being scored: it is the scoring thread's now
+    b.revoke(owned(1))  # while the batch is being scored: that batch is the scoring thread's
+    transport.commit(next_offsets(first), threading.Event())
     transport.append((IN, 1), [b"{}"])
+    # The client still hands out partition 1 (its assignment is not applied yet): dropped.
     second = b.gather(transport)
     assert len(first) == 4
-    assert [(r.partition, r.offset) for r in second] == [(1, 2)]
-    assert transport.seeks == []
+    assert second == []
+    assert b.owned == owned(0)
+    # Assigned back: rewound to the first dropped offset, gathered once.
+    transport.rebalance_on_next_poll(owned(0, 1))
+    third = b.gather(transport)
+    assert [(r.partition, r.offset) for r in third] == [(1, 2)]
+    assert transport.seeks == [((IN, 1), 2)]
 
 
 def test_revoke_from_another_thread_is_applied_by_the_gathering_thread():
@@ -177,6 +184,120 @@ def test_revoke_from_another_thread_is_applied_by_the_gathering_thread():
     thread.start()
     thread.join()
     assert b.take() == []
+
+
+class NetworkThreadRebalance(FakeTransport):
+    """Runs the rebalance callbacks on a thread of its own during ``poll``, as kafka-python 3
+    does on its network thread (the caller blocked in ``poll`` meanwhile)."""
+
+    def poll(self, timeout_ms: int, max_records: int) -> list[Any]:
+        if self._next_assignment is None:
+            return super().poll(timeout_ms, max_records)
+        network = threading.Thread(target=self._rebalance)
+        network.start()
+        network.join()
+        return super().poll(timeout_ms, max_records)
+
+
+def test_rebalance_state_is_changed_by_the_gathering_thread_only():
+    changes: list[tuple[list[tuple[str, int]], bool, str]] = []
+
+    def on_change(partitions: list[tuple[str, int]], joined: bool) -> None:
+        changes.append((partitions, joined, threading.current_thread().name))
+
+    b = Batcher(BatchLimits(100, 0), threading.Event(), on_change)
+    transport = NetworkThreadRebalance({(IN, p): [b"{}"] * 3 for p in range(2)})
+    transport.subscribe(IN, b.assign, b.revoke)
+    scorer = threading.current_thread().name
+    assert len(b.gather(transport)) == 6
+    transport.commit({(IN, 0): 1, (IN, 1): 3}, threading.Event())
+    transport.rebalance_on_next_poll(owned(0))
+    batch = b.gather(transport)
+    assert [(r.partition, r.offset) for r in batch] == [(0, 1), (0, 2)]
+    # One change per applied poll, each on the scoring thread, ending with the assignment.
+    assert changes == [(owned(0, 1), True, scorer), (owned(0), True, scorer)]
+
+
+class TwoStepRebalance(FakeTransport):
+    """Revokes during one poll and assigns during a later one, as librdkafka does (its
+    revoke and assign callbacks come from separate polls of an eager rebalance)."""
+
+    def revoke_now(self) -> None:
+        assert self._on_revoke is not None
+        self._on_revoke(list(self.assigned))
+
+    def assign_now(self, assignment: list[tuple[str, int]]) -> None:
+        assert self._on_assign is not None
+        self.assigned = assignment
+        self.positions = {p: self.committed.get(p, 0) for p in assignment}
+        self._on_assign(list(assignment))
+
+
+def test_a_rewind_waits_for_the_assignment_and_is_forgotten_for_a_partition_moved_away():
+    b = batcher(max_wait_ms=300, max_batch_records=100, batch_linger_ms=100)
+    transport = TwoStepRebalance({(IN, p): [b"{}"] * 3 for p in range(2)})
+    transport.subscribe(IN, b.assign, b.revoke)
+    script = iter(
+        [
+            lambda: None,  # poll 1: both assigned, 6 records gathered, the batch lingers
+            transport.revoke_now,  # poll 2: revoked; the client still hands out records
+            lambda: transport.assign_now(owned(1)),  # poll 3: partition 1 only
+        ]
+    )
+    original_poll = transport.poll
+
+    def poll(timeout_ms: int, max_records: int) -> list[Any]:
+        next(script, lambda: None)()
+        transport.append((IN, 0), [b"{}"])  # partition 0 keeps growing meanwhile
+        return original_poll(timeout_ms, max_records)
+
+    transport.poll = poll  # type: ignore[method-assign]
+    batch = b.gather(transport)
+    # Partition 0 moved away: its rewind is forgotten (its new owner resumes from the
+    # commit); partition 1 is rewound to its first dropped offset and gathered once.
+    assert [(r.partition, r.offset) for r in batch] == [(1, 0), (1, 1), (1, 2)]
+    assert transport.seeks == [((IN, 1), 0)]
+    assert b.owned == owned(1)
+
+
+def test_callbacks_racing_the_gathering_thread_never_leave_a_revoked_partition_in_a_batch():
+    """Revokes and assignments arrive from another thread at random moments while batches are
+    gathered; every batch holds only partitions owned when it was returned, no offset twice."""
+    b = Batcher(BatchLimits(50, 0), threading.Event())
+    parts = owned(0, 1, 2, 3)
+    transport = FakeTransport({p: [b"{}"] * 20_000 for p in parts})
+    transport.subscribe(IN, b.assign, b.revoke)
+    stop = threading.Event()
+
+    def churn() -> None:
+        import random
+
+        rng = random.Random(11)
+        while not stop.is_set():
+            lost = [p for p in parts if rng.random() < 0.5]
+            b.revoke(lost)
+            time.sleep(rng.random() / 2000)
+            b.assign(lost)
+            time.sleep(rng.random() / 2000)
+
+    thread = threading.Thread(target=churn)
+    thread.start()
+    seen: set[tuple[int, int]] = set()
+    try:
+        for _ in range(400):
+            batch = b.gather(transport)
+            keys = {(r.partition, r.offset) for r in batch}
+            assert len(keys) == len(batch)
+            assert not keys & seen, "a record gathered twice"
+            assert {(r.topic, r.partition) for r in batch} <= set(b.owned)
+            seen |= keys
+    finally:
+        stop.set()
+        thread.join()
+    # Nothing skipped: each partition was gathered from 0 up to where it stopped.
+    for p in range(4):
+        offsets = sorted(o for q, o in seen if q == p)
+        assert offsets == list(range(len(offsets)))
 
 
 def test_next_offsets_is_one_past_the_last_record_of_each_partition():
@@ -194,8 +315,8 @@ def test_rewind_to_an_aborted_batch_gathers_its_records_again_from_their_first_o
     assert next_offsets(first) == {(IN, 0): 4, (IN, 1): 4}
 
     b.rewind_to(first)
-    assert b.gather(transport) == []  # its poll found nothing new, then applied the rewind
-    again = b.gather(transport)
+    again = b.gather(transport)  # seeks back before it polls
 
     assert sorted(transport.seeks) == [((IN, 0), 0), ((IN, 1), 0)]
     assert [(r.partition, r.offset) for r in again] == [(p, o) for p in (0, 1) for o in range(4)]
+

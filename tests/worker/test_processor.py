@@ -124,3 +124,38 @@ def test_process_predict_failure_dead_letters_only_that_row(register, model_stor
     assert h["streamscore.error.stage"] == "predict"
     assert h["streamscore.source.offset"] == "7"
     assert h["streamscore.error.class"] == "ValueError"
+
+
+def test_process_value_the_encoder_cannot_write_back_is_dead_lettered_as_encode(
+    register, model_store, demo_set
+):
+    """A passthrough integer beyond 64 bits decodes (through the NaN-tolerant decoder) but
+    cannot be encoded into the prediction: that record alone goes to the dead letters."""
+    register()
+    huge = demo_set.event(1, label=10**30, note=float("nan"))  # NaN: an ignored extra field
+    values = [
+        jsonio.dumps(demo_set.event(0)),
+        json.dumps(huge).encode(),
+        jsonio.dumps(demo_set.event(2)),
+    ]
+    result = BatchProcessor(DEST).process(
+        records(values), serving(model_store, passthrough=("label",))
+    )
+    outputs = [r for r in result.records if r.topic == "out"]
+    [dead] = [r for r in result.records if r.topic == "dlq"]
+    assert [jsonio.loads(r.value)["id"] for r in outputs] == ["e-0", "e-2"]
+    assert headers_dict(dead.headers)["streamscore.error.stage"] == "encode"
+    assert dead.value == values[1]
+    assert result.scored == 2 and result.dead_letters["encode"] == 1
+
+
+def test_process_nesting_too_deep_for_any_decoder_is_dead_lettered_as_decode(
+    register, model_store, demo_set
+):
+    register()
+    deep = b'{"mean_radius": NaN, "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    values = [deep, jsonio.dumps(demo_set.event(1))]
+    result = BatchProcessor(DEST).process(records(values), serving(model_store))
+    [dead] = [r for r in result.records if r.topic == "dlq"]
+    assert headers_dict(dead.headers)["streamscore.error.stage"] == "decode"
+    assert result.scored == 1
