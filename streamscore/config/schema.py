@@ -63,11 +63,13 @@ def _opt(
 @dataclass(frozen=True)
 class KafkaConfig:
     bootstrap_servers: str = _opt("127.0.0.1:9092", doc="host:port[,host:port...]")
-    input_topic: str = _opt("streamscore.events")
-    output_topic: str = _opt("streamscore.predictions")
-    dead_letter_topic: str = _opt("streamscore.dead-letters")
-    control_topic: str = _opt("streamscore.control")
-    group_id: str = _opt("streamscore-workers")
+    # Empty = derived from [model_store] model_name (streamscore.config.loader.derive_names):
+    # streamscore.<model>.events / .predictions / .dead-letters / .control, streamscore-<model>.
+    input_topic: str = _opt("", doc="'' = streamscore.<model_name>.events")
+    output_topic: str = _opt("", doc="'' = streamscore.<model_name>.predictions")
+    dead_letter_topic: str = _opt("", doc="'' = streamscore.<model_name>.dead-letters")
+    control_topic: str = _opt("", doc="'' = streamscore.<model_name>.control")
+    group_id: str = _opt("", doc="'' = streamscore-<model_name>")
     client_id: str = _opt("streamscore")
     partitions: int = _opt(4, min=1, max=10_000)
     replication_factor: int = _opt(1, min=1, max=16)
@@ -187,6 +189,9 @@ class WorkerConfig:
     log_level: str = _opt("INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     import_pandas: bool = _opt(False)
     model_threads: int = _opt(1, min=0, max=256, doc="OpenMP/BLAS threads per worker; 0 = theirs")
+    status_interval_ms: int = _opt(
+        2000, min=0, max=600_000, doc="member-status record to the control topic; 0 = off"
+    )
 
 
 @dataclass(frozen=True)
