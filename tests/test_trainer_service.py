@@ -155,6 +155,8 @@ def test_retrain_that_passes_the_gate_swaps_running_workers(cfg):
         thread.start()
         try:
             wait_until(lambda: worker.model is not None and worker.model.version == 1, 10, "v1")
+            data = cfg.training.data_path  # new data arrives (one row fewer): worth a version
+            data.write_text(data.read_text().rstrip("\n").rsplit("\n", 1)[0] + "\n")
             job = wait_job(client, client.post("/retrain", headers=AUTH).json()["job"])
             assert job["status"] == "promoted" and job["version"] == 2
             wait_until(lambda: worker.model.version == 2, 1.5, "the worker to swap to v2")
