@@ -19,6 +19,7 @@ from streamscore import jsonio
 if TYPE_CHECKING:
     from worker.fleet_view import Fleet
 
+LIVE_STATES = ("ready", "waiting")
 STATE_STYLE = {"ready": "green", "waiting": "yellow", "stopped": "dim", "gone": "red"}
 
 
@@ -89,49 +90,55 @@ def render(fleet: Fleet) -> Group:
     """The members table with a sum row, and a line about who is missing."""
     total = fleet.total()
     table = Table(
-        title=f"group {fleet.group}: {total['ready']} of {len(fleet.members)} members ready",
+        title=(
+            f"group {fleet.group}: {total['ready']} of {len(fleet.members)} members ready, "
+            f"serving {', '.join(total['serving']) or 'nothing'}, partitions of "
+            f"{_topics(fleet)}; events/s and p99 over the last minute"
+        ),
         box=box.SIMPLE_HEAD,
         title_justify="left",
+        pad_edge=False,
     )
     for name, justify in (
         ("member", "left"),
         ("state", "left"),
         ("serving", "left"),
-        ("partitions", "left"),
+        ("parts", "left"),
         ("events/s", "right"),
-        ("p99 ms (1 min)", "right"),
+        ("p99 ms", "right"),
         ("lag", "right"),
-        ("dead letters", "right"),
-        ("seen", "right"),
+        ("dead", "right"),
     ):
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+        table.add_column(name, justify=justify, no_wrap=name != "member", min_width=len(name))  # type: ignore[arg-type]
     for m in fleet.members:
         r = m.record
         style = STATE_STYLE.get(m.state, "")
         table.add_row(
-            f"{r.get('host')}:{r.get('pid')} ({r.get('worker')})",
-            Text(m.state, style=style),
+            str(r.get("worker")),
+            Text(m.state if m.state in LIVE_STATES else f"{m.state} {m.age_s:.0f}s", style=style),
             _serving(r),
             _partitions(r.get("partitions") or []),
             _number(r.get("events_per_s"), 1),
             _number(r.get("p99_ms"), 1),
             _number(sum((r.get("lag") or {}).values())),
             _dead(r.get("dead_letters_by_stage") or {}),
-            f"{m.age_s:.0f}s ago",
         )
     table.add_section()
     table.add_row(
-        Text("all live members", style="bold"),
+        Text("all", style="bold"),
         f"{total['members']} live",
-        ", ".join(total["serving"]) or "-",
-        f"{total['partitions']} partitions",
+        ", ".join(sorted({_serving(m.record) for m in fleet.members if m.state in LIVE_STATES}))
+        or "-",
+        str(total["partitions"]),
         _number(total["events_per_s"], 1),
         _number(total["p99_ms"], 1),
         _number(total["lag"]),
         _dead(total["dead_letters_by_stage"]),
-        "",
     )
     notes: list[Any] = [table]
+    if total["dead_letters"]:
+        stages = ", ".join(f"{k} {v:,}" for k, v in sorted(total["dead_letters_by_stage"].items()))
+        notes.append(Text(f"dead letters by stage: {stages} (streamscore tail --dead-letters)"))
     if not fleet.members:
         notes.append(
             Text(
@@ -156,21 +163,21 @@ def _serving(record: dict[str, Any]) -> str:
     serving = record.get("serving") or {}
     if not serving:
         return "nothing"
-    return ", ".join(f"{alias} {record.get('model')} v{v}" for alias, v in serving.items())
+    return ", ".join(f"v{v}" for v in serving.values())
 
 
 def _partitions(names: list[str]) -> str:
-    if not names:
-        return "-"
-    numbers = [n.rpartition("[")[2].rstrip("]") for n in names]
-    return f"{names[0].rpartition('[')[0]}[{','.join(numbers)}]"
+    """``topic[0]``, ``topic[1]`` -> ``0,1`` (the title names the topic)."""
+    return ",".join(n.rpartition("[")[2].rstrip("]") for n in names) or "-"
 
 
 def _dead(by_stage: dict[str, int]) -> str:
-    total = sum(by_stage.values())
-    if not total:
-        return "0"
-    return f"{total} (" + ", ".join(f"{k} {v}" for k, v in sorted(by_stage.items())) + ")"
+    return f"{sum(by_stage.values()):,}"
+
+
+def _topics(fleet: Fleet) -> str:
+    names = {n.rpartition("[")[0] for m in fleet.members for n in m.record.get("partitions") or []}
+    return ", ".join(sorted(names)) or "-"
 
 
 def _number(value: Any, digits: int = 0) -> str:

@@ -319,7 +319,7 @@ class StatusPublisher:
         try:
             if self._producer is None:
                 self._producer = KafkaProducer(
-                    **client_kwargs(self.kafka), acks=1, linger_ms=0, max_block_ms=2000
+                    **client_kwargs(self.kafka), acks="all", linger_ms=0, max_block_ms=2000
                 )
             future = self._producer.send(
                 self.kafka.control_topic, key=self.key, value=jsonio.dumps(record)
