@@ -49,6 +49,7 @@ def test_readme_links_resolve_inside_the_repository():
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # about 2 minutes alone; much more on a loaded machine
 def test_readme_user_journey_runs_as_written_on_a_fresh_store(tmp_path):
     """Every command of the block, in one bash with ``set -e``: a command that fails fails
     the test. The block runs in a fresh folder with the repository's config.toml, pointed at
@@ -79,7 +80,7 @@ def test_readme_user_journey_runs_as_written_on_a_fresh_store(tmp_path):
         env=env,
         capture_output=True,
         text=True,
-        timeout=420,
+        timeout=840,
         check=False,
     )
     output = done.stdout + done.stderr
