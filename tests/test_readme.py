@@ -71,7 +71,8 @@ def test_readme_user_journey_runs_as_written_on_a_fresh_store(tmp_path):
     }
     # Whatever the block leaves running (a failed step skips its `kill`) is stopped at exit.
     cleanup = (
-        "trap 'kill $(jobs -p) 2>/dev/null; wait; streamscore broker stop >/dev/null 2>&1' EXIT\n"
+        "trap 'rc=$?; kill $(jobs -p) 2>/dev/null || true; wait || true; "
+        "streamscore broker stop >/dev/null 2>&1 || true; exit $rc' EXIT\n"
     )
     script = "set -euo pipefail -x\n" + cleanup + journey_block(README.read_text(encoding="utf-8"))
     done = subprocess.run(
