@@ -13,6 +13,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
+ARTIFACTS = REPO / "var" / "test-artifacts"
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 
 
@@ -85,6 +86,8 @@ def test_readme_user_journey_runs_as_written_on_a_fresh_store(tmp_path):
         check=False,
     )
     output = done.stdout + done.stderr
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS / "readme-journey.log").write_text(output, encoding="utf-8")
     assert done.returncode == 0, output[-6000:]
     assert "unchanged since v1" in output
     assert "2 of 2 members ready" in output
