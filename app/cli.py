@@ -22,6 +22,7 @@ SUBCOMMANDS: dict[str, str] = {
     "worker": "app.worker_cli:worker",
     "publish": "app.producer_cli:publish",
     "tail": "app.producer_cli:tail",
+    "status": "app.status_cli:status",
     "demo": "app.demo:demo",
     "monitor": "app.monitor_cli:monitor",
 }
@@ -59,6 +60,7 @@ def main() -> None:
       streamscore models list
       streamscore worker --processes 2
       streamscore publish var/data/events.jsonl
+      streamscore status                # the fleet: members, versions, rate, p99, lag
       streamscore tail
     """
 

@@ -24,6 +24,16 @@ from streamscore.kafka_admin import ensure_topics
 @click.option("--rate", type=click.FloatRange(min=0.001), default=None, help="events per second")
 @click.option("--topic", default=None, help="default: [kafka] input_topic")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="publish at most N events")
+@click.option(
+    "--repeat",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="publish the file N times over",
+)
+@click.option(
+    "--loop", is_flag=True, help="publish the file over and over until Ctrl-C (needs --rate)"
+)
 @pass_state
 def publish(
     state: Any,
@@ -33,23 +43,33 @@ def publish(
     rate: float | None,
     topic: str | None,
     limit: int | None,
+    repeat: int,
+    loop: bool,
 ) -> None:
-    """Publish a JSON-lines or CSV file as events to the input topic."""
+    """Publish a JSON-lines or CSV file as events to the input topic.
+
+    --repeat N and --loop (with --rate) make steady traffic from a small file; events are sent
+    as they are on every pass (same ids and keys).
+    """
     from itertools import islice
 
-    from producer.files import count_events, detect_format, read_events
+    from producer.files import count_events, detect_format, repeat_events
     from producer.publisher import Publisher
 
+    if loop and rate is None:
+        raise click.UsageError("--loop publishes without end: give it a --rate, e.g. --rate 200")
+    if loop and repeat != 1:
+        raise click.UsageError("use --loop or --repeat N, not both")
     cfg = state.config
     fmt = detect_format(file, fmt)
-    total = count_events(file, fmt)
+    total: int | None = None if loop else count_events(file, fmt) * repeat
     if limit is not None:
-        total = min(total, limit)
+        total = limit if total is None else min(total, limit)
     from streamscore.preflight import check_bootstrap
 
     check_bootstrap(cfg.kafka)  # a wrong address: one line within seconds, not a 30 s timeout
     ensure_topics(cfg.kafka)
-    events = islice(read_events(file, fmt), limit)
+    events = islice(repeat_events(file, fmt, None if loop else repeat), limit)
     with (
         Publisher(cfg.kafka, topic=topic) as publisher,
         Progress(
@@ -62,12 +82,15 @@ def publish(
         ) as progress,
     ):
         task = progress.add_task("publish", total=total)
-        report = publisher.publish(
-            events,
-            key_field=key_field,
-            rate=rate,
-            on_progress=lambda n: progress.advance(task, n),
-        )
+        try:
+            report = publisher.publish(
+                events,
+                key_field=key_field,
+                rate=rate,
+                on_progress=lambda n: progress.advance(task, n),
+            )
+        except KeyboardInterrupt:  # --loop ends here; what was sent is flushed and counted
+            report = publisher.finish()
     target = topic or cfg.kafka.input_topic
     console.print(
         f"sent {report.sent}, failed {report.failed} to {target} "

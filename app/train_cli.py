@@ -24,6 +24,11 @@ if TYPE_CHECKING:  # the training stack (sklearn, pandas) loads only when a comm
     help="register as a candidate only; the gate is reported, not applied",
 )
 @click.option(
+    "--force",
+    is_flag=True,
+    help="train and register even when a version was made from the same data, settings and code",
+)
+@click.option(
     "--data",
     "data_path",
     type=click.Path(path_type=Path, dir_okay=False),
@@ -31,19 +36,25 @@ if TYPE_CHECKING:  # the training stack (sklearn, pandas) loads only when a comm
     help="training data, .csv or .parquet (default: [training] data_path)",
 )
 @pass_state
-def train(state: State, no_promote: bool, data_path: Path | None) -> None:
+def train(state: State, no_promote: bool, force: bool, data_path: Path | None) -> None:
     """Load, cleanse, fit, evaluate, gate and register; promote when the gate passes.
 
     Exit code 3 when the gate refuses (the model stays a candidate), 2 for unusable data or
-    configuration.
+    configuration. Retraining on unchanged data, settings and code registers nothing and says
+    "unchanged since vN" (exit 0), unless --force.
     """
-    from training.run import GateRefused
+    from training.run import GateRefused, Unchanged
     from training.run import train as run_train
 
     cfg = state.config
     data = data_path.resolve() if data_path is not None else None
     try:
-        result = run_train(cfg, promote=not no_promote, data_path=data, console=console)
+        result = run_train(
+            cfg, promote=not no_promote, force=force, data_path=data, console=console
+        )
+    except Unchanged as unchanged:
+        console.print(str(unchanged), markup=False, highlight=False)
+        return
     except GateRefused as refused:
         show_result(refused.result, alias=cfg.model_store.alias)
         raise

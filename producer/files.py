@@ -49,6 +49,15 @@ def read_events(path: Path, fmt: str) -> Iterator[dict[str, Any]]:
         raise EventFileError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
 
 
+def repeat_events(path: Path, fmt: str, passes: int | None) -> Iterator[dict[str, Any]]:
+    """The file's events ``passes`` times over (None: without end), for steady traffic from a
+    small file. Each pass re-reads the file, so memory does not grow with the passes."""
+    done = 0
+    while passes is None or done < passes:
+        yield from read_events(path, fmt)
+        done += 1
+
+
 def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
     with path.open("rb") as handle:
         for number, line in enumerate(handle, start=1):

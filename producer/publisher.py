@@ -29,6 +29,8 @@ class PublishReport:
 class Publisher:
     def __init__(self, kafka: KafkaConfig, *, topic: str | None = None, linger_ms: int = 5) -> None:
         self.topic = topic or kafka.input_topic
+        self._report = PublishReport()
+        self._started = time.perf_counter()
         self.producer = KafkaProducer(
             **client_kwargs(kafka), acks="all", linger_ms=linger_ms, batch_size=262_144
         )
@@ -41,9 +43,12 @@ class Publisher:
         rate: float | None = None,
         on_progress: Callable[[int], None] | None = None,
     ) -> PublishReport:
-        """Send every event; wait for all acks. ``rate`` = events per second (None: as fast)."""
-        report = PublishReport()
-        started = time.perf_counter()
+        """Send every event; wait for all acks. ``rate`` = events per second (None: as fast).
+
+        Interrupted (Ctrl-C on an endless ``events``), :meth:`finish` flushes what was sent and
+        returns its report."""
+        report = self._report = PublishReport()
+        started = self._started = time.perf_counter()
 
         def ok(_metadata: Any) -> None:
             report.sent += 1
@@ -68,9 +73,13 @@ class Publisher:
             future.add_errback(failed)
             if on_progress is not None:
                 on_progress(1)
+        return self.finish()
+
+    def finish(self) -> PublishReport:
+        """Wait for the acks of everything sent; the report of the last :meth:`publish`."""
         self.producer.flush()
-        report.seconds = time.perf_counter() - started
-        return report
+        self._report.seconds = time.perf_counter() - self._started
+        return self._report
 
     def send_raw(
         self, values: Iterable[bytes], *, keys: Iterable[bytes | None] | None = None

@@ -142,7 +142,9 @@ def test_failed_gate_leaves_production_untouched_and_says_why(config_factory):
 def test_schedule_fires_on_the_cron_expression(cfg):
     plan = Schedule(cfg)
     jobs = plan.run(max_runs=2)
-    assert [j.status for j in jobs] == ["promoted", "promoted"]
+    # the second run finds the data, settings and code of v1: nothing new to register
+    assert [j.status for j in jobs] == ["promoted", "unchanged"]
+    assert [j.version for j in jobs] == [1, 1]
     assert [j.trigger for j in jobs] == ["schedule", "schedule"]
     assert jobs[1].started_at - jobs[0].started_at >= 1.5
 
@@ -173,6 +175,8 @@ def test_retrain_that_passes_the_gate_swaps_running_workers(cfg):
         thread.start()
         try:
             wait_until(lambda: worker.model is not None and worker.model.version == 1, 10, "v1")
+            data = cfg.training.data_path  # new data arrives (one row fewer): worth a version
+            data.write_text(data.read_text().rstrip("\n").rsplit("\n", 1)[0] + "\n")
             job = wait_job(client, client.post("/retrain", headers=AUTH).json()["job"])
             assert job["status"] == "promoted" and job["version"] == 2
             wait_until(lambda: worker.model.version == 2, 1.5, "the worker to swap to v2")

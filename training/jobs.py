@@ -35,7 +35,8 @@ def is_job_id(text: str) -> bool:
 class Job:
     id: str
     trigger: str  # api | schedule
-    status: str = "queued"  # queued | running | promoted | registered | gate_failed | failed
+    # queued | running | promoted | registered | unchanged | gate_failed | failed
+    status: str = "queued"
     created_at: float = field(default_factory=time.time)
     started_at: float | None = None
     finished_at: float | None = None
@@ -97,7 +98,7 @@ class JobRunner:
 
     def run(self, job: Job) -> Job:
         """Run one job in this thread (the schedule calls this directly)."""
-        from training.run import GateRefused, train
+        from training.run import GateRefused, Unchanged, train
 
         lines: deque[str] = deque(maxlen=LOG_TAIL_LINES)
 
@@ -114,6 +115,10 @@ class JobRunner:
             result = train(
                 self.cfg, promote=True, progress=False, on_step=lambda s: note(f"step {s}")
             )
+        except Unchanged as exc:
+            job.status = "unchanged"
+            job.version = exc.manifest.version
+            note(str(exc))
         except GateRefused as exc:
             job.status = "gate_failed"
             job.error = str(exc)

@@ -26,8 +26,9 @@ from sklearn.pipeline import Pipeline
 from model_store import DataFingerprint, FeatureSpec, Manifest, ModelStore, current_git_commit
 from model_store.examples import EXAMPLES_FILE, Example, read_examples
 from model_store.release import promote_and_announce
+from model_store.store import library_versions
 from streamscore.config import Config, TrainingConfig
-from streamscore.exceptions import GateFailed, ModelStoreError, TrainingError
+from streamscore.exceptions import GateFailed, ModelStoreError, StreamscoreError, TrainingError
 from training.cleanse import CleanseReport, cleanse
 from training.custom import build_custom, describe_custom, load_factory
 from training.data import fingerprint, load_frame
@@ -38,6 +39,7 @@ from training.gate import GateVerdict, ProductionScore, judge, score_production
 from training.lock import hold_training_lock
 from training.pipeline import build_pipeline, check_estimator_config, describe
 from training.progress import StepProgress
+from training.unchanged import Recipe, identical_version
 from worker.examples import ExamplesReport, run_on_model
 from worker.validation import ValidationPolicy
 
@@ -68,6 +70,19 @@ class TrainResult:
     announced: bool | None = None
 
 
+class Unchanged(StreamscoreError):
+    """Nothing to train: ``manifest`` was made from the same data, settings and code."""
+
+    def __init__(self, manifest: Manifest, data: DataFingerprint) -> None:
+        super().__init__(
+            f"unchanged since v{manifest.version}: same data (sha256 {data.sha256[:12]}), "
+            f"[training] settings and code as {manifest.label}; nothing registered "
+            f"(--force trains and registers anyway)"
+        )
+        self.manifest = manifest
+        self.data = data
+
+
 class GateRefused(GateFailed):
     """The gate refused promotion; the candidate is registered and described by ``result``."""
 
@@ -80,6 +95,7 @@ def train(
     cfg: Config,
     *,
     promote: bool = True,
+    force: bool = False,
     progress: bool = True,
     data_path: Path | None = None,
     on_step: Callable[[str], None] | None = None,
@@ -88,8 +104,9 @@ def train(
     """Run the whole flow for ``cfg``'s model.
 
     ``promote=False`` registers the candidate and reports the gate's verdict without acting on
-    it. ``data_path`` overrides ``[training] data_path``. ``on_step`` hears each step's name as
-    it starts.
+    it. ``force=False`` refuses to repeat a version (:class:`Unchanged`: same data, settings
+    and code as an existing version, nothing registered). ``data_path`` overrides
+    ``[training] data_path``. ``on_step`` hears each step's name as it starts.
 
     Raises :class:`TrainingError` for unusable data or configuration (nothing is registered),
     or when another run holds the training lock; :class:`GateRefused` when the gate refuses.
@@ -111,7 +128,10 @@ def train(
     ):
         with steps.step("load") as step:
             raw = load_frame(path)
+            data = fingerprint(path, len(raw))
             step.note = f"{len(raw)} rows, {raw.shape[1]} columns from {path.name}"
+        if not force:
+            _refuse_repeat(store, cfg, path, data)
         with steps.step("cleanse") as step:
             report, schema, X, y = _cleanse(raw, t)
             step.note = (
@@ -181,6 +201,18 @@ def train(
     if promote and not verdict.passed:
         raise _refused(store, alias, result)
     return result
+
+
+def _refuse_repeat(store: ModelStore, cfg: Config, path: Path, data: DataFingerprint) -> None:
+    """Raise :class:`Unchanged` when a version was made from this data, settings and code."""
+    recipe = Recipe.of(data, _recorded_config(cfg, path), _git_commit(), library_versions())
+    same = identical_version(store.versions(), recipe)
+    if same is not None:
+        raise Unchanged(same, data)
+
+
+def _git_commit() -> str | None:
+    return current_git_commit(Path(__file__).resolve().parent)
 
 
 def _promote(
@@ -259,7 +291,7 @@ def _register(
         estimator=estimator,
         data=data,
         config=_recorded_config(cfg, path),
-        git_commit=current_git_commit(Path(__file__).resolve().parent),
+        git_commit=_git_commit(),
         parent=store.aliases().get(cfg.model_store.alias),
         aliases=("candidate",),
         gate=verdict.to_dict(),

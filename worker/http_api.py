@@ -30,6 +30,7 @@ from streamscore.http_common import (
     read_limited_body,
     require_admin,
 )
+from worker.fleet_view import FleetBook
 from worker.processor import Outcome, ServingModel, score_events
 from worker.reloader import ReloadEvent
 from worker.status import WorkerStatus
@@ -81,6 +82,11 @@ class WorkerView(Protocol):
     @property
     def metrics(self) -> MetricsSource: ...
 
+    @property
+    def fleet(self) -> FleetBook: ...
+
+    def member_record(self, state: str | None = None) -> dict[str, Any]: ...
+
 
 def build_app(worker: WorkerView, cfg: Config) -> Starlette:
     handlers = _Handlers(worker, cfg)
@@ -91,6 +97,7 @@ def build_app(worker: WorkerView, cfg: Config) -> Starlette:
         Route("/readyz", handlers.readyz),
         Route("/model", handlers.model_info),
         Route("/status", handlers.status),
+        Route("/fleet", handlers.fleet),
         Route("/predict", handlers.predict, methods=["POST"]),
         Route("/reload", handlers.reload, methods=["POST"]),
         Route("/metrics", handlers.metrics),
@@ -179,6 +186,18 @@ class _Handlers:
                 "scored": s.scored,
                 "dead_letters": s.dead_letters,
                 "batches": s.batches,
+            }
+        )
+
+    async def fleet(self, _request: Request) -> Response:
+        """This member's last minute and every member of its group (member-status records)."""
+        own = self.worker.member_record()
+        model = self.worker.model
+        return OrjsonResponse(
+            {
+                "self": own,
+                "classes": list(model.manifest.classes or ()) if model is not None else [],
+                **self.worker.fleet.fleet(own).to_dict(),
             }
         )
 

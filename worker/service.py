@@ -10,7 +10,9 @@ named for what it does:
 - :mod:`worker.commit`: publish predictions and dead letters, wait for the broker to
   acknowledge each one, then commit the batch's offsets;
 - :mod:`worker.transport`: the Kafka client pair behind all of that;
-- :mod:`worker.metrics` and :mod:`worker.status`: what the worker reports.
+- :mod:`worker.metrics` and :mod:`worker.status`: what the worker reports;
+- :mod:`worker.fleet`: its last minute, published for the fleet (``streamscore status``),
+  and the fleet as its control listener hears it (:mod:`worker.fleet_view`).
 
 An offset is committed only after its output is acknowledged, so a worker killed at any point
 loses nothing: its partitions move to another member, which resumes from the last commit
@@ -42,6 +44,14 @@ from streamscore.kafka_admin import ensure_topics
 from streamscore.wire import OutRecord
 from worker.batcher import Batcher, BatchLimits
 from worker.commit import publish_in_transaction, publish_then_commit
+from worker.fleet import (
+    MEMBER_STATUS,
+    MemberIdentity,
+    RecentActivity,
+    StatusPublisher,
+    member_record,
+)
+from worker.fleet_view import FleetBook, gone_after_s
 from worker.membership import Membership, plan_membership
 from worker.metrics import WorkerMetrics
 from worker.processor import BatchProcessor, BatchResult, Destinations, ServingModel
@@ -95,6 +105,9 @@ class ScoringWorker:
             )
         )
         self.status = WorkerStatus(worker_id=self.worker_id, started_at=time.time())
+        self.activity = RecentActivity()
+        self.identity = MemberIdentity(self.worker_id, cfg.kafka.group_id, index)
+        self.fleet = FleetBook(cfg.kafka.group_id, gone_after_s(cfg.kafka, w.status_interval_ms))
         self.model: ServingModel | None = None
         self._stop = threading.Event()
         self.batcher = Batcher(BatchLimits.from_config(w), self._stop, self._on_ownership)
@@ -139,6 +152,7 @@ class ScoringWorker:
         self.reloader.start()
         control = ControlListener(cfg.kafka, self._on_notice)
         control.start()
+        reporter = self._start_reporting()
         try:
             if not self.reloader.wait_for_model(self._stop):
                 return
@@ -148,6 +162,8 @@ class ScoringWorker:
                     break
         finally:
             keeper.stop()
+            if reporter is not None:
+                reporter.stop()
             control.stop()
             self.reloader.stop()
             log.info(
@@ -290,6 +306,13 @@ class ScoringWorker:
         else:
             publish_then_commit(transport, result.records, records, self._stop)
         dead = self.metrics.record_batch(model, len(records), result)
+        self.activity.record_batch(
+            records,
+            result,
+            dead_letter_topic=self.cfg.kafka.dead_letter_topic,
+            model_label=model.label,
+            input_topic=self.cfg.kafka.input_topic,
+        )
         s = self.status
         s.scored += result.scored
         s.dead_letters += dead
@@ -317,12 +340,37 @@ class ScoringWorker:
         self._lag_checked = now
         self.metrics.record_lag(transport, self.status.assigned)
 
+    # ------------------------------------------------------------------ the fleet
+
+    def member_record(self, state: str | None = None) -> dict[str, Any]:
+        """This member's status record, as published for the fleet (built now)."""
+        return member_record(
+            self.identity,
+            self.status,
+            self.activity,
+            self.metrics,
+            ready=self.ready,
+            interval_ms=self.cfg.worker.status_interval_ms,
+            state=state,
+        )
+
+    def _start_reporting(self) -> StatusPublisher | None:
+        interval = self.cfg.worker.status_interval_ms
+        if not interval:
+            return None
+        reporter = StatusPublisher(
+            self.cfg.kafka, self.worker_id, self.member_record, interval_ms=interval
+        )
+        reporter.start()
+        return reporter
+
     # ------------------------------------------------------------------ callbacks
 
     def _swap_model(self) -> None:
         swapped = swap_between_batches(self.reloader, self.model)
         if swapped is None:
             return
+        self.activity.record_swap(self.model, swapped)
         self.model = swapped
         self.drift = self._make_drift(swapped)
         self.status.model = {
@@ -355,6 +403,9 @@ class ScoringWorker:
         self.metrics.model_loads.labels(outcome=event.outcome).inc()
 
     def _on_notice(self, notice: dict[str, Any]) -> None:
+        if notice.get("type") == MEMBER_STATUS:
+            self.fleet.add(notice)
+            return
         if (
             notice.get("type") == NOTICE_ALIAS_MOVED
             and notice.get("model") == self.store.name

@@ -22,7 +22,7 @@ from streamscore.config.env import (
     ENV_PREFIX,
     resolve_config_path,
 )
-from streamscore.config.loader import config_from_dict, load_config
+from streamscore.config.loader import config_from_dict, derive_names, load_config
 from streamscore.config.schema import (
     DEFAULT_ESTIMATORS,
     KNOWN_METRICS,
@@ -66,6 +66,7 @@ __all__ = [
     "TrainingConfig",
     "WorkerConfig",
     "config_from_dict",
+    "derive_names",
     "load_config",
     "resolve_config_path",
     "with_overrides",

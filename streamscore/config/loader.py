@@ -58,8 +58,40 @@ def config_from_dict(
     base = base_dir or (source.parent if source else Path.cwd())
     cfg = _build(Config, data, section="", where=where, base=base, extra={"source": source})
     cfg = _derived_defaults(cfg, data)
+    cfg = derive_names(cfg)
     _check_dependent(cfg, where)
     return cfg
+
+
+#: ``[kafka]`` key -> its name when left empty, from ``[model_store] model_name``.
+DERIVED_NAMES = {
+    "input_topic": "streamscore.{model}.events",
+    "output_topic": "streamscore.{model}.predictions",
+    "dead_letter_topic": "streamscore.{model}.dead-letters",
+    "control_topic": "streamscore.{model}.control",
+    "labels_topic": "streamscore.{model}.labels",
+    "quality_topic": "streamscore.{model}.quality",
+    "monitoring_topic": "streamscore.{model}.monitoring",
+    "group_id": "streamscore-{model}",
+}
+
+
+def derive_names(cfg: Config) -> Config:
+    """Fill the topics and the group left empty from the model name.
+
+    A second model is then another ``model_name`` (plus its data and port): its workers get
+    their own topics and group instead of silently joining the first model's. Names set in
+    the file or the environment win.
+    """
+    model = cfg.model_store.model_name
+    missing: dict[str, Any] = {
+        key: pattern.format(model=model)
+        for key, pattern in DERIVED_NAMES.items()
+        if not getattr(cfg.kafka, key)
+    }
+    if not missing:
+        return cfg
+    return dataclasses.replace(cfg, kafka=dataclasses.replace(cfg.kafka, **missing))
 
 
 def _deep_copy(value: Any) -> Any:

@@ -66,14 +66,20 @@ def _opt(
 @dataclass(frozen=True)
 class KafkaConfig:
     bootstrap_servers: str = _opt("127.0.0.1:9092", doc="host:port[,host:port...]")
-    input_topic: str = _opt("streamscore.events")
-    output_topic: str = _opt("streamscore.predictions")
-    dead_letter_topic: str = _opt("streamscore.dead-letters")
-    control_topic: str = _opt("streamscore.control")
-    labels_topic: str = _opt("streamscore.labels", doc='{"id": ..., "label": ...} per prediction')
-    quality_topic: str = _opt("streamscore.quality", doc="the monitor's per-window live metrics")
-    monitoring_topic: str = _opt("streamscore.monitoring", doc="workers' per-minute drift counts")
-    group_id: str = _opt("streamscore-workers")
+    # Empty = derived from [model_store] model_name (streamscore.config.loader.derive_names):
+    # streamscore.<model>.events / .predictions / .dead-letters / .control, streamscore-<model>.
+    input_topic: str = _opt("", doc="'' = streamscore.<model_name>.events")
+    output_topic: str = _opt("", doc="'' = streamscore.<model_name>.predictions")
+    dead_letter_topic: str = _opt("", doc="'' = streamscore.<model_name>.dead-letters")
+    control_topic: str = _opt("", doc="'' = streamscore.<model_name>.control")
+    labels_topic: str = _opt(
+        "", doc='{"id": ..., "label": ...}; \'\' = streamscore.<model_name>.labels'
+    )
+    quality_topic: str = _opt(
+        "", doc="monitor's live metrics; '' = streamscore.<model_name>.quality"
+    )
+    monitoring_topic: str = _opt("", doc="drift counts; '' = streamscore.<model_name>.monitoring")
+    group_id: str = _opt("", doc="'' = streamscore-<model_name>")
     client_id: str = _opt("streamscore")
     partitions: int = _opt(4, min=1, max=10_000)
     replication_factor: int = _opt(1, min=1, max=16)
@@ -267,6 +273,9 @@ class WorkerConfig:
         "at-least-once",
         choices=("at-least-once", "exactly-once"),
         doc="exactly-once: outputs and offsets in one transaction (Apache Kafka only)",
+    )
+    status_interval_ms: int = _opt(
+        2000, min=0, max=600_000, doc="member-status record to the control topic; 0 = off"
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -79,6 +80,32 @@ def test_publish_csv_at_a_rate_with_limit(config_factory, tmp_path):
     assert "sent 6, failed 0" in result.output
     records = read(cfg.kafka, cfg.kafka.input_topic, expected=6)
     assert sorted(r.value["x"] for r in records) == [0.5, 1.5, 2.5, 3.5, 4.5, 5.5]
+
+
+def test_publish_repeat_sends_the_file_n_times_at_the_rate(config_factory, tmp_path):
+    cfg = config_factory()
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"".join(jsonio.dumps({"id": f"r-{i}", "x": i}) + b"\n" for i in range(5)))
+    result = cli(cfg, "publish", str(path), "--repeat", "4", "--rate", "100")
+    assert result.exit_code == 0, result.output
+    assert "sent 20, failed 0" in result.output
+    records = read(cfg.kafka, cfg.kafka.input_topic, expected=20)
+    assert sorted(r.value["x"] for r in records) == sorted(list(range(5)) * 4)
+    seconds = float(re.search(r"in ([0-9.]+)s", result.output).group(1))
+    assert seconds >= 19 / 100  # 20 events at 100/s: the last one is due after 0.19 s
+
+
+def test_publish_loop_runs_until_the_limit_and_needs_a_rate(config_factory, tmp_path):
+    cfg = config_factory()
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"".join(jsonio.dumps({"id": f"l-{i}", "x": i}) + b"\n" for i in range(3)))
+    refused = cli(cfg, "publish", str(path), "--loop")
+    assert refused.exit_code == 2 and "give it a --rate" in refused.output
+    result = cli(cfg, "publish", str(path), "--loop", "--rate", "500", "--limit", "10")
+    assert result.exit_code == 0, result.output
+    assert "sent 10, failed 0" in result.output
+    records = read(cfg.kafka, cfg.kafka.input_topic, expected=10)
+    assert sorted(r.value["x"] for r in records) == sorted([0, 1, 2] * 3 + [0])  # 3 passes + 1
 
 
 def test_tail_prints_latest_predictions_as_table_and_json(config_factory):

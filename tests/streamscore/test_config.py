@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from streamscore.config import Config, Secret, load_config
+from streamscore.config import Config, Secret, derive_names, load_config
 from streamscore.exceptions import ConfigError
 
 REPO_CONFIG = Path(__file__).resolve().parents[2] / "config.toml"
@@ -52,7 +52,7 @@ def test_repository_config_sets_every_key_explicitly():
 
 def test_empty_file_gives_defaults_with_paths_beside_the_file(tmp_path):
     cfg = load_config(write(tmp_path, ""), environ={})
-    assert cfg.kafka == Config().kafka
+    assert cfg.kafka == derive_names(Config()).kafka
     assert cfg.worker.max_batch_records == Config().worker.max_batch_records
     assert cfg.model_store.root == tmp_path / "var/models"
 
@@ -419,7 +419,7 @@ def test_with_overrides_replaces_fields_of_a_copy():
     cfg = Config()
     changed = with_overrides(cfg, kafka={"input_topic": "other"}, worker={"processes": 3})
     assert (changed.kafka.input_topic, changed.worker.processes) == ("other", 3)
-    assert cfg.kafka.input_topic == "streamscore.events"
+    assert cfg.kafka.input_topic == ""  # derived by the loader, not by Config()
 
 
 # --------------------------------------------------------------------------- edge cases
@@ -430,7 +430,7 @@ def test_env_override_into_a_section_that_is_not_a_table_is_a_config_error(tmp_p
         load_config(write(tmp_path, "training = 5\n"), environ={"STREAMSCORE__TRAINING__SEED": "3"})
 
 
-@pytest.mark.parametrize("name", ["", "has space", "a/b"])
+@pytest.mark.parametrize("name", ["has space", "a/b", ".."])
 def test_topic_names_kafka_would_refuse_are_config_errors(tmp_path, name):
     with pytest.raises(ConfigError, match="input_topic"):
         load_config(write(tmp_path, f'[kafka]\ninput_topic = "{name}"\n'), environ={})
@@ -517,3 +517,48 @@ def test_exactly_once_with_self_assigned_partitions_is_an_error_naming_both_keys
         load_config(write(tmp_path, text), environ={})
     ok = '[worker]\ndelivery = "exactly-once"\nassignment = "group"\n'
     assert load_config(write(tmp_path, ok), environ={}).worker.delivery == "exactly-once"
+
+
+# --------------------------------------------------------------------------- a second model
+
+
+def test_second_model_in_three_keys_gets_its_own_topics_and_group(tmp_path):
+    first = load_config(REPO_CONFIG, environ={})
+    second = load_config(  # the repository's file with three keys changed
+        REPO_CONFIG,
+        environ={
+            "STREAMSCORE__MODEL_STORE__MODEL_NAME": "iris",
+            "STREAMSCORE__TRAINING__DATA_PATH": "var/data/iris.csv",
+            "STREAMSCORE__HTTP__PORT": "8180",
+        },
+    )
+    k = second.kafka
+    assert (k.input_topic, k.output_topic, k.dead_letter_topic, k.control_topic, k.group_id) == (
+        "streamscore.iris.events",
+        "streamscore.iris.predictions",
+        "streamscore.iris.dead-letters",
+        "streamscore.iris.control",
+        "streamscore-iris",
+    )
+    mine = {first.kafka.input_topic, first.kafka.output_topic, first.kafka.dead_letter_topic}
+    assert mine.isdisjoint({k.input_topic, k.output_topic, k.dead_letter_topic})
+    assert first.kafka.group_id == "streamscore-breast-cancer" != k.group_id
+    assert first.kafka.control_topic != k.control_topic
+
+
+def test_derived_names_yield_to_names_set_in_the_file(tmp_path):
+    cfg = load_config(
+        write(
+            tmp_path,
+            '[model_store]\nmodel_name = "iris"\n[kafka]\ninput_topic = "raw.iris"\n'
+            'group_id = "iris-scorers"\n',
+        ),
+        environ={},
+    )
+    assert (cfg.kafka.input_topic, cfg.kafka.group_id) == ("raw.iris", "iris-scorers")
+    assert cfg.kafka.output_topic == "streamscore.iris.predictions"
+
+
+def test_model_name_that_makes_no_topic_name_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="is not a Kafka topic name"):
+        load_config(write(tmp_path, '[model_store]\nmodel_name = "fraud model"\n'), environ={})

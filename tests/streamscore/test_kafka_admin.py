@@ -65,7 +65,14 @@ def unreachable_config(**changes) -> KafkaConfig:
     """Nothing listens there. Built directly (config files cannot set a request timeout this
     short) so that each failure takes half a second."""
     settings = {"bootstrap_servers": f"127.0.0.1:{free_port()}", "request_timeout_ms": 500}
-    return KafkaConfig(**(settings | changes))
+    names = {  # the loader derives these from the model name; built directly, they are given
+        "input_topic": "unreachable.events",
+        "output_topic": "unreachable.predictions",
+        "dead_letter_topic": "unreachable.dead-letters",
+        "control_topic": "unreachable.control",
+        "group_id": "unreachable",
+    }
+    return KafkaConfig(**(settings | names | changes))
 
 
 # --------------------------------------------------------------------------- ensure_topics

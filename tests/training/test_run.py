@@ -16,7 +16,7 @@ from streamscore import jsonio
 from streamscore.exceptions import GateFailed, TrainingError
 from training import GateRefused, export_demo_data, train
 from training.lock import hold_training_lock, training_lock_path
-from training.run import STEPS
+from training.run import STEPS, Unchanged
 
 STRICT_GATE = {"min": {"accuracy": 1.01}, "compare_metric": "roc_auc", "tolerance": 0.01}
 
@@ -66,7 +66,7 @@ def test_trained_artifact_predicts_held_out_events_on_a_float_array_without_warn
 
 def test_second_run_is_compared_with_production_on_the_same_rows(cfg):
     train(cfg, progress=False)
-    second = train(cfg, progress=False)
+    second = train(cfg, force=True, progress=False)
     assert second.promoted and second.manifest.parent == 1
     assert second.production is not None and second.production.version == 1
     assert second.production.metrics == second.metrics  # same data, seed and estimator
@@ -205,7 +205,7 @@ def test_training_a_regressor_from_parquet(make_config, tmp_path):
     first = train(cfg, progress=False)
     assert first.promoted and list(first.metrics) == ["rmse", "mae", "r2"]
     assert first.manifest.classes is None
-    second = train(cfg, progress=False)
+    second = train(cfg, force=True, progress=False)
     assert second.promoted and second.verdict.checks[-1].name == "vs production v1 rmse"
 
 
@@ -274,3 +274,31 @@ def test_progress_display_marks_the_failed_step(make_config):
         train(cfg, progress=True, console=Console(file=out, width=140, color_system=None))
     failed = next(line for line in out.getvalue().splitlines() if "cleanse" in line)
     assert "✗" in failed and "label column 'diagnosis'" in failed
+
+
+def test_retrain_on_unchanged_data_settings_and_code_registers_nothing(cfg):
+    first = train(cfg, progress=False)
+    with pytest.raises(Unchanged) as err:
+        train(cfg, progress=False)
+    assert str(err.value).startswith("unchanged since v1: same data (sha256 ")
+    assert err.value.manifest.version == first.manifest.version == 1
+    assert [m.version for m in ModelStore.from_config(cfg).versions()] == [1]
+
+
+def test_retrain_names_the_newest_identical_version_and_force_registers_one(cfg, make_config):
+    train(cfg, progress=False)
+    other = make_config("hgb.toml", training={"estimator_params": {"max_iter": 500}})
+    train(other, progress=False)  # another setting: a new version
+    with pytest.raises(Unchanged, match=r"^unchanged since v1: "):
+        train(cfg, progress=False)  # back to v1's settings: v1 again
+    forced = train(cfg, force=True, progress=False)
+    assert forced.manifest.version == 3
+    with pytest.raises(Unchanged, match=r"^unchanged since v3: "):
+        train(cfg, progress=False)
+
+
+def test_retrain_on_changed_data_trains(cfg, make_config):
+    train(cfg, progress=False)
+    data = cfg.training.data_path
+    data.write_text(data.read_text().rstrip("\n").rsplit("\n", 1)[0] + "\n")  # one row fewer
+    assert train(cfg, progress=False).manifest.version == 2

@@ -319,4 +319,3 @@ def test_rewind_to_an_aborted_batch_gathers_its_records_again_from_their_first_o
 
     assert sorted(transport.seeks) == [((IN, 0), 0), ((IN, 1), 0)]
     assert [(r.partition, r.offset) for r in again] == [(p, o) for p in (0, 1) for o in range(4)]
-

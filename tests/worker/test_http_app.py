@@ -3,6 +3,7 @@ a free loopback port; starlette's TestClient warns about its httpx dependency)."
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,6 +14,8 @@ from prometheus_client import CollectorRegistry, Counter
 
 from streamscore.config import config_from_dict
 from streamscore.http_common import HttpServer
+from worker.fleet import MEMBER_STATUS
+from worker.fleet_view import FleetBook
 from worker.http_api import MAX_PREDICT_EVENTS, build_app
 from worker.reloader import ReloadEvent
 from worker.status import WorkerStatus
@@ -42,10 +45,22 @@ class FakeWorker:
     status: WorkerStatus = field(default_factory=lambda: WorkerStatus("w-test", 0.0))
     reloader: FakeReloader = field(default_factory=FakeReloader)
     metrics: FakeMetrics = field(default_factory=FakeMetrics)
+    fleet: FleetBook = field(default_factory=lambda: FleetBook("g", gone_after=6.0))
 
     @property
     def ready(self) -> bool:
         return self.model is not None and bool(self.status.assigned)
+
+    def member_record(self, state: str | None = None) -> dict[str, Any]:
+        return {
+            "type": MEMBER_STATUS,
+            "group": "g",
+            "worker": self.worker_id,
+            "state": "waiting",
+            "published_at": time.time(),
+            "events_per_s": 0.0,
+            "partitions": [],
+        }
 
 
 @pytest.fixture
@@ -67,6 +82,21 @@ def client(tmp_path) -> Iterator[Callable[[FakeWorker], httpx.Client]]:
         c.close()
     for server in servers:
         server.stop()
+
+
+def test_http_app_fleet_shows_this_member_and_the_others_it_heard_of(client):
+    worker = FakeWorker()
+    other = worker.member_record() | {"worker": "w-other", "state": "ready", "events_per_s": 5.0}
+    worker.fleet.add(other)
+    worker.fleet.add(other | {"worker": "w-elsewhere", "group": "another-group"})
+    body = client(worker).get("/fleet").json()
+    assert body["self"]["worker"] == "w-test" and body["group"] == "g"
+    assert {m["worker"]: m["state"] for m in body["members"]} == {
+        "w-other": "ready",
+        "w-test": "waiting",
+    }
+    assert body["total"]["members"] == 2 and body["total"]["events_per_s"] == 5.0
+    assert body["classes"] == []
 
 
 def test_http_app_healthz_answers_alive_without_a_model(client):

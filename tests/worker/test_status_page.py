@@ -1,4 +1,5 @@
-"""The live status page, opened in headless Chromium: its numbers match /metrics."""
+"""The live status page, opened in headless Chromium: its numbers match /metrics, and it shows
+the whole group (every member's status record), with events flowing and a swap."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 
 from tests.kafka_helpers import produce, read, wait_until
 from worker.runner import WorkerProcess
+from worker.service import ScoringWorker
 
 pytestmark = pytest.mark.broker
 
@@ -57,37 +59,116 @@ def text_of(dom: str, element_id: str) -> str:
     return match.group(1).strip()
 
 
-def test_status_page_shows_the_numbers_of_metrics(config_factory, register, demo_set, tmp_path):
+def hidden(dom: str, element_id: str) -> bool:
+    match = re.search(rf'<[^>]*id="{element_id}"[^>]*>', dom)
+    assert match, f"#{element_id} not in the page"
+    return " hidden" in match.group(0)
+
+
+def inner(dom: str, element_id: str) -> str:
+    """The text inside an element (tags stripped); it must not nest its own kind of tag."""
+    match = re.search(rf'<(\w+)[^>]*id="{element_id}"[^>]*>(.*?)</\1>', dom, re.S)
+    assert match, f"#{element_id} not in the page"
+    return re.sub(r"<[^>]+>", " ", match.group(2))
+
+
+class Traffic:
+    """Events flowing at ~100/s until stopped."""
+
+    def __init__(self, kafka, demo_set) -> None:
+        self.kafka, self.demo_set = kafka, demo_set
+        self.sent = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            produce(self.kafka, [self.demo_set.event((self.sent + i) % 500) for i in range(20)])
+            self.sent += 20
+            self._stop.wait(0.2)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
+def test_status_page_shows_the_fleet_with_events_flowing_and_a_swap(
+    config_factory, register, model_store, demo_set, tmp_path
+):
     browser = chromium()
     register()
-    cfg = config_factory(http={"enabled": True, "port": 0})
+    cfg = config_factory(http={"enabled": True, "port": 0}, worker={"status_interval_ms": 500})
     process = WorkerProcess(cfg)
     worker = process.worker
-    thread = threading.Thread(target=process.run, daemon=True)
-    thread.start()
+    other = ScoringWorker(cfg, index=1)  # a second member of the group, without HTTP
+    threads = [threading.Thread(target=t, daemon=True) for t in (process.run, other.run)]
+    for thread in threads:
+        thread.start()
+    traffic = None
     try:
         wait_until(lambda: process.http is not None, 10, "HTTP side")
         base = f"http://127.0.0.1:{process.http.port}"
+        wait_until(lambda: worker.ready and other.ready, 60, "two ready members")
+
+        # Before any event: every chart says why it is empty.
+        empty = headless(browser, f"{base}/", tmp_path / "profile0", "--dump-dom")
+        assert not hidden(empty, "dead-empty") and not hidden(empty, "predictions-empty")
+        assert "no dead letters yet" in inner(empty, "dead-list")
+
         produce(cfg.kafka, [*[demo_set.event(i) for i in range(120)], b"bad", b"[]"])
         read(cfg.kafka, cfg.kafka.output_topic, expected=120)
         wait_until(
-            lambda: worker.status.scored == 120 and worker.status.dead_letters == 2, 10, "counts"
+            lambda: (
+                worker.status.scored + other.status.scored == 120
+                and worker.status.dead_letters + other.status.dead_letters == 2
+            ),
+            10,
+            "counts",
         )
         assert httpx.get(f"{base}/static/chart.umd.min.js").status_code == 200
         dom = headless(browser, f"{base}/", tmp_path / "profile", "--dump-dom")
         metrics = httpx.get(f"{base}/metrics").text
         scored = re.search(r'streamscore_events_scored_total\{model_version="1"\} (\S+)', metrics)
-        assert scored and text_of(dom, "scored-total") == f"{float(scored.group(1)):,.0f}" == "120"
-        assert text_of(dom, "dead-total") == "2"
+        assert scored and text_of(dom, "scored-total") == f"{float(scored.group(1)):,.0f}"
+        assert text_of(dom, "scored-total") == f"{worker.status.scored:,}"
         assert text_of(dom, "model-version") == "demo v1"
         assert text_of(dom, "model-alias") == "production"
         assert text_of(dom, "ready") == "yes"
         assert text_of(dom, "batch-mean") not in ("", "–")
-        assert text_of(dom, "latency-p99") not in ("", "–")
+        assert text_of(dom, "fleet-summary") == "2 of 2 members ready"
+        rows = inner(dom, "fleet-rows")
+        assert worker.worker_id in rows and other.worker_id in rows and "(this page)" in rows
+        assert rows.count("demo v1 (production)") == 2
+        total = inner(dom, "fleet-total")
+        assert "2 live" in total and "production v1" in total
+        assert re.search(r"\b4\b", total)  # every partition, summed over the members
+        reasons = inner(dom, "dead-list")  # both members' dead letters, with their reasons
+        assert "JSONDecodeError" in reasons and "NotAnObject" in reasons
+        lags = inner(dom, "lag-rows")
+        assert all(f"{t}[{p}]" in lags for t, p in worker.status.assigned)
+        # this member's own charts: words only where it has nothing of its own yet
+        assert hidden(dom, "dead-empty") == (worker.status.dead_letters > 0)
+        assert hidden(dom, "predictions-empty") == (worker.status.scored > 0)
+
+        # Events flowing, and v2 promoted as the capture starts: the charts mark the swap.
+        traffic = Traffic(cfg.kafka, demo_set)
+        v2 = register(C=0.5, promote=False)
+        model_store.promote(v2.version, "production")
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        live = headless(browser, f"{base}/", tmp_path / "profile2", "--dump-dom")
+        assert "v1 → v2" in text_of(live, "swaps")
+        assert int(re.search(r'data-swap-markers="(\d+)"', live).group(1)) >= 1
+        assert text_of(live, "model-version") == "demo v2"
+        assert text_of(live, "throughput") not in ("", "–", "0")
+        assert text_of(live, "latency-p99") not in ("", "–")
         shot = ARTIFACTS / "status-page.png"
-        headless(browser, f"{base}/", tmp_path / "profile2", f"--screenshot={shot}")
+        headless(browser, f"{base}/", tmp_path / "profile3", f"--screenshot={shot}")
         assert shot.exists() and shot.stat().st_size > 10_000
     finally:
+        if traffic is not None:
+            traffic.stop()
         worker.stop()
-        thread.join(timeout=30)
+        other.stop()
+        for thread in threads:
+            thread.join(timeout=30)

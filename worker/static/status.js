@@ -1,4 +1,6 @@
-// streamscore status page: scrapes /metrics every 2 s and draws what it finds.
+// streamscore status page: scrapes /metrics and /fleet every 2 s and draws what it finds.
+// This member's totals come from /metrics; its last minute (rate, latency), its swaps and the
+// whole group (every member's status record) from /fleet.
 "use strict";
 
 const REFRESH_MS = 2000;
@@ -90,11 +92,36 @@ function fmt(value, digits = 0) {
   return value.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits });
 }
 
+// Vertical lines where the serving version changed: chart.$swaps = [{index, text}].
+const swapMarkers = {
+  id: "swapMarkers",
+  afterDatasetsDraw(chart) {
+    const marks = chart.$swaps || [];
+    if (!marks.length) return;
+    const { ctx, chartArea, scales } = chart;
+    ctx.save();
+    ctx.strokeStyle = "#8250df";
+    ctx.fillStyle = "#8250df";
+    ctx.setLineDash([4, 3]);
+    ctx.font = "11px system-ui, sans-serif";
+    for (const mark of marks) {
+      const x = scales.x.getPixelForValue(mark.index);
+      ctx.beginPath();
+      ctx.moveTo(x, chartArea.top);
+      ctx.lineTo(x, chartArea.bottom);
+      ctx.stroke();
+      ctx.fillText(mark.text, x + 3, chartArea.top + 10);
+    }
+    ctx.restore();
+  },
+};
+
 function lineChart(id, labels) {
   return new Chart(document.getElementById(id), {
     type: "line",
     data: { labels: [], datasets: labels.map((label) => ({ label, data: [], tension: 0.2, pointRadius: 0 })) },
     options: { animation: false, responsive: true, maintainAspectRatio: false, scales: { y: { beginAtZero: true } } },
+    plugins: [swapMarkers],
   });
 }
 
@@ -113,7 +140,7 @@ const charts = {
   dead: barChart("chart-dead"),
 };
 
-let previous = null;
+const pointTimes = []; // epoch seconds of each point of the line charts
 
 function push(chart, label, values) {
   chart.data.labels.push(label);
@@ -122,11 +149,144 @@ function push(chart, label, values) {
     chart.data.labels.shift();
     chart.data.datasets.forEach((d) => d.data.shift());
   }
-  chart.update();
 }
 
-function setBars(chart, mapping) {
-  const keys = Object.keys(mapping).sort();
+function markSwaps(swaps) {
+  // Each swap goes on the first point at or after it (the poll that saw it).
+  const marks = [];
+  for (const swap of swaps) {
+    if (swap.from === null || swap.from === undefined) continue; // the first load, not a swap
+    const index = pointTimes.findIndex((t) => t >= swap.at);
+    if (index >= 0) marks.push({ index, text: `v${swap.from} → v${swap.to}` });
+  }
+  for (const chart of [charts.throughput, charts.latency]) {
+    chart.$swaps = marks;
+    chart.update();
+  }
+  const shown = swaps.filter((s) => s.from !== null && s.from !== undefined);
+  document.getElementById("swaps").textContent = shown.length
+    ? "swapped " + shown.map((s) => `v${s.from} → v${s.to} at ${new Date(s.at * 1000).toLocaleTimeString()}`).join(", ")
+    : "";
+  document.body.dataset.swapMarkers = String(marks.length);
+}
+
+function showEmpty(id, empty) {
+  document.getElementById(id).hidden = !empty;
+}
+
+function el(tag, text, cls) {
+  const node = document.createElement(tag);
+  if (text !== undefined) node.textContent = text;
+  if (cls) node.className = cls;
+  return node;
+}
+
+function servingText(record) {
+  const serving = record.serving || {};
+  const parts = Object.entries(serving).map(([alias, v]) => `${record.model} v${v} (${alias})`);
+  return parts.join(", ") || "nothing";
+}
+
+function partitionsText(names) {
+  return (names || []).map((n) => n.slice(n.lastIndexOf("[") + 1, -1)).join(", ") || "–";
+}
+
+function sumValues(mapping) {
+  return Object.values(mapping || {}).reduce((a, b) => a + b, 0);
+}
+
+function drawFleet(fleet) {
+  document.getElementById("fleet-group").textContent = fleet.group;
+  const total = fleet.total;
+  document.getElementById("fleet-summary").textContent =
+    `${total.ready} of ${fleet.members.length} members ready`;
+  const rows = document.getElementById("fleet-rows");
+  rows.replaceChildren();
+  for (const m of fleet.members) {
+    const tr = el("tr");
+    tr.dataset.worker = m.worker;
+    tr.append(
+      el("td", `${m.worker}${m.worker === fleet.self.worker ? " (this page)" : ""}`),
+      el("td", m.state === "gone" ? `gone (${Math.round(m.age_s)} s silent)` : m.state, `state-${m.state}`),
+      el("td", servingText(m)),
+      el("td", partitionsText(m.partitions)),
+      el("td", fmt(m.events_per_s, 1), "num"),
+      el("td", fmt(m.p99_ms, 1), "num"),
+      el("td", fmt(sumValues(m.lag)), "num"),
+      el("td", fmt(sumValues(m.dead_letters_by_stage)), "num"),
+    );
+    rows.append(tr);
+  }
+  if (!fleet.members.length) {
+    const tr = el("tr");
+    const td = el("td", "no member has reported yet", "empty");
+    td.colSpan = 8;
+    tr.append(td);
+    rows.append(tr);
+  }
+  const foot = document.getElementById("fleet-total");
+  foot.replaceChildren(
+    el("th", "all"),
+    el("td", `${total.members} live`),
+    el("td", (total.serving || []).join(", ") || "–"),
+    el("td", String(total.partitions)),
+    el("td", fmt(total.events_per_s, 1), "num"),
+    el("td", fmt(total.p99_ms, 1), "num"),
+    el("td", fmt(total.lag), "num"),
+    el("td", fmt(total.dead_letters), "num"),
+  );
+}
+
+function drawLag(lag) {
+  const rows = document.getElementById("lag-rows");
+  rows.replaceChildren();
+  const names = Object.keys(lag || {}).sort();
+  for (const name of names) {
+    const tr = el("tr");
+    tr.append(el("td", name), el("td", fmt(lag[name]), "num"));
+    rows.append(tr);
+  }
+  if (!names.length) {
+    const tr = el("tr");
+    const td = el("td", "no partitions assigned yet", "empty");
+    td.colSpan = 2;
+    tr.append(td);
+    rows.append(tr);
+  }
+}
+
+function drawDeadLetters(fleet) {
+  const all = [];
+  for (const m of fleet.members) {
+    for (const d of m.recent_dead_letters || []) all.push({ ...d, worker: m.worker });
+  }
+  all.sort((a, b) => b.at - a.at);
+  const list = document.getElementById("dead-list");
+  list.replaceChildren();
+  for (const d of all.slice(0, 20)) {
+    const li = el("li");
+    li.append(
+      el("span", new Date(d.at * 1000).toLocaleTimeString() + " "),
+      el("span", d.stage, "stage"),
+      el("span", ` ${d.error_class}: ${d.reason} `),
+      el("span", `(${d.source}, ${d.worker})`, "empty"),
+    );
+    list.append(li);
+  }
+  if (!all.length) list.append(el("li", "no dead letters yet", "empty"));
+}
+
+function classLabels(predictions, classes) {
+  // Bars in the manifest's class order, named as the manifest names them.
+  const keys = (classes || []).map(String).filter((c) => c in predictions);
+  for (const k of Object.keys(predictions).sort()) if (!keys.includes(k)) keys.push(k);
+  const out = {};
+  for (const k of keys) out[k] = predictions[k];
+  return out;
+}
+
+function setBars(chart, mapping, ordered) {
+  const keys = ordered ? Object.keys(mapping) : Object.keys(mapping).sort();
   chart.data.labels = keys;
   chart.data.datasets[0].data = keys.map((k) => mapping[k]);
   chart.update();
@@ -135,34 +295,41 @@ function setBars(chart, mapping) {
 async function refresh() {
   const now = Date.now();
   try {
-    const [metricsText, status, ready] = await Promise.all([
+    const [metricsText, fleet, ready] = await Promise.all([
       fetch("/metrics").then((r) => r.text()),
-      fetch("/status").then((r) => r.json()),
+      fetch("/fleet").then((r) => r.json()),
       fetch("/readyz").then((r) => r.status === 200),
     ]);
     const m = summarize(parseMetrics(metricsText));
-    let rate = null;
-    if (previous) {
-      rate = Math.max(m.scored + m.dead - previous.total, 0) / ((now - previous.at) / 1000);
-    }
-    previous = { at: now, total: m.scored + m.dead };
-    document.getElementById("worker-id").textContent = status.worker;
+    const own = fleet.self;
+    const rate = own.events_per_s; // over the last minute (since start when younger): no wait
+    document.getElementById("worker-id").textContent = own.worker;
     document.getElementById("model-version").textContent = m.version ? `${m.name} v${m.version}` : "none";
     document.getElementById("model-alias").textContent = m.alias || "–";
     document.getElementById("ready").textContent = ready ? "yes" : "no";
     document.getElementById("throughput").textContent = fmt(rate);
     document.getElementById("scored-total").textContent = fmt(m.scored);
     document.getElementById("dead-total").textContent = fmt(m.dead);
-    document.getElementById("latency-p50").textContent = fmt(m.p50ms, 1);
-    document.getElementById("latency-p99").textContent = fmt(m.p99ms, 1);
+    document.getElementById("latency-p50").textContent = fmt(own.p50_ms, 1);
+    document.getElementById("latency-p99").textContent = fmt(own.p99_ms, 1);
     document.getElementById("batch-mean").textContent = fmt(m.batchMean, 1);
     document.getElementById("lag-total").textContent = fmt(m.lag);
     document.getElementById("updated").textContent = new Date(now).toLocaleTimeString();
     const t = new Date(now).toLocaleTimeString();
+    pointTimes.push(now / 1000);
+    if (pointTimes.length > HISTORY) pointTimes.shift();
     push(charts.throughput, t, [rate || 0]);
-    push(charts.latency, t, [m.p50ms || 0, m.p99ms || 0]);
-    setBars(charts.predictions, m.predictions);
+    push(charts.latency, t, [own.p50_ms || 0, own.p99_ms || 0]);
+    markSwaps(own.swaps || []);
+    setBars(charts.predictions, classLabels(m.predictions, fleet.classes), true);
     setBars(charts.dead, m.byStage);
+    showEmpty("throughput-empty", !own.events && !m.scored);
+    showEmpty("latency-empty", own.p99_ms === null);
+    showEmpty("predictions-empty", !Object.keys(m.predictions).length);
+    showEmpty("dead-empty", !m.dead);
+    drawFleet(fleet);
+    drawLag(own.lag);
+    drawDeadLetters(fleet);
     document.body.dataset.refreshed = String(Number(document.body.dataset.refreshed || 0) + 1);
   } catch (err) {
     document.getElementById("updated").textContent = "error: " + err;
