@@ -50,6 +50,14 @@ if TYPE_CHECKING:  # the training stack (sklearn, pandas) loads only when the co
     default=None,
     help="evaluate on this held-out share of --data only (default: every row)",
 )
+@click.option(
+    "--examples",
+    "examples_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="JSON-lines examples with expectations (see the model store): judged with the gate, "
+    "stored with the version, run by every worker at load",
+)
 @click.option("--no-gate", is_flag=True, help="register without judging (cannot --promote)")
 @click.option(
     "--promote", is_flag=True, help="move [model_store] alias to the model when the gate passes"
@@ -62,6 +70,7 @@ def import_command(
     label: str | None,
     schema_file: Path | None,
     test_size: float | None,
+    examples_file: Path | None,
     no_gate: bool,
     promote: bool,
 ) -> None:
@@ -88,6 +97,7 @@ def import_command(
             test_size=test_size,
             gate=not no_gate,
             promote=promote,
+            examples=examples_file.resolve() if examples_file is not None else None,
         )
     except ImportRefused as refused:
         show_import(refused.result, alias=cfg.model_store.alias)

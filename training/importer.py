@@ -25,6 +25,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
 from model_store import DataFingerprint, FeatureSpec, ImportRecord, Manifest, ModelStore
+from model_store.examples import EXAMPLES_FILE, Example
 from model_store.manifest import TEXT_DTYPES
 from model_store.release import promote_and_announce
 from streamscore import jsonio
@@ -32,6 +33,7 @@ from streamscore.config import TASK_METRICS, Config
 from streamscore.exceptions import GateFailed, TrainingError
 from training.data import fingerprint, load_frame
 from training.evaluate import evaluate, split
+from training.examples import load_examples, run_examples
 from training.frames import (
     encoder_categories,
     fitted_columns,
@@ -89,10 +91,13 @@ def import_model(
     test_size: float | None = None,
     gate: bool = True,
     promote: bool = False,
+    examples: Path | None = None,
 ) -> ImportResult:
     """``streamscore models import``: read ``path`` (joblib/pickle file or MLflow folder),
-    derive and check its schema, evaluate and gate it, register it, promote it if asked."""
+    derive and check its schema, evaluate and gate it (``examples`` included), register it
+    (with its examples), promote it if asked."""
     _check_flags(gate=gate, promote=promote)
+    checks = load_examples(examples, what="--examples")
     source = read_source(path)
     schema_override = read_schema_file(schema_file) if schema_file is not None else None
     rows: LabelledRows | None = None
@@ -108,6 +113,7 @@ def import_model(
         test_size=test_size,
         gate=gate,
         promote=promote,
+        examples=checks,
     )
 
 
@@ -120,8 +126,12 @@ def register_model(
     test_size: float | None = None,
     gate: bool = True,
     promote: bool = False,
+    examples: tuple[bytes, list[Example]] | None = None,
 ) -> ImportResult:
-    """The shared path of the CLI and the notebook API, once the model is in memory."""
+    """The shared path of the CLI and the notebook API, once the model is in memory.
+
+    ``examples`` (the file's bytes and its examples) are judged with the gate and stored with
+    the version, so every worker runs them at load too."""
     _check_flags(gate=gate, promote=promote)
     model = source.model
     where = str(source.path)
@@ -153,7 +163,13 @@ def register_model(
     verdict: GateVerdict | None = None
     if gate:
         production = _production(store, alias, task, features, X_test, y_test)
-        verdict = judge(cfg.training.gate, metrics, production=production)
+        report = None
+        if examples is not None:
+            classes = _classes(model, where) if task == "classification" else None
+            report = run_examples(
+                cfg, model, examples[1], task=task, features=features, classes=classes
+            )
+        verdict = judge(cfg.training.gate, metrics, production=production, examples=report)
         if rows is None and verdict.checks:
             verdict = replace(
                 verdict,
@@ -173,6 +189,7 @@ def register_model(
         aliases=("candidate",),
         imported=ImportRecord(str(source.path), source.sha256, source.format),
         gate=verdict.to_dict() if verdict is not None else None,
+        files={EXAMPLES_FILE: examples[0]} if examples is not None else None,
     )
     promoted = False
     if promote and verdict is not None and verdict.passed:

@@ -23,6 +23,7 @@ from typing import Any
 
 from model_store import FeatureSpec, Manifest
 from streamscore.config import Config, load_config, with_overrides
+from training.examples import load_examples
 from training.importer import labelled_rows, read_schema_file, register_model
 from training.sources import ModelSource
 
@@ -38,6 +39,7 @@ def register_fitted(
     test_size: float | None = None,
     gate: bool = True,
     promote: bool = False,
+    examples: str | os.PathLike[str] | None = None,
 ) -> Manifest:
     """Register a fitted ``model`` evaluated on ``X``, ``y``; returns the manifest.
 
@@ -47,7 +49,9 @@ def register_fitted(
     a JSON schema file) replaces the one derived from ``X``. ``test_size`` evaluates on that
     share of the rows only. ``promote=True`` moves the served alias when the gate passes and
     raises :class:`~training.importer.ImportRefused` (its ``result`` holds the registered
-    candidate) when it does not; ``gate=False`` registers without judging.
+    candidate) when it does not; ``gate=False`` registers without judging. ``examples``: a
+    JSON-lines file of examples with expectations, judged with the gate and stored with the
+    version (every worker runs them at load).
     The manifest's ``gate`` holds the verdict, ``metrics`` the numbers, ``imported`` the origin.
     """
     cfg = config if isinstance(config, Config) else load_config(config)
@@ -66,5 +70,6 @@ def register_fitted(
         test_size=test_size,
         gate=gate,
         promote=promote,
+        examples=load_examples(Path(examples), what="examples") if examples else None,
     )
     return result.manifest

@@ -24,15 +24,16 @@ from rich.console import Console
 from sklearn.pipeline import Pipeline
 
 from model_store import DataFingerprint, FeatureSpec, Manifest, ModelStore, current_git_commit
-from model_store.examples import EXAMPLES_FILE, Example, read_examples
+from model_store.examples import EXAMPLES_FILE, Example
 from model_store.release import promote_and_announce
 from model_store.store import library_versions
 from streamscore.config import Config, TrainingConfig
-from streamscore.exceptions import GateFailed, ModelStoreError, StreamscoreError, TrainingError
+from streamscore.exceptions import GateFailed, StreamscoreError, TrainingError
 from training.cleanse import CleanseReport, cleanse
 from training.custom import build_custom, describe_custom, load_factory
 from training.data import fingerprint, load_frame
 from training.evaluate import evaluate, split
+from training.examples import ExamplesReport, load_examples, run_examples
 from training.features import derive_schema, feature_matrix
 from training.frames import training_frame
 from training.gate import GateVerdict, ProductionScore, judge, score_production
@@ -40,8 +41,6 @@ from training.lock import hold_training_lock
 from training.pipeline import build_pipeline, check_estimator_config, describe
 from training.progress import StepProgress
 from training.unchanged import Recipe, identical_version
-from worker.examples import ExamplesReport, run_on_model
-from worker.validation import ValidationPolicy
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -328,12 +327,7 @@ def _fit(
 
 def _read_examples(t: TrainingConfig) -> tuple[bytes, list[Example]] | None:
     """``[training] examples``, checked before anything is trained (None when unset)."""
-    if t.examples is None:
-        return None
-    try:
-        return read_examples(t.examples)
-    except ModelStoreError as exc:
-        raise TrainingError(f"[training] examples: {exc}") from exc
+    return load_examples(t.examples, what="[training] examples")
 
 
 def _run_examples(
@@ -345,15 +339,14 @@ def _run_examples(
     """The candidate on the examples, validated the way the workers will validate them."""
     if examples is None:
         return None
-    t, w = cfg.training, cfg.worker
-    return run_on_model(
+    t = cfg.training
+    return run_examples(
+        cfg,
         pipeline,
         examples[1],
         task=t.task,
         features=schema,
         classes=_classes(pipeline) if t.task == "classification" else None,
-        policy=ValidationPolicy.from_config(w),
-        allowed_extra=(w.id_field, *w.passthrough),
     )
 
 

@@ -66,3 +66,59 @@ def test_cli_import_without_data_or_schema_exits_2_saying_what_to_pass(make_conf
     assert result.exit_code == 2
     assert "cannot tell the model's feature schema" in result.output
     assert "pass --data FILE" in result.output and "--schema FILE" in result.output
+
+
+def write_examples(path, *lines: str):
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_cli_import_with_examples_judges_them_and_stores_them_with_the_version(
+    make_config, files, tmp_path
+):
+    cfg = make_config(
+        model_store={"model_name": "churn"}, training={"label_column": LABEL, "gate": GATE}
+    )
+    model, data = files
+    examples = write_examples(
+        tmp_path / "examples.jsonl",
+        '{"name": "no income or region", "event": {"id": "x", "age": 30}, '
+        '"expect": {"dead_letter": "schema"}}',
+    )
+    result = invoke(
+        cfg, "import", str(model), "--data", str(data), "--examples", str(examples), "--promote"
+    )
+    assert result.exit_code == 0, result.output
+    store = ModelStore.from_config(cfg)
+    manifest = store.manifest("production")
+    assert "examples.jsonl" in manifest.files
+    assert store.read_file(manifest, "examples.jsonl") == examples.read_bytes()
+
+
+def test_cli_import_whose_example_fails_exits_3_naming_it(make_config, files, tmp_path):
+    cfg = make_config(
+        model_store={"model_name": "churn"}, training={"label_column": LABEL, "gate": GATE}
+    )
+    model, data = files
+    examples = write_examples(
+        tmp_path / "examples.jsonl",
+        '{"name": "half an event", "event": {"id": "x", "age": 30}, "expect": {"class": 1}}',
+    )
+    result = invoke(
+        cfg, "import", str(model), "--data", str(data), "--examples", str(examples), "--promote"
+    )
+    assert result.exit_code == 3, result.output
+    assert "half an event" in result.output
+    assert ModelStore.from_config(cfg).aliases() == {"candidate": 1}
+
+
+def test_cli_import_with_a_malformed_examples_file_exits_2_before_registering(
+    make_config, files, tmp_path
+):
+    cfg = make_config(model_store={"model_name": "churn"}, training={"label_column": LABEL})
+    model, data = files
+    examples = write_examples(tmp_path / "examples.jsonl", "{not json")
+    result = invoke(cfg, "import", str(model), "--data", str(data), "--examples", str(examples))
+    assert result.exit_code == 2, result.output
+    assert "--examples" in result.output
+    assert ModelStore.from_config(cfg).versions() == []
