@@ -21,7 +21,7 @@ def test_monitor_defaults_are_the_issue_numbers() -> None:
 def test_shipped_config_toml_loads_with_a_monitor_section() -> None:
     cfg = load_config("config.toml", environ={})
     assert cfg.monitor.group_id != cfg.kafka.group_id
-    assert cfg.kafka.labels_topic == "streamscore.labels"
+    assert cfg.kafka.labels_topic == "streamscore.breast-cancer.labels"  # from model_name
 
 
 def test_auto_rollback_off_from_the_environment() -> None:
@@ -32,8 +32,11 @@ def test_auto_rollback_off_from_the_environment() -> None:
 @pytest.mark.parametrize(
     ("raw", "message"),
     [
-        ({"monitor": {"group_id": "streamscore-workers"}}, "needs a consumer group of its own"),
-        ({"kafka": {"labels_topic": "streamscore.predictions"}}, "must differ"),
+        (
+            {"monitor": {"group_id": "streamscore-breast-cancer"}},
+            "needs a consumer group of its own",
+        ),
+        ({"kafka": {"labels_topic": "streamscore.breast-cancer.predictions"}}, "must differ"),
         ({"kafka": {"quality_topic": "bad topic"}}, "not a Kafka topic name"),
         ({"monitor": {"drift_warn": 0.3, "drift_alert": 0.2}}, "drift_warn (0.3) must be <="),
         ({"monitor": {"label_wait_s": 10, "label_ttl_s": 5}}, "label_wait_s (10) must be <="),

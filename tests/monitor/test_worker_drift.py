@@ -1,8 +1,8 @@
-"""Drift counting in the worker: per batch, per minute, cheap."""
+"""Drift counting in the worker: per batch, per minute (its cost per event: python -m
+bench.drift_cost)."""
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,19 +45,3 @@ def test_worker_drift_publishes_finished_minutes_and_scores_its_window() -> None
     assert records[0]["model"] == {"name": "m", "version": 2}
     levels = {s.column: s.level for s in drift.scores(minute + 60_000).scores}
     assert levels["f5"] == "alert" and levels["f0"] == "ok" and levels[PREDICTIONS] == "ok"
-
-
-def test_worker_drift_costs_little_per_event() -> None:
-    """Budget: 5 % of a worker's ~30 µs per event is 1.5 µs; counting 30 features is below."""
-    rng = np.random.default_rng(1)
-    drift = _drift(rng)
-    batch = rng.normal(size=(1000, 30))
-    predictions = rng.integers(0, 2, 1000)
-    drift.observe(batch, predictions, at_ms=0)  # warm-up
-    best = float("inf")  # the best of 15 rounds: a shared, loaded machine inflates the others
-    for _ in range(15):
-        started = time.process_time()
-        for _ in range(20):
-            drift.observe(batch, predictions, at_ms=0)
-        best = min(best, (time.process_time() - started) / 20_000)
-    assert best < 1.5e-6, f"{best * 1e6:.2f} µs per event"
