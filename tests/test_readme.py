@@ -53,12 +53,15 @@ def test_readme_links_resolve_inside_the_repository():
 @pytest.mark.timeout(900)  # about 2 minutes alone; much more on a loaded machine
 def test_readme_user_journey_runs_as_written_on_a_fresh_store(tmp_path):
     """Every command of the block, in one bash with ``set -e``: a command that fails fails
-    the test. The block runs in a fresh folder with the repository's config.toml, pointed at
+    the test. The block runs in a fresh folder with the repository's config.toml (and the files it
+    names), pointed at
     a broker on a free port and HTTP on free ports, so commands added later run too."""
     from broker import free_port
 
     port = free_port()
-    shutil.copy(REPO / "config.toml", tmp_path / "config.toml")
+    # What a clone has beside config.toml and the config names: the demo's examples file.
+    for name in ("config.toml", "examples.jsonl"):
+        shutil.copy(REPO / name, tmp_path / name)
     bin_dir = str(Path(sys.executable).parent)
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("STREAMSCORE")},
