@@ -11,7 +11,7 @@ from collections import defaultdict
 import pytest
 
 from tests.kafka_helpers import produce_json, read
-from tests.worker.conftest import FailsOnMarker
+from tests.worker.conftest import TEST_TYPES, FailsOnMarker
 from worker.service import ScoringWorker
 
 pytestmark = pytest.mark.broker
@@ -23,7 +23,11 @@ BAD_BYTES = b"\xff{not json"
 def test_predictions_keep_input_offset_order_through_bisection_and_dead_letters(
     config_factory, register, demo_set, transport
 ):
-    cfg = config_factory(kafka={"transport": transport}, worker={"max_batch_records": 64})
+    cfg = config_factory(
+        kafka={"transport": transport},
+        worker={"max_batch_records": 64},
+        model_store={"trusted_types": TEST_TYPES},  # FailsOnMarker is the test's own type
+    )
     register(wrap=lambda m: FailsOnMarker(m, -1.0))
     good: set[str] = set()
     refused: set[str] = set()
