@@ -86,6 +86,10 @@ def stack_of(events: list[AliasEvent]) -> list[int]:
     return stack
 
 
+class AliasMovedOn(ModelStoreError):
+    """A forward-only move found the alias already on a newer version (nothing was changed)."""
+
+
 class AliasBook:
     """Reads and moves the alias pointers of one model. Callers hold the store's lock to move."""
 
@@ -162,11 +166,13 @@ class AliasBook:
         at: str,
         reason: str = "",
         expect_seq: int | None = None,
+        forward_only: bool = False,
     ) -> AliasEvent:
         """Record the move in the history, then replace the pointer atomically.
 
-        ``expect_seq`` is checked for the same interface as the object store's book; under the
-        store's lock nobody else moves the alias, so it holds unless the files were edited."""
+        ``expect_seq`` and ``forward_only`` are checked for the same interface as the object
+        store's book; under the store's lock nobody else moves the alias (and registrations
+        are numbered in order), so they hold unless the files were edited."""
         if action not in ACTIONS:
             raise ValueError(f"action must be one of {ACTIONS}, got {action!r}")
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -175,6 +181,11 @@ class AliasBook:
         if expect_seq is not None and (current is None or current[1] != expect_seq):
             raise ModelStoreError(
                 f"alias {alias!r} moved while this {action} was being planned; try again"
+            )
+        if forward_only and current is not None and current[0] > version:
+            raise AliasMovedOn(
+                f"alias {alias!r} already points at v{current[0]}, newer than v{version}; "
+                f"left there"
             )
         seq = max([e.seq for e in events] + [current[1] if current else 0]) + 1
         event = AliasEvent(

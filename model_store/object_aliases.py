@@ -23,7 +23,7 @@ import random
 import threading
 import time
 
-from model_store.aliases import AliasEvent, check_alias, is_alias, stack_of
+from model_store.aliases import AliasEvent, AliasMovedOn, check_alias, is_alias, stack_of
 from model_store.storage import NOT_MODIFIED, Blob, Storage
 from streamscore import jsonio
 from streamscore.exceptions import ModelStoreError
@@ -183,10 +183,13 @@ class ObjectAliasBook:
         at: str,
         reason: str = "",
         expect_seq: int | None = None,
+        forward_only: bool = False,
     ) -> AliasEvent:
         """Compare-and-swap the pointer, then record the move; retried when another writer
         moved the alias first. ``expect_seq``: move only from that pointer (a rollback planned
-        on it), else :class:`AliasConflict` at once."""
+        on it), else :class:`AliasConflict` at once. ``forward_only`` (a registration): never
+        move the alias back, :class:`AliasMovedOn` when it already points at a newer version
+        (registrations on object storage are not serialised: a later one may finish first)."""
         for attempt in range(MAX_ATTEMPTS):
             blob, current = self._read(alias)
             if current is not None and isinstance(current.get("event"), dict):
@@ -198,6 +201,11 @@ class ObjectAliasBook:
             ):
                 raise AliasConflict(
                     f"alias {alias!r} moved while this {action} was being planned; try again"
+                )
+            if forward_only and current is not None and int(str(current["version"])) > version:
+                raise AliasMovedOn(
+                    f"alias {alias!r} already points at v{current['version']}, newer than "
+                    f"v{version}; left there"
                 )
             event = AliasEvent(
                 alias=alias,

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from model_store import artifact as artifacts
 from model_store import signing
-from model_store.aliases import AliasBook, AliasEvent, check_alias, is_alias
+from model_store.aliases import AliasBook, AliasEvent, AliasMovedOn, check_alias, is_alias
 from model_store.artifact import ArtifactPolicy
 from model_store.artifact_cache import ArtifactCache
 from model_store.local_storage import LocalStorage
@@ -547,7 +547,12 @@ class ModelStore:
                 f"register again"
             )
         for alias in dict.fromkeys(aliases):
-            self.book.move(alias, version, action="register", at=manifest.created_at)
+            try:
+                self.book.move(
+                    alias, version, action="register", at=manifest.created_at, forward_only=True
+                )
+            except AliasMovedOn as exc:  # a later registration finished first
+                log.info("registered %s: %s", manifest.label, exc)
         return manifest
 
     def _lock(self) -> contextlib.AbstractContextManager[None]:

@@ -11,15 +11,26 @@ broker has committed for the group (the beginning when it has none), as a restar
 would, instead of from librdkafka's in-memory fetch position: a broker that came back without
 its logs (the embedded memory-only broker after a restart) would otherwise be read from the old
 position and the new events below it skipped.
+
+Two librdkafka failures end the client pair (:class:`worker.transport.ClientsBroken`; the loop
+builds a new pair that resumes from the group's commits): a consumer that went fatal (seen on
+Apache Kafka: after a broker restart a static member was fenced by its own rejoin, and a fatal
+consumer returns nothing ever again), and a transactional call that outlives its own timeout
+(``send_offsets_to_transaction`` blocked for minutes while the group coordinator was away,
+librdkafka issues #5456 and #5511). Those calls run on a helper thread with a deadline; a
+producer stuck past it is abandoned, and the new pair's ``init_transactions`` fences it.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any, TypeVar
 
 from streamscore.config import Config
 from streamscore.wire import OutRecord
@@ -27,6 +38,7 @@ from worker.client_settings import confluent_consumer, confluent_producer
 from worker.membership import Membership
 from worker.transport import (
     Backoff,
+    ClientsBroken,
     Partition,
     commit_until_done,
     publish_until_acknowledged,
@@ -34,6 +46,44 @@ from worker.transport import (
 )
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: Producers abandoned inside a call that never returned: kept referenced so that no other
+#: thread runs their destructor (which would wait for the stuck call) while this process lives.
+_ABANDONED: list[Any] = []
+
+
+class _CallThread:
+    """One daemon thread that runs the calls given to :meth:`submit` in order. A daemon (not a
+    ``ThreadPoolExecutor``, whose threads are joined at exit): a call stuck inside librdkafka
+    must not keep the process from exiting."""
+
+    def __init__(self) -> None:
+        self._calls: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]] | None] = (
+            queue.SimpleQueue()
+        )
+        threading.Thread(target=self._run, name="librdkafka-call", daemon=True).start()
+
+    def submit(self, call: Callable[[], T]) -> Future[T]:
+        future: Future[T] = Future()
+        self._calls.put((call, future))
+        return future
+
+    def shutdown(self) -> None:
+        self._calls.put(None)
+
+    def _run(self) -> None:
+        while (item := self._calls.get()) is not None:
+            call, future = item
+            try:
+                future.set_result(call())
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                future.set_exception(exc)
+
+
+#: How long past its own timeout a transactional call may take before it counts as stuck.
+_DEADLINE_MARGIN_S = 5.0
 
 
 class Record:
@@ -76,6 +126,9 @@ class ConfluentTransport:
         self._txn_timeout_s = max(cfg.kafka.request_timeout_ms / 1000, 10.0)
         self._abort_pending = False
         self._failed: list[tuple[Any, OutRecord]] = []
+        #: Why these clients cannot go on (a fatal consumer, a stuck call); None while healthy.
+        self._broken: str | None = None
+        self._calls: _CallThread | None = None
         try:
             self.producer = self._new_producer()
         except BaseException:  # brokers away (init_transactions timed out): leave no consumer
@@ -111,6 +164,8 @@ class ConfluentTransport:
         self.consumer.assign([TopicPartition(topic, p) for p in partitions])
 
     def poll(self, timeout_ms: int, max_records: int) -> list[Any]:
+        if self._broken is not None:
+            raise ClientsBroken(self._broken)
         if self._reposition and not self._resume_from_commits():
             time.sleep(self.backoff.first_s)
             return []
@@ -138,7 +193,11 @@ class ConfluentTransport:
         """librdkafka's error callback (called from ``poll``/``consume``, this thread)."""
         from confluent_kafka import KafkaError
 
-        if error.code() == KafkaError._ALL_BROKERS_DOWN:  # noqa: SLF001
+        if error.fatal():
+            # A fatal client never recovers; the next poll or transaction hands it back.
+            self._broken = f"the consumer went fatal ({error.str()})"
+            log.error("kafka client: fatal error %s; these clients will be replaced", error)
+        elif error.code() == KafkaError._ALL_BROKERS_DOWN:  # noqa: SLF001
             # Positions are re-read from the broker's commits once it answers again (events
             # of a batch being gathered during the outage may then be scored twice: at-least-
             # once). The next batch goes out on a new producer: after the embedded broker came
@@ -331,10 +390,18 @@ class ConfluentTransport:
                         break
                     except BufferError:  # local queue full: serve delivery reports, retry
                         producer.poll(0.05)
-            producer.send_offsets_to_transaction(
-                payload, self.consumer.consumer_group_metadata(), self._txn_timeout_s
+            if self._broken is not None:
+                raise ClientsBroken(self._broken)
+            metadata = self.consumer.consumer_group_metadata()
+            timeout_s = self._txn_timeout_s
+            self._bounded(
+                "send_offsets_to_transaction",
+                lambda: producer.send_offsets_to_transaction(payload, metadata, timeout_s),
+                timeout_s,
             )
-            producer.commit_transaction(self._txn_timeout_s)
+            self._bounded(
+                "commit_transaction", lambda: producer.commit_transaction(timeout_s), timeout_s
+            )
             self._failed = []
 
         def moved_on(exc: BaseException) -> bool:
@@ -350,6 +417,23 @@ class ConfluentTransport:
             stop=stop,
             size=len(records),
         )
+
+    def _bounded(self, name: str, call: Callable[[], T], timeout_s: float) -> T:
+        """``call()`` on the helper thread; :class:`ClientsBroken` when it is still running
+        ``_DEADLINE_MARGIN_S`` after its own ``timeout_s`` (the producer is then abandoned)."""
+        if self._calls is None:
+            self._calls = _CallThread()
+        future = self._calls.submit(call)
+        try:
+            return future.result(timeout_s + _DEADLINE_MARGIN_S)
+        except FutureTimeout:
+            _ABANDONED.append(self.producer)
+            self._calls = None  # its thread stays stuck; the next call gets a new one
+            self._broken = (
+                f"{name} still blocked {timeout_s + _DEADLINE_MARGIN_S:.0f}s after it was "
+                f"called with a {timeout_s:.0f}s timeout (librdkafka #5456)"
+            )
+            raise ClientsBroken(self._broken) from None
 
     def _abort_or_renew(self) -> None:
         """Abort the open transaction; a producer that cannot (fenced, fatal) is replaced."""
@@ -420,6 +504,15 @@ class ConfluentTransport:
         )
 
     def close(self) -> None:
+        if self._calls is not None:
+            self._calls.shutdown()
+        if self._broken is not None:
+            # A stuck producer is left to its thread; the consumer is closed without waiting
+            # on it (closing a fatal consumer can block on the coordinator that fenced it).
+            closer = threading.Thread(target=self.consumer.close, daemon=True)
+            closer.start()
+            closer.join(self._reposition_timeout_s)
+            return
         try:
             self.producer.flush(5)
         finally:

@@ -29,6 +29,9 @@ from worker.transport import (
 
 log = logging.getLogger(__name__)
 
+#: How long past the delivery timeout a transaction's flush may wait for its acks.
+_FLUSH_MARGIN_S = 5.0
+
 
 #: The group moved on (a rebalance, or this member was fenced): the transaction is aborted and
 #: the batch belongs to the partitions' new owner.
@@ -74,6 +77,8 @@ class KafkaPythonTransport:
             raise
         self.backoff = Backoff.from_config(cfg.worker)
         self.delivery_timeout_s = cfg.worker.delivery_timeout_ms / 1000
+        #: A transaction lost records: replace the producer instead of aborting on it.
+        self._renew_next = False
 
     # ------------------------------------------------------------------ consuming
 
@@ -209,8 +214,20 @@ class KafkaPythonTransport:
             producer = self.producer
             producer.begin_transaction()
             send = producer.send
-            for r in records:
-                send(r.topic, r.value, r.key, r.headers, r.partition)
+            futures = [send(r.topic, r.value, r.key, r.headers, r.partition) for r in records]
+            # Every record acknowledged before the offsets join the transaction: kafka-python
+            # 3.0.12 can commit a transaction whose batches expired during a broker restart
+            # (its sender thread fails in reset_producer_id and never marks the transaction
+            # abortable), which would commit the inputs without their outputs.
+            producer.flush(timeout=self.delivery_timeout_s + _FLUSH_MARGIN_S)
+            unacked = [f for f in futures if not (f.is_done and f.succeeded())]
+            if unacked:
+                self._renew_next = True
+                first = unacked[0].exception if unacked[0].is_done else "no ack"
+                raise KafkaError(
+                    f"{len(unacked)} of {len(records)} records of the transaction were not "
+                    f"acknowledged ({first}); aborting it"
+                )
             producer.send_offsets_to_transaction(payload, self.consumer.group_metadata())
             producer.commit_transaction()
 
@@ -225,7 +242,13 @@ class KafkaPythonTransport:
         )
 
     def _abort_or_renew(self) -> None:
-        """Abort the open transaction; a producer that cannot (fenced, fatal) is replaced."""
+        """Abort the open transaction; a producer that cannot (fenced, fatal) or that lost
+        records of it is replaced (the new one's ``init_transactions`` aborts what it left)."""
+        if self._renew_next:
+            old = self.producer
+            self._renew_producer()
+            self._renew_next = self.producer is old  # brokers away: try again next time
+            return
         try:
             self.producer.abort_transaction()
         except Exception:

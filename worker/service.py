@@ -59,7 +59,7 @@ from worker.reloader import ModelReloader, ReloadEvent
 from worker.status import WorkerStatus
 from worker.swap import swap_between_batches
 from worker.topics import TopicKeeper
-from worker.transport import DeliveryFailed, Partition, Transport, make_transport
+from worker.transport import ClientsBroken, DeliveryFailed, Partition, Transport, make_transport
 from worker.validation import ValidationPolicy
 
 log = logging.getLogger(__name__)
@@ -203,13 +203,26 @@ class ScoringWorker:
                 "exactly-once" if m and m.exactly_once else "at-least-once",
                 serving,
             )
+        broken = False
         try:
             stuck = self._loop(transport)
+        except ClientsBroken as exc:
+            broken = stuck = True
+            log.warning(
+                "worker %s: %s; replacing its Kafka clients (the batch in hand is not "
+                "committed: the new clients resume from the group's commits)",
+                self.worker_id,
+                exc,
+            )
+        except DeliveryFailed as exc:  # raised only once stop() was called
+            broken, stuck = True, False  # no drain: it would commit past the failed batch
+            log.error("shutdown: %s; they will be scored again by the next owner", exc)
         finally:
-            self._drain(transport)
+            if not broken:
+                self._drain(transport)
             transport.close()
             self._transport = None
-        if stuck:
+        if stuck and not broken:
             log.warning(
                 "worker %s got no partition assignment within %.0fs (a rebalance that never "
                 "completed); rejoining the group with a new consumer",
@@ -282,7 +295,7 @@ class ScoringWorker:
         if batch:
             try:
                 self._handle_batch(transport, batch)
-            except DeliveryFailed as exc:
+            except (DeliveryFailed, ClientsBroken) as exc:
                 log.error("shutdown: %s; they will be scored again by the next owner", exc)
 
     def _handle_batch(self, transport: Transport, records: list[Any]) -> None:

@@ -10,7 +10,9 @@ wait between attempts, when to give up and what is logged live here, once:
   records again on a new producer after a backoff, for as long as the broker is away; at
   shutdown raise :class:`DeliveryFailed` so their offsets are not committed;
 - :func:`commit_until_done`: commit, retry transient failures after a backoff, give up when the
-  group rebalanced (the new owner resumes from the last commit) or at shutdown.
+  group rebalanced (the new owner resumes from the last commit) or at shutdown;
+- :class:`ClientsBroken`: raised by a transport whose clients cannot go on; the loop replaces
+  the pair (nothing a broken pair held is committed, so nothing is lost).
 
 Every wait is stop-aware: ``stop()`` never waits out a backoff. Neither client library is
 imported here: a confluent-kafka worker does not load kafka-python.
@@ -74,6 +76,12 @@ class Transport(Protocol):
 
 class DeliveryFailed(StreamscoreError):
     """Outputs could not be acknowledged before shutdown; their offsets are not committed."""
+
+
+class ClientsBroken(StreamscoreError):
+    """The client pair cannot go on (a consumer that went fatal, a client call that ignored its
+    timeout): the loop ends this membership, uncommitted, and starts one on new clients, which
+    resume from the group's commits (and, under exactly-once, fence the old producer)."""
 
 
 def make_transport(

@@ -55,7 +55,7 @@ def test_concurrent_registrations_in_processes_get_distinct_versions(store, stor
     assert [p.exitcode for p in processes] == [0, 0]
     assert sorted(queue.get(timeout=5) for _ in range(4)) == [1, 2, 3, 4]
     assert all(r.ok for r in store.verify()) and len(store.verify()) == 4
-    assert [e.to_version for e in store.history("candidate")] == [1, 2, 3, 4]
+    assert_candidate_only_moved_forward_to(store, 4)
 
 
 def test_concurrent_registrations_in_threads_get_distinct_versions(store):
@@ -69,6 +69,16 @@ def test_concurrent_registrations_in_threads_get_distinct_versions(store):
         t.join(timeout=60)
     assert sorted(versions) == [1, 2, 3, 4]
     assert store.aliases() == {"candidate": 4}
+    assert_candidate_only_moved_forward_to(store, 4)
+
+
+def assert_candidate_only_moved_forward_to(store, newest: int) -> None:
+    """Concurrent registrations leave ``candidate`` on the newest version and never move it
+    back (on object storage a later registration may finish first: the earlier one then
+    leaves the alias where it is)."""
+    moves = [e.to_version for e in store.history("candidate")]
+    assert moves == sorted(set(moves)) and moves[-1] == newest
+    assert store.aliases() == {"candidate": newest}
 
 
 def test_concurrent_promotes_keep_a_consistent_history(store):
@@ -208,3 +218,14 @@ def test_a_move_recorded_only_in_its_pointer_is_restored_to_the_history(store, o
     objects.delete(key)
     assert store.history("production")[-1] == event
     assert objects.keys("aliases/history/").count(key) == 1
+
+
+def test_a_registration_that_finishes_after_a_newer_one_leaves_candidate_on_the_newer(store):
+    from model_store.aliases import AliasMovedOn
+
+    register(store)
+    register(store)
+    with pytest.raises(AliasMovedOn, match="already points at v2"):
+        store.book.move("candidate", 1, action="register", at="late", forward_only=True)
+    assert store.aliases() == {"candidate": 2}
+    assert [e.to_version for e in store.history("candidate")] == [1, 2]

@@ -115,3 +115,33 @@ def test_confluent_transport_does_not_import_kafka_python():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert out.stdout.strip() == "False"
+
+
+def test_a_confluent_call_that_ignores_its_timeout_breaks_the_pair_instead_of_the_loop(
+    monkeypatch,
+):
+    """librdkafka's send_offsets_to_transaction can block far past its timeout (#5456): the
+    call gets a deadline, the transport then refuses to go on (ClientsBroken: the loop builds
+    new clients) and the stuck call keeps no thread the process waits for at exit."""
+    from worker import confluent_io
+    from worker.transport import ClientsBroken
+
+    monkeypatch.setattr(confluent_io, "_DEADLINE_MARGIN_S", 0.05)
+    monkeypatch.setattr(confluent_io, "_ABANDONED", [])
+    transport = confluent_io.ConfluentTransport.__new__(confluent_io.ConfluentTransport)
+    transport._calls = None
+    transport._broken = None
+    transport.producer = stuck_producer = object()
+    release = threading.Event()
+    assert transport._bounded("quick", lambda: 7, 1.0) == 7
+    started = time.monotonic()
+    with pytest.raises(ClientsBroken, match="send_offsets_to_transaction still blocked"):
+        transport._bounded("send_offsets_to_transaction", lambda: release.wait(30), 0.1)
+    assert time.monotonic() - started < 5
+    abandoned = confluent_io._ABANDONED
+    assert abandoned == [stuck_producer]
+    with pytest.raises(ClientsBroken):
+        transport.poll(100, 10)
+    stuck = [t for t in threading.enumerate() if t.name == "librdkafka-call" and t.is_alive()]
+    assert stuck and all(t.daemon for t in stuck)
+    release.set()
