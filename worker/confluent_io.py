@@ -427,8 +427,7 @@ class ConfluentTransport:
         try:
             return future.result(timeout_s + _DEADLINE_MARGIN_S)
         except FutureTimeout:
-            _ABANDONED.append(self.producer)
-            self._calls = None  # its thread stays stuck; the next call gets a new one
+            _ABANDONED.append(self.producer)  # its thread ends if the call ever returns
             self._broken = (
                 f"{name} still blocked {timeout_s + _DEADLINE_MARGIN_S:.0f}s after it was "
                 f"called with a {timeout_s:.0f}s timeout (librdkafka #5456)"

@@ -64,6 +64,9 @@ from worker.validation import ValidationPolicy
 
 log = logging.getLogger(__name__)
 
+#: Logged when a shutdown leaves a batch unacknowledged (its offsets are not committed).
+_SCORED_AGAIN = "shutdown: %s; they will be scored again by the next owner"
+
 __all__ = ["ScoringWorker", "WorkerStatus", "make_transport"]
 
 
@@ -203,11 +206,18 @@ class ScoringWorker:
                 "exactly-once" if m and m.exactly_once else "at-least-once",
                 serving,
             )
-        broken = False
+        drain, stuck = True, False
         try:
             stuck = self._loop(transport)
-        except ClientsBroken as exc:
-            broken = stuck = True
+            if stuck:
+                log.warning(
+                    "worker %s got no partition assignment within %.0fs (a rebalance that "
+                    "never completed); rejoining the group with a new consumer",
+                    self.worker_id,
+                    self.join_timeout_s,
+                )
+        except ClientsBroken as exc:  # nothing of it committed: no drain, a new pair
+            drain, stuck = False, True
             log.warning(
                 "worker %s: %s; replacing its Kafka clients (the batch in hand is not "
                 "committed: the new clients resume from the group's commits)",
@@ -215,20 +225,13 @@ class ScoringWorker:
                 exc,
             )
         except DeliveryFailed as exc:  # raised only once stop() was called
-            broken, stuck = True, False  # no drain: it would commit past the failed batch
-            log.error("shutdown: %s; they will be scored again by the next owner", exc)
+            drain = False  # a drain would commit past the unacknowledged batch
+            log.error(_SCORED_AGAIN, exc)
         finally:
-            if not broken:
+            if drain:
                 self._drain(transport)
             transport.close()
             self._transport = None
-        if stuck and not broken:
-            log.warning(
-                "worker %s got no partition assignment within %.0fs (a rebalance that never "
-                "completed); rejoining the group with a new consumer",
-                self.worker_id,
-                self.join_timeout_s,
-            )
         return stuck
 
     def _assign_own_share(self, transport: Transport, partitions: int, serving: str) -> None:
@@ -296,7 +299,7 @@ class ScoringWorker:
             try:
                 self._handle_batch(transport, batch)
             except (DeliveryFailed, ClientsBroken) as exc:
-                log.error("shutdown: %s; they will be scored again by the next owner", exc)
+                log.error(_SCORED_AGAIN, exc)
 
     def _handle_batch(self, transport: Transport, records: list[Any]) -> None:
         """Score, publish, wait for acks, then commit."""
