@@ -23,12 +23,8 @@ pytestmark = [pytest.mark.broker, pytest.mark.slow]
 # with its log and commits: the worker must resume where its group committed.
 @pytest.mark.parametrize("transport", ["kafka-python", "confluent-kafka"])
 def test_worker_survives_a_broker_outage_and_resumes(
-    config_factory, register, demo_set, caplog, transport, restartable_broker, broker_engine
+    config_factory, register, demo_set, caplog, transport, restartable_broker
 ):
-    if broker_engine == "kafka":
-        # Flaky on Apache Kafka in the stop-9 runs; passed 2 of 2 (both transports) after the
-        # client-pair fix of stop 10, kept off until it has a longer record (issue 15 note).
-        pytest.skip("broker outage on Apache Kafka: flaky before the client-pair fix; open")
     broker = restartable_broker
     cfg = config_factory(
         kafka={"bootstrap_servers": broker.address, "transport": transport},
