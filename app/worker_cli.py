@@ -12,10 +12,17 @@ from pathlib import Path
 from types import FrameType
 
 import click
+from rich.markup import escape
 
-from app.clitools import StreamscoreGroup, config_option, pass_state, setup_logging
+from app.clitools import (
+    StreamscoreGroup,
+    config_option,
+    err_console,
+    pass_state,
+    setup_logging,
+)
 from streamscore.config import resolve_config_path
-from streamscore.exceptions import StreamscoreError
+from streamscore.exceptions import EXIT_CONFLICT, StreamscoreError, WorkerConflict
 from worker.lean import limit_model_threads, skip_pandas
 
 log = logging.getLogger("worker")
@@ -128,6 +135,11 @@ def run_one(state: object, index: int, members: int, parent_pid: int) -> None:
             _stop_with_parent(parent_pid, scoring.stop)
         log.info("worker %d starting (logs: %s)", index, log_dir / f"worker-{index}.log")
         scoring.run()
+    except WorkerConflict as exc:  # a restart cannot help: the supervisor will not restart it
+        _write_exit_reason(log_dir, index, str(exc))
+        log.error("worker %d stops: %s", index, exc)
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        sys.exit(EXIT_CONFLICT)
     except StreamscoreError as exc:
         _write_exit_reason(log_dir, index, str(exc))
         raise

@@ -13,6 +13,8 @@ The tree::
     │   └── GateFailed           the quality gate refused promotion
     ├── ScoringError             a worker could not score (schema, model load)
     │   └── ExamplesFailed       a version got one of its stored examples wrong
+    ├── WorkerConflict           a restart cannot help (another process holds this member's
+    │                            identity); the supervisor does not restart the worker
     └── DeliveryFailed           (worker.transport) outputs not acknowledged / commit refused
 
 Foreign errors (kafka, orjson, joblib, pandas) are translated at the boundary with
@@ -24,6 +26,16 @@ from __future__ import annotations
 
 class StreamscoreError(Exception):
     """Root of every error streamscore raises on purpose."""
+
+
+class WorkerConflict(StreamscoreError):
+    """Another process holds what this worker needs to be (e.g. its static member name): a
+    restart would fail the same way, so the worker exits with :data:`EXIT_CONFLICT` and its
+    supervisor stops instead of restarting it."""
+
+
+#: Exit code of a worker process that ended on a :class:`WorkerConflict`.
+EXIT_CONFLICT = 4
 
 
 class ConfigError(StreamscoreError):

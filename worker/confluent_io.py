@@ -39,6 +39,7 @@ from worker.membership import Membership
 from worker.transport import (
     Backoff,
     ClientsBroken,
+    InstanceFenced,
     Partition,
     commit_until_done,
     publish_until_acknowledged,
@@ -128,6 +129,8 @@ class ConfluentTransport:
         self._failed: list[tuple[Any, OutRecord]] = []
         #: Why these clients cannot go on (a fatal consumer, a stuck call); None while healthy.
         self._broken: str | None = None
+        #: The consumer went fatal because the coordinator fenced its group.instance.id.
+        self._fenced = False
         self._calls: _CallThread | None = None
         try:
             self.producer = self._new_producer()
@@ -165,7 +168,7 @@ class ConfluentTransport:
 
     def poll(self, timeout_ms: int, max_records: int) -> list[Any]:
         if self._broken is not None:
-            raise ClientsBroken(self._broken)
+            raise self._broken_error()
         if self._reposition and not self._resume_from_commits():
             time.sleep(self.backoff.first_s)
             return []
@@ -184,10 +187,19 @@ class ConfluentTransport:
         for message in messages:
             error = message.error()
             if error is not None:
+                if _is_fatal(error):  # e.g. fenced: librdkafka reports it here, not in error_cb
+                    self._broken = f"the consumer went fatal ({error.str()})"
+                    self._fenced = _is_fence(error)
+                    log.error("kafka client: fatal error %s; these clients will be replaced", error)
+                    raise self._broken_error()
                 log.warning("consume error: %s", error)
                 continue
             out.append(Record(message))
         return out
+
+    def _broken_error(self) -> ClientsBroken:
+        assert self._broken is not None
+        return InstanceFenced(self._broken) if self._fenced else ClientsBroken(self._broken)
 
     def _on_client_error(self, error: Any) -> None:
         """librdkafka's error callback (called from ``poll``/``consume``, this thread)."""
@@ -196,6 +208,7 @@ class ConfluentTransport:
         if error.fatal():
             # A fatal client never recovers; the next poll or transaction hands it back.
             self._broken = f"the consumer went fatal ({error.str()})"
+            self._fenced = _is_fence(error)
             log.error("kafka client: fatal error %s; these clients will be replaced", error)
         elif error.code() == KafkaError._ALL_BROKERS_DOWN:  # noqa: SLF001
             # Positions are re-read from the broker's commits once it answers again (events
@@ -391,7 +404,7 @@ class ConfluentTransport:
                     except BufferError:  # local queue full: serve delivery reports, retry
                         producer.poll(0.05)
             if self._broken is not None:
-                raise ClientsBroken(self._broken)
+                raise self._broken_error()
             metadata = self.consumer.consumer_group_metadata()
             timeout_s = self._txn_timeout_s
             self._bounded(
@@ -494,8 +507,16 @@ class ConfluentTransport:
             error = exc.args[0] if exc.args else None
             return error is not None and error.code() in rebalanced
 
+        def attempt() -> None:
+            try:
+                self.consumer.commit(offsets=payload, asynchronous=False)
+            except KafkaException:
+                if self._broken is not None:  # a fatal consumer: retrying cannot help
+                    raise self._broken_error() from None
+                raise
+
         return commit_until_done(
-            lambda: self.consumer.commit(offsets=payload, asynchronous=False),
+            attempt,
             transient=(KafkaException,),
             refused=refused,
             backoff=self.backoff,
@@ -516,3 +537,21 @@ class ConfluentTransport:
             self.producer.flush(5)
         finally:
             self.consumer.close()
+
+
+def _is_fatal(error: Any) -> bool:
+    """A fatal client error; a consumed message's error carries code ``_FATAL`` without the
+    fatal flag."""
+    from confluent_kafka import KafkaError
+
+    return bool(error.fatal()) or error.code() == KafkaError._FATAL  # noqa: SLF001
+
+
+def _is_fence(error: Any) -> bool:
+    """A fatal error that is the coordinator fencing this static member (librdkafka reports
+    FENCED_INSTANCE_ID inside its generic fatal error, so the text is checked too)."""
+    from confluent_kafka import KafkaError
+
+    code = getattr(KafkaError, "FENCED_INSTANCE_ID", None)
+    text = error.str().lower()
+    return error.code() == code or "group.instance.id" in text or "fenced_instance_id" in text

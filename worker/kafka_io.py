@@ -21,6 +21,7 @@ from worker.client_settings import kafka_python_consumer, kafka_python_producer
 from worker.membership import Membership
 from worker.transport import (
     Backoff,
+    InstanceFenced,
     Partition,
     commit_until_done,
     publish_until_acknowledged,
@@ -60,6 +61,35 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         self._on_assign(sorted((tp.topic, tp.partition) for tp in assigned))
 
 
+class _FenceSpy(logging.Handler):
+    """Sees kafka-python's heartbeat thread report this static member fenced.
+
+    kafka-python 3.0.12 only logs that fence (``kafka.coordinator.heartbeat``) and stops
+    heartbeating: the consumer keeps its assignment and goes on fetching, a zombie, until a
+    commit fails. The spy lets the next ``poll`` raise :class:`InstanceFenced` instead.
+    """
+
+    LOGGER = "kafka.coordinator.heartbeat"
+
+    def __init__(self, instance: str) -> None:
+        super().__init__(logging.ERROR)
+        self.instance = instance
+        self.seen = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "fenced" in str(record.msg) and any(
+            self.instance in str(arg) for arg in (record.args or ())
+        ):
+            self.seen.set()
+
+    def install(self) -> _FenceSpy:
+        logging.getLogger(self.LOGGER).addHandler(self)
+        return self
+
+    def remove(self) -> None:
+        logging.getLogger(self.LOGGER).removeHandler(self)
+
+
 class KafkaPythonTransport:
     """Consumer + producer pair for one group member."""
 
@@ -69,11 +99,15 @@ class KafkaPythonTransport:
         self.cfg = cfg
         self.exactly_once = membership is not None and membership.exactly_once
         self.consumer = KafkaConsumer(**kafka_python_consumer(cfg, client_id, membership))
+        instance = membership.group_instance_id if membership is not None else None
+        self._fence_spy = _FenceSpy(instance).install() if instance else None
         self._producer_settings = kafka_python_producer(cfg, client_id, membership)
         try:
             self.producer = self._new_producer()
         except BaseException:  # brokers away (bootstrap, init_transactions): leave no consumer
             self.consumer.close(autocommit=False)
+            if self._fence_spy is not None:
+                self._fence_spy.remove()
             raise
         self.backoff = Backoff.from_config(cfg.worker)
         self.delivery_timeout_s = cfg.worker.delivery_timeout_ms / 1000
@@ -96,7 +130,12 @@ class KafkaPythonTransport:
         self.consumer.assign([TopicPartition(topic, p) for p in partitions])
 
     def poll(self, timeout_ms: int, max_records: int) -> list[Any]:
-        polled = self.consumer.poll(timeout_ms=timeout_ms, max_records=max_records)
+        if self._fence_spy is not None and self._fence_spy.seen.is_set():
+            raise InstanceFenced(_fenced(self.cfg))
+        try:
+            polled = self.consumer.poll(timeout_ms=timeout_ms, max_records=max_records)
+        except kerrors.FencedInstanceIdError as exc:
+            raise InstanceFenced(_fenced(self.cfg)) from exc
         if not polled:
             return []
         if len(polled) == 1:
@@ -263,8 +302,15 @@ class KafkaPythonTransport:
             TopicPartition(topic, partition): OffsetAndMetadata(offset, "", -1)
             for (topic, partition), offset in offsets.items()
         }
+
+        def attempt() -> None:
+            try:
+                self.consumer.commit(payload)
+            except kerrors.FencedInstanceIdError as exc:
+                raise InstanceFenced(_fenced(self.cfg)) from exc
+
         return commit_until_done(
-            lambda: self.consumer.commit(payload),
+            attempt,
             transient=(KafkaError,),
             refused=lambda exc: isinstance(exc, CommitFailedError),
             backoff=self.backoff,
@@ -272,7 +318,16 @@ class KafkaPythonTransport:
         )
 
     def close(self) -> None:
+        if self._fence_spy is not None:
+            self._fence_spy.remove()
         try:
             self.producer.close(timeout=5)
         finally:
             self.consumer.close(autocommit=False)
+
+
+def _fenced(cfg: Config) -> str:
+    return (
+        f"the group coordinator fenced this static member (FencedInstanceIdError: a consumer "
+        f"with the same group.instance.id joined group {cfg.kafka.group_id!r})"
+    )

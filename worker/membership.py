@@ -7,6 +7,8 @@
   (a restarted process fences its predecessor's unfinished transaction).
 * :func:`plan_membership`: static membership on or off, exactly-once allowed or refused, decided
   once per process from the config and the broker (its cluster id tells Tansu apart).
+* :class:`FenceWatch`: a static member fenced again and again shares its name with another
+  process; the worker stops with :class:`~streamscore.exceptions.WorkerConflict` naming it.
 
 Measured with two kafka-python members, one restarted (``docs`` in README, broker notes):
 Apache Kafka 4.4.0 gives the restarted member its partitions back in 0.4 s with no rebalance of
@@ -17,10 +19,13 @@ takes 14.5 s with it (5.7 s without), so ``auto`` leaves it off there.
 from __future__ import annotations
 
 import socket
+import time
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from streamscore.config import Config
-from streamscore.exceptions import ConfigError
+from streamscore.exceptions import ConfigError, WorkerConflict
 
 
 def instance_name(cfg: Config, index: int, host: str | None = None) -> str:
@@ -73,3 +78,53 @@ def plan_membership(cfg: Config, index: int) -> Membership:
         )
     static = k.static_membership == "on" or (k.static_membership == "auto" and not tansu)
     return Membership(instance_name(cfg, index), static=static, exactly_once=exactly_once)
+
+
+class FenceWatch:
+    """Tells a fence that a new client pair gets over from a name two processes share.
+
+    The group coordinator fences a static member when another consumer joins with its
+    ``group.instance.id``. After a broker restart librdkafka's member can be fenced once by its
+    own rejoin; new clients fix that. Two processes with one name fence each other in turn, for
+    ever: the ``limit``-th fence within ``window_s`` raises :class:`WorkerConflict`, so one of
+    them stops, says why, and the other keeps the partitions.
+    """
+
+    def __init__(
+        self,
+        cfg: Config,
+        instance: str,
+        *,
+        limit: int = 3,
+        window_s: float = 120.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.cfg = cfg
+        self.instance = instance
+        self.limit = limit
+        self.window_s = window_s
+        self._clock = clock
+        self._times: deque[float] = deque(maxlen=limit)
+
+    def fenced(self) -> int:
+        """Count one fence; how many fell within the window. Raises :class:`WorkerConflict`
+        at ``limit``."""
+        now = self._clock()
+        self._times.append(now)
+        while self._times and now - self._times[0] > self.window_s:
+            self._times.popleft()
+        count = len(self._times)
+        if count >= self.limit:
+            k = self.cfg.kafka
+            raise WorkerConflict(
+                f"another process uses this worker's static member name {self.instance!r} in "
+                f"group {k.group_id!r}: the broker fenced this worker {count} times in "
+                f"{now - self._times[0]:.0f} s, each time a consumer with the same "
+                f"group.instance.id joined. Give every worker process its own name: "
+                f"[kafka] instance_id = {k.instance_id!r} must differ between processes "
+                f"(keep {{index}} in it; on hosts that share a hostname, or two supervisors on "
+                f"one host, put something unique in it, e.g. via "
+                f'STREAMSCORE__KAFKA__INSTANCE_ID), or set [kafka] static_membership = "off". '
+                f"Not restarting: a restart would fence the other process again"
+            )
+        return count

@@ -52,14 +52,21 @@ from worker.fleet import (
     member_record,
 )
 from worker.fleet_view import FleetBook, gone_after_s
-from worker.membership import Membership, plan_membership
+from worker.membership import FenceWatch, Membership, instance_name, plan_membership
 from worker.metrics import WorkerMetrics
 from worker.processor import BatchProcessor, BatchResult, Destinations, ServingModel
 from worker.reloader import ModelReloader, ReloadEvent
 from worker.status import WorkerStatus
 from worker.swap import swap_between_batches
 from worker.topics import TopicKeeper
-from worker.transport import ClientsBroken, DeliveryFailed, Partition, Transport, make_transport
+from worker.transport import (
+    ClientsBroken,
+    DeliveryFailed,
+    InstanceFenced,
+    Partition,
+    Transport,
+    make_transport,
+)
 from worker.validation import ValidationPolicy
 
 log = logging.getLogger(__name__)
@@ -119,6 +126,8 @@ class ScoringWorker:
         self._joined = False
         self._waiting_since = time.monotonic()
         self.membership: Membership | None = None
+        #: Fenced again and again: another process uses this static member name.
+        self._fences = FenceWatch(cfg, instance_name(cfg, index))
         #: A member waiting this long for an assignment rejoins with a new consumer.
         self.join_timeout_s = max(4 * cfg.kafka.session_timeout_ms / 1000, 15.0)
         #: The reference profile of a version (None: no drift counting for it).
@@ -218,6 +227,8 @@ class ScoringWorker:
                 )
         except ClientsBroken as exc:  # nothing of it committed: no drain, a new pair
             drain, stuck = False, True
+            if isinstance(exc, InstanceFenced):
+                self._fences.fenced()  # WorkerConflict: another process has this name
             log.warning(
                 "worker %s: %s; replacing its Kafka clients (the batch in hand is not "
                 "committed: the new clients resume from the group's commits)",

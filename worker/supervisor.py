@@ -12,6 +12,8 @@ What it guarantees (README "Scaling out", "Failure cases"):
   well and resets its count. Each distinct exit reason is logged once (at WARNING, with the
   reason the child wrote); repeats get a short line. After ``max_restarts`` consecutive
   failures of one child the supervisor stops the others and exits 2 with the last reason.
+  A child that exits with ``EXIT_CONFLICT`` (another process uses its static member name) is
+  not restarted: the supervisor stops the others and exits 2 at once.
 * **SIGTERM/SIGINT stop everything within** ``stop_timeout_ms`` (+ ~0.2 s) in every state:
   starting, running, waiting to restart. Children that do not finish in time are killed.
 * **Children die with it**: each child is told the supervisor's pid and stops when its parent
@@ -38,7 +40,7 @@ from typing import IO, Any
 
 from streamscore import jsonio
 from streamscore.config import Config
-from streamscore.exceptions import StreamscoreError
+from streamscore.exceptions import EXIT_CONFLICT, StreamscoreError
 
 log = logging.getLogger(__name__)
 
@@ -221,6 +223,15 @@ class Supervisor:
         failures.count += 1
         reason = self._reason(child, code)
         failures.last_reason = reason
+        if code == EXIT_CONFLICT:  # another process holds its identity: a restart cannot help
+            log.error(
+                "worker %d (pid %d) stopped on a conflict a restart cannot fix; not restarting "
+                "it. %s",
+                child.index,
+                child.process.pid,
+                reason,
+            )
+            return False
         if failures.count > w.max_restarts:
             log.error(
                 "worker %d failed %d time(s) in a row without a good start (up less than "

@@ -84,6 +84,13 @@ class ClientsBroken(StreamscoreError):
     resume from the group's commits (and, under exactly-once, fence the old producer)."""
 
 
+class InstanceFenced(ClientsBroken):
+    """The group coordinator fenced this static member: a consumer with the same
+    ``group.instance.id`` joined after it. Once after a broker restart that can be this member's
+    own rejoin (librdkafka); again and again it is another process using the same name
+    (:class:`worker.membership.FenceWatch` tells the two apart)."""
+
+
 def make_transport(
     cfg: Config, *, client_id: str, membership: Membership | None = None
 ) -> Transport:

@@ -131,6 +131,7 @@ def test_a_confluent_call_that_ignores_its_timeout_breaks_the_pair_instead_of_th
     transport = confluent_io.ConfluentTransport.__new__(confluent_io.ConfluentTransport)
     transport._calls = None
     transport._broken = None
+    transport._fenced = False
     transport.producer = stuck_producer = object()
     release = threading.Event()
     assert transport._bounded("quick", lambda: 7, 1.0) == 7
