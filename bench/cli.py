@@ -40,7 +40,11 @@ THROUGHPUT_ROWS = (
     "worker-2",
     "worker-1-confluent",
     "worker-1-dataframe",
+    "worker-1-eos",
+    "worker-1-confluent-eos",
 )
+#: Rows and sections in ``[worker] delivery = "exactly-once"`` (refused on Tansu: skipped there).
+EXACTLY_ONCE = ("worker-1-eos", "worker-1-confluent-eos", "latency-eos")
 #: --only names → rows / sections
 ONLY = {
     "ceiling": ("ceiling-kafka-python", "ceiling-confluent"),
@@ -50,10 +54,14 @@ ONLY = {
     "worker2": ("worker-2",),
     "worker-confluent": ("worker-1-confluent",),
     "worker-dataframe": ("worker-1-dataframe",),
+    "eos": EXACTLY_ONCE,
     "latency": ("latency",),
     "latency-confluent": ("latency-confluent",),
     "hotswap": ("hotswap",),
+    "idle": ("idle",),
 }
+#: Length of one idle-CPU measurement.
+IDLE_S = 20.0
 #: Throughput runs ignore the events done in the first WARMUP_S seconds (or first 10 %).
 WARMUP_S = 2.0
 MODEL_FREE = ("ceiling-kafka-python", "ceiling-confluent")
@@ -181,11 +189,14 @@ class Bench:
         )
         self.models: dict[str, Any] = {}
         self.quix_python, self.quix_skip = find_quix_python(args.quix_python)
+        self.eos_skip = _exactly_once_skip(bootstrap)
         self.results: dict[str, Any] = {
             "throughput": {},
             "latency": {},
             "latency-confluent": {},
+            "latency-eos": {},
             "hotswap": {},
+            "idle": {},
             "errors": [],
             "skipped": {},
         }
@@ -290,6 +301,9 @@ class Bench:
                 if row == "quix" and self.quix_python is None:
                     self.results["skipped"]["quix"] = self.quix_skip
                     continue
+                if row in EXACTLY_ONCE and self.eos_skip:
+                    self.results["skipped"][row] = self.eos_skip
+                    continue
                 say(f"{label} ...")
                 started = time.monotonic()
                 try:
@@ -307,9 +321,8 @@ class Bench:
                     else:
                         assert key is not None
                         processes = 2 if row == "worker-2" else 1
-                        transport = (
-                            "confluent-kafka" if row.endswith("confluent") else "kafka-python"
-                        )
+                        transport = "confluent-kafka" if "confluent" in row else "kafka-python"
+                        delivery = "exactly-once" if row in EXACTLY_ONCE else "at-least-once"
                         result = workers.throughput(
                             self.setup,
                             self.models,
@@ -317,6 +330,7 @@ class Bench:
                             self.backlog,
                             processes=processes,
                             transport=transport,
+                            delivery=delivery,
                             label=row,
                         )
                 except Exception as exc:  # noqa: BLE001 - one failed row must not end the bench
@@ -365,13 +379,20 @@ class Bench:
         runs = self.results["throughput"].get(row, {}).get(key, {}).get("runs", [])
         return median([r.get("rate") for r in runs])
 
-    def latency(self, transport: str = "kafka-python") -> None:
+    def latency(self, transport: str = "kafka-python", delivery: str = "at-least-once") -> None:
         from bench import workers
 
         a = self.args
         fractions = (0.25, 0.5, 0.75)
-        row = "worker-1" if transport == "kafka-python" else "worker-1-confluent"
-        section = "latency" if transport == "kafka-python" else "latency-confluent"
+        if delivery == "exactly-once":
+            if self.eos_skip:
+                self.results["skipped"]["latency-eos"] = self.eos_skip
+                return
+            row, section = "worker-1-eos", "latency-eos"
+        elif transport == "kafka-python":
+            row, section = "worker-1", "latency"
+        else:
+            row, section = "worker-1-confluent", "latency-confluent"
         for key in a.model_keys:
             top = self.max_rate(key, row)
             if top is None:
@@ -385,6 +406,7 @@ class Bench:
                         processes=1,
                         label=row,
                         transport=transport,
+                        delivery=delivery,
                     )
                     self._tp(row, key)["runs"].append(result)
                     top = result.get("rate")
@@ -406,10 +428,35 @@ class Bench:
                             fractions=fractions,
                             seconds=a.latency_seconds,
                             transport=transport,
+                            delivery=delivery,
                         )
                     )
                 except Exception as exc:  # noqa: BLE001
                     self._record_error(f"{section} / {key} run {run + 1}", exc)
+                self.save()
+
+    def idle(self) -> None:
+        """CPU of one ready worker with no traffic, per transport."""
+        from bench import workers
+
+        key = self.args.model_keys[0]
+        for transport in ("kafka-python", "confluent-kafka"):
+            entry = self.results["idle"].setdefault(transport, {"runs": []})
+            for run in range(self.args.runs):
+                say(f"idle / {transport} (run {run + 1}/{self.args.runs}), {IDLE_S:g} s ...")
+                try:
+                    result = workers.idle_cpu(
+                        self.setup,
+                        self.models[key],
+                        self.events,
+                        seconds=IDLE_S,
+                        transport=transport,
+                    )
+                except Exception as exc:  # noqa: BLE001
+                    self._record_error(f"idle / {transport} run {run + 1}", exc)
+                    continue
+                entry["runs"].append(result)
+                say(f"  {result['cpu_percent']:.2f} % of a core")
                 self.save()
 
     def hotswap(self) -> None:
@@ -499,6 +546,10 @@ def main(argv: list[str] | None = None) -> int:
                 bench.latency()
             if "latency-confluent" in args.sections:
                 bench.latency("confluent-kafka")
+            if "latency-eos" in args.sections:
+                bench.latency(delivery="exactly-once")
+            if "idle" in args.sections:
+                bench.idle()
             if "hotswap" in args.sections:
                 bench.hotswap()
             r["duration_s"] = round(time.monotonic() - started, 1)
@@ -515,6 +566,19 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     say(f"wrote {args.out / 'latest.md'} and latest.json in {time.monotonic() - started:.0f} s")
     return 1 if r["errors"] else 0
+
+
+def _exactly_once_skip(bootstrap: str) -> str:
+    """Why the exactly-once rows cannot run on this broker ("" when they can)."""
+    from streamscore.kafka_admin import is_tansu
+
+    names = kafkautil.Names.fresh("probe")
+    if is_tansu(kafkautil.kafka_config(bootstrap, names)):
+        return (
+            'the embedded Tansu broker refuses [worker] delivery = "exactly-once" (its '
+            "read_committed readers see aborted transactions): run `python -m bench --broker kafka`"
+        )
+    return ""
 
 
 def _quix_version(python: str) -> str:

@@ -188,7 +188,14 @@ def publish(
 class OutputCollector:
     """Reads a topic from the beginning (no group, no commits) and keeps what arrives."""
 
-    def __init__(self, bootstrap: str, topic: str, *, headers: bool = False) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        *,
+        headers: bool = False,
+        isolation: str = "read_uncommitted",
+    ) -> None:
         self.topic = topic
         self.want_headers = headers
         self.values: list[bytes] = []
@@ -205,6 +212,7 @@ class OutputCollector:
                 "enable.auto.offset.store": False,
                 "auto.offset.reset": "earliest",
                 "fetch.wait.max.ms": 50,
+                "isolation.level": isolation,  # read_committed: what exactly-once promises
                 "logger": _quiet,
             }
         )

@@ -20,8 +20,20 @@ TITLES = {
     "worker-1-confluent": 'streamscore worker, 1 process, `transport = "confluent-kafka"`',
     "worker-1-dataframe": "streamscore worker, 1 process, the model fitted on a DataFrame "
     "(DataFrame input, pandas loaded)",
+    "worker-1-eos": 'streamscore worker, 1 process, `delivery = "exactly-once"` '
+    "(outputs read as read_committed)",
+    "worker-1-confluent-eos": "streamscore worker, 1 process, confluent-kafka, "
+    '`delivery = "exactly-once"`',
 }
-RSS_ROWS = ("baseline", "quix", "worker-1", "worker-2", "worker-1-confluent", "worker-1-dataframe")
+RSS_ROWS = (
+    "baseline",
+    "quix",
+    "worker-1",
+    "worker-2",
+    "worker-1-confluent",
+    "worker-1-dataframe",
+    "worker-1-eos",
+)
 MODEL_KEYS = ("lr", "hgb")
 MODEL_TITLES = {"lr": "logistic regression", "hgb": "HistGradientBoosting"}
 
@@ -95,7 +107,7 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
             peak = median(peaks)
             if peak is not None:
                 out["rss_mib"].setdefault(row, {})[key] = peak / 1024
-    for section in ("latency", "latency-confluent"):
+    for section in ("latency", "latency-confluent", "latency-eos"):
         for key, entry in results.get(section, {}).items():
             phases: dict[str, Any] = {}
             for run in entry.get("runs", []):
@@ -109,6 +121,10 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
                 f: {"rate": v["rate"], **{q: median(v[q]) for q in ("p50", "p95", "p99")}}
                 for f, v in phases.items()
             }
+    for transport, entry in results.get("idle", {}).items():
+        out.setdefault("idle", {})[transport] = median(
+            [r.get("cpu_percent") for r in entry.get("runs", [])]
+        )
     for pair, entry in results.get("hotswap", {}).items():
         swaps = entry.get("runs", [])
         if not swaps:
@@ -180,7 +196,11 @@ def table(results: dict[str, Any], summary: dict[str, Any]) -> str:
                 cells += [_n(v), _ratio(v, base[k]), _pct(v, ceiling[k])]
         row(title, cells)
 
-    for name, client in (("latency", ""), ("latency-confluent", ", confluent-kafka")):
+    for name, client in (
+        ("latency", ""),
+        ("latency-confluent", ", confluent-kafka"),
+        ("latency-eos", ', `delivery = "exactly-once"` (read_committed)'),
+    ):
         lat = summary.get(name) or {}
         if not lat:
             continue
@@ -200,6 +220,13 @@ def table(results: dict[str, Any], summary: dict[str, Any]) -> str:
                 rates.append(f"{ph['rate']:,.0f}/s")
                 cells += [f"{ph['p50']:.0f} / {ph['p95']:.0f} / {ph['p99']:.0f}", "", ""]
             row(f"at {float(f):.0%} of its 1-process maximum ({', '.join(rates)})", cells)
+
+    idle = summary.get("idle") or {}
+    if idle:
+        section("idle CPU of one ready worker, no traffic, % of a core (median of runs)")
+        for transport, pct in idle.items():
+            cell = "–" if pct is None else f"{pct:.2f} %"
+            row(f'`transport = "{transport}"`', [cell, "", ""] + ["", "", ""] * (len(keys) - 1))
 
     swaps = summary["hotswap"]
     if swaps:
@@ -299,6 +326,9 @@ def details(results: dict[str, Any]) -> str:
                 f"- {name} / {key}: {', '.join(rates)} (events measured per run: "
                 f"{', '.join(f'{m:,}' for m in measured)}){tail}"
             )
+    for transport, entry in results.get("idle", {}).items():
+        values = ", ".join(f"{r['cpu_percent']:.2f} %" for r in entry.get("runs", []))
+        lines.append(f"- idle CPU, {transport}, per run: {values}")
     for pair, entry in results.get("hotswap", {}).items():
         runs = entry.get("runs", [])
         values = ", ".join(

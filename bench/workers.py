@@ -28,7 +28,7 @@ import orjson
 from bench import kafkautil
 from bench.data import Events, TrainedModel, fresh_store
 from bench.kafkautil import Names, OutputCollector, Pacer
-from bench.proc import Child, CpuMeter, percentiles, say, warmup_rate
+from bench.proc import Child, CpuMeter, cpu_seconds, percentiles, say, warmup_rate
 from streamscore.wire import H_SOURCE_PARTITION
 from tests.tomlwrite import dumps_toml
 
@@ -56,6 +56,7 @@ def write_config(
     model_root: Path,
     model_name: str,
     transport: str = "kafka-python",
+    delivery: str = "at-least-once",
 ) -> tuple[Path, Path]:
     """A config file for this measurement's workers; returns (file, log dir)."""
     folder = setup.work / names.run
@@ -67,7 +68,7 @@ def write_config(
         "model_store": {"root": str(model_root), "model_name": model_name},
         "training": {"data_path": str(setup.work / "data" / "train.csv")},
         "demo": {"events_path": str(setup.work / "data" / "events.jsonl")},
-        "worker": {"log_dir": str(log_dir)},
+        "worker": {"log_dir": str(log_dir), "delivery": delivery},
         "http": {"enabled": False, "port": 0},
         "trainer": {"jobs_dir": str(folder / "jobs"), "port": 0},
     }
@@ -183,6 +184,7 @@ def throughput(
     *,
     processes: int,
     transport: str = "kafka-python",
+    delivery: str = "at-least-once",
     label: str = "worker",
 ) -> dict[str, Any]:
     """The workers start with no model to serve (they wait, not consuming); the model is then
@@ -196,9 +198,14 @@ def throughput(
     with fresh_topics(setup, label) as names:
         published_s = kafkautil.publish(setup.bootstrap, names.input, backlog.values, backlog.keys)
         config, log_dir = write_config(
-            setup, names, model_root=root, model_name=name, transport=transport
+            setup,
+            names,
+            model_root=root,
+            model_name=name,
+            transport=transport,
+            delivery=delivery,
         )
-        collector = OutputCollector(setup.bootstrap, names.output)
+        collector = OutputCollector(setup.bootstrap, names.output, isolation=_isolation(delivery))
         try:
             with running(setup, config, log_dir, processes) as workers:
                 workers.wait_for_log("no servable model", setup.join_timeout_s)
@@ -336,6 +343,7 @@ def latency(
     warmup_events: int = 2000,
     settle_s: float = 1.0,
     transport: str = "kafka-python",
+    delivery: str = "at-least-once",
 ) -> dict[str, Any]:
     """For each fraction, one worker on fresh topics scores events published at
     ``fraction × max_rate`` for ``seconds``.
@@ -360,6 +368,7 @@ def latency(
             warmup_events=warmup_events,
             settle_s=settle_s,
             transport=transport,
+            delivery=delivery,
         )
         phases[f"{fraction:.2f}"] = phase
         peaks.append(phase_rss)
@@ -382,6 +391,7 @@ def _latency_phase(
     warmup_events: int,
     settle_s: float,
     transport: str,
+    delivery: str,
 ) -> tuple[dict[str, Any], list[int | None]]:
     with fresh_topics(setup, "latency") as names:
         config, log_dir = write_config(
@@ -390,8 +400,9 @@ def _latency_phase(
             model_root=model.store_root,
             model_name=model.model_name,
             transport=transport,
+            delivery=delivery,
         )
-        collector = OutputCollector(setup.bootstrap, names.output)
+        collector = OutputCollector(setup.bootstrap, names.output, isolation=_isolation(delivery))
         try:
             with running(setup, config, log_dir, 1) as workers:
                 keys, values = events.backlog(warmup_events, prefix="warm")
@@ -427,6 +438,51 @@ def _latency_phase(
         finally:
             collector.close()
     return phase, rss
+
+
+def _isolation(delivery: str) -> str:
+    """How the bench reads outputs: as a downstream exactly-once reader when that is the mode
+    (a prediction counts once its transaction committed)."""
+    return "read_committed" if delivery == "exactly-once" else "read_uncommitted"
+
+
+def idle_cpu(
+    setup: Setup,
+    model: TrainedModel,
+    events: Events,
+    *,
+    seconds: float,
+    transport: str = "kafka-python",
+) -> dict[str, Any]:
+    """CPU of one ready worker with no traffic: it scored a few events (so it is joined, its
+    model loaded and warm), then nothing arrives for ``seconds``."""
+    with fresh_topics(setup, "idle") as names:
+        config, log_dir = write_config(
+            setup,
+            names,
+            model_root=model.store_root,
+            model_name=model.model_name,
+            transport=transport,
+        )
+        collector = OutputCollector(setup.bootstrap, names.output)
+        try:
+            with running(setup, config, log_dir, 1) as workers:
+                keys, values = events.backlog(100, prefix="idle")
+                kafkautil.publish(setup.bootstrap, names.input, values, keys)
+                if not collector.wait_for(100, setup.join_timeout_s, check=workers.check_alive):
+                    raise TimeoutError("the worker did not score the warm-up events")
+                time.sleep(2.0)  # the last batch's commit and metrics settle
+                pids = [c.pid for c in workers.children]
+                started = time.monotonic()
+                before = [cpu_seconds(p) for p in pids]
+                time.sleep(seconds)
+                after = [cpu_seconds(p) for p in pids]
+                wall = time.monotonic() - started
+                workers.check_alive()
+        finally:
+            collector.close()
+    used = sum((a or 0.0) - (b or 0.0) for a, b in zip(after, before, strict=True))
+    return {"seconds": round(wall, 1), "cpu_percent": round(100 * used / wall, 2)}
 
 
 def _latencies(

@@ -52,10 +52,18 @@ class BatchLimits:
     max_batch_records: int
     max_wait_ms: int
     batch_linger_ms: int = 0
+    idle_after_ms: int = 0  # 0: never idle
+    idle_wait_ms: int = 500
 
     @classmethod
     def from_config(cls, worker: WorkerConfig) -> BatchLimits:
-        return cls(worker.max_batch_records, worker.max_wait_ms, worker.batch_linger_ms)
+        return cls(
+            worker.max_batch_records,
+            worker.max_wait_ms,
+            worker.batch_linger_ms,
+            worker.idle_after_ms,
+            worker.idle_wait_ms,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +95,8 @@ class Batcher:
         self._resume: dict[Partition, int] = {}
         self._blocked: set[Partition] = set()  # revoked, no assignment applied since
         self._rewind: dict[Partition, int] = {}
+        #: When the last events arrived: after ``idle_after_ms`` without, polls wait longer.
+        self._last_events_at = time.monotonic()
 
     # ------------------------------------------------------------------ any thread
 
@@ -137,6 +147,9 @@ class Batcher:
         linger_s = limits.batch_linger_ms / 1000
         started = time.monotonic()
         first_at = 0.0
+        wait_s = limits.max_wait_ms / 1000
+        if self.idle(started):  # nothing for a while: wait longer, spin less
+            wait_s = max(wait_s, limits.idle_wait_ms / 1000)
         stop = self._stop
         if self._resume:
             self._seek_back(transport)
@@ -145,7 +158,7 @@ class Batcher:
             if self._batch:
                 timeout_ms = int((first_at + linger_s - now) * 1000)
             else:
-                timeout_ms = int((started + limits.max_wait_ms / 1000 - now) * 1000)
+                timeout_ms = int((started + wait_s - now) * 1000)
             polled = transport.poll(max(timeout_ms, 0), max_records - len(self._batch))
             had = bool(self._batch)
             rebalanced = bool(self._events)
@@ -164,7 +177,16 @@ class Batcher:
             elif timeout_ms <= 0 and not (polled and rebalanced):
                 break  # (what a rebalance dropped of this poll is polled again first)
         batch, self._batch = self._batch, []
+        if batch:
+            self._last_events_at = time.monotonic()
         return batch
+
+    def idle(self, now: float | None = None) -> bool:
+        """No events for ``idle_after_ms`` (never when that is 0)."""
+        after_ms = self.limits.idle_after_ms
+        if after_ms <= 0:
+            return False
+        return ((now or time.monotonic()) - self._last_events_at) * 1000 >= after_ms
 
     def _apply_events(self, transport: Transport | None, polled: list[Any]) -> None:
         """Apply the queued rebalance events, in order, to the batch plus ``polled``."""

@@ -98,7 +98,9 @@ class KafkaPythonTransport:
     ) -> None:
         self.cfg = cfg
         self.exactly_once = membership is not None and membership.exactly_once
-        self.consumer = KafkaConsumer(**kafka_python_consumer(cfg, client_id, membership))
+        settings = kafka_python_consumer(cfg, client_id, membership)
+        self.consumer = KafkaConsumer(**settings)
+        self._fetch_wait_ms = int(settings["fetch_max_wait_ms"])
         instance = membership.group_instance_id if membership is not None else None
         self._fence_spy = _FenceSpy(instance).install() if instance else None
         self._producer_settings = kafka_python_producer(cfg, client_id, membership)
@@ -132,6 +134,7 @@ class KafkaPythonTransport:
     def poll(self, timeout_ms: int, max_records: int) -> list[Any]:
         if self._fence_spy is not None and self._fence_spy.seen.is_set():
             raise InstanceFenced(_fenced(self.cfg))
+        self._follow_wait(timeout_ms)
         try:
             polled = self.consumer.poll(timeout_ms=timeout_ms, max_records=max_records)
         except kerrors.FencedInstanceIdError as exc:
@@ -144,6 +147,19 @@ class KafkaPythonTransport:
         for records in polled.values():
             out.extend(records)
         return out
+
+    def _follow_wait(self, timeout_ms: int) -> None:
+        """Let the broker hold a fetch as long as this poll waits (at least the configured
+        fetch wait, at most 500 ms). An idle worker's long polls then send a fetch every
+        ~500 ms instead of every 10 ms (an idle worker used 25 % of a core); a busy worker's
+        short polls keep the short wait. kafka-python reads the setting for every fetch it
+        builds; it has no public call to change it."""
+        config = getattr(getattr(self.consumer, "_fetcher", None), "config", None)
+        if not isinstance(config, dict):
+            return
+        wait = min(max(timeout_ms, self._fetch_wait_ms), 500)
+        if config.get("fetch_max_wait_ms") != wait:
+            config["fetch_max_wait_ms"] = wait
 
     def assignment(self) -> list[Partition]:
         return sorted((tp.topic, tp.partition) for tp in self.consumer.assignment())

@@ -234,6 +234,12 @@ class DemoConfig:
 class WorkerConfig:
     max_batch_records: int = _opt(1000, min=1, max=1_000_000)
     max_wait_ms: int = _opt(10, min=0, max=600_000)
+    idle_after_ms: int = _opt(
+        1000, min=0, max=3_600_000, doc="no event for this long: the worker is idle (0 = never)"
+    )
+    idle_wait_ms: int = _opt(
+        500, min=1, max=5000, doc="an idle worker's poll and fetch wait for the first event"
+    )
     batch_linger_ms: int = _opt(0, min=0, max=600_000)
     id_field: str = _opt("id", doc="default: [training] id_column")
     passthrough: list[str] = _opt([])

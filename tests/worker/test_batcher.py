@@ -68,6 +68,34 @@ def test_nothing_arriving_returns_an_empty_batch_after_max_wait():
     assert 0.09 <= took < 0.5
 
 
+def test_an_idle_worker_waits_longer_for_the_first_event_and_a_busy_one_does_not():
+    limits = BatchLimits(1000, 10, idle_after_ms=150, idle_wait_ms=120)
+    b = Batcher(limits, threading.Event())
+    client = ScriptedClient([[1, 2]])
+    assert gather(b, client)[0] == [1, 2]  # events: busy
+    assert not b.idle()
+    client.polls.clear()
+    gather(b, client)  # nothing for 10 ms: not idle yet, short waits
+    assert all(timeout <= 10 for timeout, _ in client.polls)
+    time.sleep(0.16)
+    assert b.idle()
+    client.polls.clear()
+    batch, took = gather(b, client)  # idle: one long wait instead of a poll every 10 ms
+    assert batch == [] and took >= 0.11
+    assert client.polls[0][0] > 100
+    client.script = [[3]]
+    assert gather(b, client)[0] == [3]  # an event ends the idle spell at once
+    assert not b.idle()
+
+
+def test_idle_after_0_never_waits_longer():
+    b = Batcher(BatchLimits(1000, 10, idle_after_ms=0, idle_wait_ms=500), threading.Event())
+    time.sleep(0.05)
+    assert not b.idle()
+    _, took = gather(b, ScriptedClient([]))
+    assert took < 0.1
+
+
 def test_batch_linger_waits_for_more_after_the_first_event():
     client = ScriptedClient([[1], [], [2]])
     batch, took = gather(batcher(batch_linger_ms=150), client)

@@ -146,3 +146,32 @@ def test_a_confluent_call_that_ignores_its_timeout_breaks_the_pair_instead_of_th
     stuck = [t for t in threading.enumerate() if t.name == "librdkafka-call" and t.is_alive()]
     assert stuck and all(t.daemon for t in stuck)
     release.set()
+
+
+def test_kafka_python_fetch_wait_follows_the_poll_wait_within_its_bounds():
+    """An idle worker's long poll lets the broker hold the fetch (fewer fetches a second); a
+    busy worker's short polls keep the configured wait. kafka-python reads
+    ``_fetcher.config["fetch_max_wait_ms"]`` for every fetch it builds (3.0.12)."""
+    from types import SimpleNamespace
+
+    from worker import kafka_io
+
+    transport = kafka_io.KafkaPythonTransport.__new__(kafka_io.KafkaPythonTransport)
+    config = {"fetch_max_wait_ms": 10}
+    transport.consumer = SimpleNamespace(_fetcher=SimpleNamespace(config=config))
+    transport._fetch_wait_ms = 10
+    transport._follow_wait(500)
+    assert config["fetch_max_wait_ms"] == 500
+    transport._follow_wait(0)
+    assert config["fetch_max_wait_ms"] == 10
+    transport._follow_wait(5000)
+    assert config["fetch_max_wait_ms"] == 500
+
+
+def test_kafka_python_3_builds_each_fetch_from_the_fetcher_config():
+    """The attribute :meth:`_follow_wait` changes is the one kafka-python reads."""
+    import inspect
+
+    from kafka.consumer import fetcher
+
+    assert "self.config['fetch_max_wait_ms']" in inspect.getsource(fetcher.Fetcher)
