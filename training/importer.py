@@ -29,7 +29,7 @@ from model_store.examples import EXAMPLES_FILE, Example
 from model_store.manifest import TEXT_DTYPES
 from model_store.release import promote_and_announce
 from streamscore import jsonio
-from streamscore.config import TASK_METRICS, Config
+from streamscore.config import TASK_METRICS, Config, gate_for
 from streamscore.exceptions import GateFailed, TrainingError
 from training.data import fingerprint, load_frame
 from training.evaluate import evaluate, split
@@ -169,7 +169,8 @@ def register_model(
             report = run_examples(
                 cfg, model, examples[1], task=task, features=features, classes=classes
             )
-        verdict = judge(cfg.training.gate, metrics, production=production, examples=report)
+        judged_by = gate_for(cfg.training.gate, task)
+        verdict = judge(judged_by, metrics, production=production, examples=report)
         if rows is None and verdict.checks:
             verdict = replace(
                 verdict,
@@ -243,7 +244,7 @@ def model_task(model: Any, configured: str, *, where: str) -> str:
 
 def check_gate_task(cfg: Config, task: str) -> None:
     """The gate must judge metrics that exist for the model's task (before evaluating)."""
-    g = cfg.training.gate
+    g = gate_for(cfg.training.gate, task)
     named = [*g.min, *g.max, *([g.compare_metric] if g.compare_metric else [])]
     foreign = [m for m in named if m not in TASK_METRICS[task]]
     if foreign:

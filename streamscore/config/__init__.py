@@ -25,6 +25,7 @@ from streamscore.config.env import (
 from streamscore.config.loader import config_from_dict, derive_names, load_config
 from streamscore.config.schema import (
     DEFAULT_ESTIMATORS,
+    DEFAULT_GATES,
     KNOWN_METRICS,
     LOWER_IS_BETTER,
     TASK_METRICS,
@@ -41,12 +42,14 @@ from streamscore.config.schema import (
     TrainerConfig,
     TrainingConfig,
     WorkerConfig,
+    gate_for,
     with_overrides,
 )
 
 __all__ = [
     "DEFAULT_CONFIG_FILE",
     "DEFAULT_ESTIMATORS",
+    "DEFAULT_GATES",
     "ENV_CONFIG_FILE",
     "ENV_PREFIX",
     "KNOWN_METRICS",
@@ -67,6 +70,7 @@ __all__ = [
     "WorkerConfig",
     "config_from_dict",
     "derive_names",
+    "gate_for",
     "load_config",
     "resolve_config_path",
     "with_overrides",

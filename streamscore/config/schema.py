@@ -185,6 +185,28 @@ class GateConfig:
     tolerance: float = _opt(0.01, min=0.0, max=1e9)
 
 
+#: ``[training.gate]`` as shipped, per task. A gate equal to one task's defaults follows the
+#: model's task (see :func:`gate_for`): switching ``[training] task`` to regression, or importing a
+#: regressor, with config.toml's gate as shipped judges it on regression metrics.
+DEFAULT_GATES = {
+    "classification": GateConfig(
+        min={"roc_auc": 0.95, "accuracy": 0.9},
+        max={"log_loss": 0.5},
+        compare_metric="roc_auc",
+        tolerance=0.01,
+    ),
+    "regression": GateConfig(min={"r2": 0.0}, max={}, compare_metric="r2", tolerance=0.01),
+}
+
+
+def gate_for(gate: GateConfig, task: str) -> GateConfig:
+    """The gate that judges a ``task`` model: ``gate`` itself, unless it is one task's
+    defaults (then the defaults of ``task``). An empty gate (no checks) stays empty."""
+    if any(gate == default for default in DEFAULT_GATES.values()):
+        return DEFAULT_GATES[task]
+    return gate
+
+
 @dataclass(frozen=True)
 class ScheduleConfig:
     cron: str = _opt("0 3 * * *", doc="5-field cron expression, local time")
@@ -218,8 +240,10 @@ class TrainingConfig:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
 
     def __post_init__(self) -> None:
-        if not self.estimator:  # frozen: the one place a default depends on another field
+        # frozen: the places where a default depends on another field
+        if not self.estimator:
             object.__setattr__(self, "estimator", DEFAULT_ESTIMATORS[self.task])
+        object.__setattr__(self, "gate", gate_for(self.gate, self.task))
 
 
 @dataclass(frozen=True)

@@ -122,3 +122,39 @@ def test_cli_import_with_a_malformed_examples_file_exits_2_before_registering(
     assert result.exit_code == 2, result.output
     assert "--examples" in result.output
     assert ModelStore.from_config(cfg).versions() == []
+
+
+def test_a_regressor_imported_with_the_shipped_gate_is_judged_on_regression_metrics(
+    make_config, tmp_path
+):
+    import numpy as np
+    import pandas as pd
+    from sklearn.linear_model import LinearRegression
+
+    from streamscore.config import DEFAULT_GATES
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"a": rng.normal(size=300), "b": rng.normal(size=300)})
+    frame["y"] = 3 * frame["a"] - frame["b"] + rng.normal(scale=0.1, size=300)
+    model = LinearRegression().fit(frame[["a", "b"]].iloc[:200], frame["y"].iloc[:200])
+    joblib.dump(model, tmp_path / "reg.joblib")
+    frame.iloc[200:].to_csv(tmp_path / "reg.csv", index=False)
+    shipped = DEFAULT_GATES["classification"]  # config.toml's gate, as shipped
+    cfg = make_config(
+        model_store={"model_name": "reg"},
+        training={
+            "label_column": "y",
+            "gate": {
+                "min": dict(shipped.min),
+                "max": dict(shipped.max),
+                "compare_metric": shipped.compare_metric,
+                "tolerance": shipped.tolerance,
+            },
+        },
+    )
+    result = invoke(
+        cfg, "import", str(tmp_path / "reg.joblib"), "--data", str(tmp_path / "reg.csv")
+    )
+    assert result.exit_code == 0, result.output
+    assert "quality gate passed" in result.output
+    assert "r2" in result.output and "roc_auc" not in result.output

@@ -190,6 +190,25 @@ def test_gate_metrics_must_belong_to_the_task(tmp_path):
     )
 
 
+def test_the_shipped_gate_follows_the_task_so_regression_is_judged_on_regression_metrics(tmp_path):
+    from streamscore.config import DEFAULT_GATES
+
+    shipped = load_config(REPO_CONFIG, environ={})
+    assert shipped.training.gate == DEFAULT_GATES["classification"]
+    regression = load_config(REPO_CONFIG, environ={"STREAMSCORE__TRAINING__TASK": "regression"})
+    assert regression.training.gate == DEFAULT_GATES["regression"]
+    assert regression.training.gate.compare_metric == "r2"
+    assert set(regression.training.gate.min) == {"r2"}
+
+
+def test_a_gate_of_ones_own_is_kept_whatever_the_task(tmp_path):
+    text = '[training]\ntask = "regression"\n[training.gate]\nmax = { rmse = 3.0 }\n'
+    cfg = load_config(write(tmp_path, text), environ={})
+    assert cfg.training.gate.max == {"rmse": 3.0} and cfg.training.gate.min == {}
+    empty = load_config(write(tmp_path, '[training]\ntask = "regression"\n'), environ={})
+    assert empty.training.gate.min == {} and empty.training.gate.compare_metric == ""
+
+
 def test_regression_gets_a_regression_default_estimator(tmp_path):
     cfg = load_config(write(tmp_path, '[training]\ntask = "regression"\n'), environ={})
     assert cfg.training.estimator == "sklearn.linear_model.Ridge"
