@@ -93,6 +93,16 @@ class Host:
             timeout=20,
         )
 
+    def clear_netem(self) -> None:
+        subprocess.run(
+            ["ip", "netns", "exec", self.netns, "tc", "qdisc", "del", "dev", self.inner, "root"],
+            capture_output=True,
+            check=False,
+        )
+        subprocess.run(
+            ["tc", "qdisc", "del", "dev", self.outer, "root"], capture_output=True, check=False
+        )
+
     def spawn(self, command: list[str], log: Path) -> subprocess.Popen[bytes]:
         with log.open("ab") as out:
             return subprocess.Popen(
@@ -112,7 +122,7 @@ def _namespaces_or_skip() -> None:
         pytest.skip(f"network faults: this sandbox cannot make a namespace ({made.stderr.strip()})")
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def host() -> Iterator[Host]:
     _namespaces_or_skip()
     h = Host(100 + os.getpid() % 100)
@@ -127,9 +137,13 @@ def host() -> Iterator[Host]:
         h.destroy()
 
 
-@pytest.fixture
-def split_broker(host: Host, broker_engine: str, tmp_path: Path) -> Iterator[str]:
-    """A broker of the session's engine on the link's address: ``host:port``."""
+@pytest.fixture(scope="module")
+def split_broker(
+    host: Host, broker_engine: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A broker of the session's engine on the link's address: ``host:port`` (one for the
+    module; each test has its own topics and group)."""
+    tmp_path = tmp_path_factory.mktemp("split-broker")
     if broker_engine == "external":
         pytest.skip("network faults start a broker of their own: not on an external cluster")
     from broker import free_port
@@ -235,6 +249,7 @@ def test_a_worker_cut_off_longer_than_its_session_is_replaced_and_rejoins_losing
 ):
     if delivery == "exactly-once" and broker_engine == "tansu":
         pytest.skip("exactly-once is refused on Tansu (tests/worker/test_exactly_once.py)")
+    host.heal()  # (a failed test before may have left it cut)
     near, far = _configs(config_factory, split_broker, transport, delivery)
     register()
     far_log = near.source.parent / "far-worker.log"
@@ -342,3 +357,4 @@ def test_added_latency_and_loss_on_the_link_slow_the_worker_but_lose_nothing(
         assert process.poll() is None
     finally:
         _stop([process])
+        host.clear_netem()
