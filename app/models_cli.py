@@ -128,7 +128,48 @@ def show(state: State, ref: str, as_json: bool) -> None:
         _echo_json(manifest.to_dict())
         return
     _print_manifest(manifest, _tags(store.aliases(), manifest.version))
+    _print_profile(store, manifest)
     _print_live(state.config, manifest)
+
+
+def _print_profile(store: ModelStore, m: Manifest) -> None:
+    """The reference profile stored with the version (what drift is measured against)."""
+    from monitor.profile import PROFILE_FILE, stored_profile
+
+    if PROFILE_FILE not in m.files:
+        console.print("[bold]reference profile[/]: - (none stored: no drift counting)")
+        return
+    profile = stored_profile(store, m.version)
+    if profile is None:
+        console.print(f"[bold]reference profile[/]: {PROFILE_FILE} cannot be read", highlight=False)
+        return
+    table = Table(title=f"reference profile ({profile.rows:,} training rows)")
+    for column in ("feature", "kind", "mean", "std", "missing", "bins / top values"):
+        table.add_column(column)
+    for name, feature in profile.features.items():
+        data = feature.to_dict()
+        if data["kind"] == "numeric":
+            mean, std = data["mean"], data["std"]
+            edges = data["edges"]
+            spread = (
+                f"{len(data['counts'])} bins, {edges[0]:.4g} … {edges[-1]:.4g}"
+                if edges
+                else "no values"
+            )
+            cells = ["-" if mean is None else f"{mean:.4g}", "-" if std is None else f"{std:.4g}"]
+        else:
+            spread = ", ".join(str(v) for v in data.get("values", [])[:5])
+            cells = ["", ""]
+        table.add_row(Text(name), data["kind"], *cells, f"{data['missing_rate']:.1%}", Text(spread))
+    _print_table(table)
+    if profile.predictions is not None:
+        predicted = profile.predictions.to_dict()
+        counts = predicted.get("counts") or []
+        console.print(
+            f"[bold]predictions profiled[/]: {profile.prediction_rows:,} held-out rows, "
+            f"{predicted['kind']} ({len(counts)} buckets)",
+            highlight=False,
+        )
 
 
 def _print_live(cfg: Config, m: Manifest) -> None:

@@ -42,6 +42,7 @@ from training.frames import (
     schema_from_frame,
 )
 from training.gate import GateVerdict, ProductionScore, judge, score_production
+from training.reference import reference_profile
 from training.sources import ModelSource, read_source
 
 log = logging.getLogger(__name__)
@@ -146,6 +147,7 @@ def register_model(
     evaluated = 0
     X_test: Any = None
     y_test: Any = None
+    given: Any = None
     if rows is not None:
         X_test, y_test = _evaluation_rows(rows, features, task, test_size, cfg.training.seed)
         evaluated = len(y_test)
@@ -177,6 +179,9 @@ def register_model(
                 reasons=[*verdict.reasons, "no --data to evaluate the model on"],
                 passed=False,
             )
+    files = {EXAMPLES_FILE: examples[0]} if examples is not None else {}
+    if rows is not None:  # the data scientist's rows stand for the training data
+        files |= reference_profile(model, features, rows.frame, given, task=task)
     manifest = store.register(
         model,
         task=task,
@@ -190,7 +195,7 @@ def register_model(
         aliases=("candidate",),
         imported=ImportRecord(str(source.path), source.sha256, source.format),
         gate=verdict.to_dict() if verdict is not None else None,
-        files={EXAMPLES_FILE: examples[0]} if examples is not None else None,
+        files=files,
     )
     promoted = False
     if promote and verdict is not None and verdict.passed:

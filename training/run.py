@@ -40,6 +40,7 @@ from training.gate import GateVerdict, ProductionScore, judge, score_production
 from training.lock import hold_training_lock
 from training.pipeline import build_pipeline, check_estimator_config, describe
 from training.progress import StepProgress
+from training.reference import reference_profile
 from training.unchanged import Recipe, identical_version
 
 if TYPE_CHECKING:
@@ -169,7 +170,8 @@ def train(
                 step.refuse("failed: " + "; ".join(verdict.reasons))
         with steps.step("register") as step:
             data = fingerprint(path, len(raw))
-            files = {EXAMPLES_FILE: examples[0]} if examples is not None else None
+            files = {EXAMPLES_FILE: examples[0]} if examples is not None else {}
+            files |= reference_profile(pipeline, schema, X_train, X_test, task=t.task)
             manifest = _register(
                 store, cfg, pipeline, schema, metrics, data, path, estimator, verdict, files
             )

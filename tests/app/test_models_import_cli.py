@@ -45,6 +45,9 @@ def test_cli_import_promote_prints_schema_metrics_and_verdict(make_config, files
     assert f"imported: joblib {model} (sha256 " in shown.output
     assert "gate: passed" in shown.output
     assert "category (" in shown.output  # the column's pandas dtype beside the feature dtype
+    # The imported rows stand for the training data: the version's reference profile.
+    assert "reference profile (" in shown.output and "categorical" in shown.output
+    assert "predictions profiled: 100 held-out rows" in shown.output
 
 
 def test_cli_import_gate_failure_exits_3_and_keeps_a_candidate(make_config, files):

@@ -302,3 +302,41 @@ def test_retrain_on_changed_data_trains(cfg, make_config):
     data = cfg.training.data_path
     data.write_text(data.read_text().rstrip("\n").rsplit("\n", 1)[0] + "\n")  # one row fewer
     assert train(cfg, progress=False).manifest.version == 2
+
+
+def test_every_trained_version_stores_its_reference_profile(cfg, make_config):
+    from monitor.profile import PROFILE_FILE, stored_profile
+
+    result = train(cfg, progress=False)
+    store = ModelStore.from_config(cfg)
+    assert PROFILE_FILE in result.manifest.files  # checksummed with the version
+    profile = stored_profile(store, result.manifest.version)
+    assert profile is not None
+    assert sorted(profile.features) == sorted(result.manifest.feature_names)
+    assert profile.rows == result.train_rows  # the rows the model learnt from
+    radius = profile.features["mean_radius"].to_dict()
+    train_csv = pd.read_csv(cfg.training.data_path)
+    assert radius["kind"] == "numeric" and len(radius["edges"]) == 10
+    assert radius["mean"] == pytest.approx(train_csv["mean_radius"].mean(), rel=0.05)
+    assert profile.prediction_rows == result.test_rows  # the held-out predictions
+    assert profile.predictions is not None and profile.predictions.kind == "categorical"
+
+
+def test_a_categorical_feature_is_profiled_by_its_most_frequent_values(make_config):
+    from monitor.profile import stored_profile
+
+    cfg = make_config(
+        training={"categorical_columns": ["city"], "gate": {"min": {"accuracy": 0.5}}}
+    )
+    rng = np.random.default_rng(1)
+    n = 200
+    city = rng.choice(["Oslo", "Rome", "Lima"], size=n, p=[0.6, 0.3, 0.1])
+    x = rng.normal(size=n)
+    label = np.where((city == "Rome") | (x > 1.0), "high", "low")
+    write_csv(cfg, pd.DataFrame({"id": range(n), "city": city, "x": x, "target": label}))
+    result = train(cfg, progress=False)
+    profile = stored_profile(ModelStore.from_config(cfg), result.manifest.version)
+    assert profile is not None
+    city_profile = profile.features["city"].to_dict()
+    assert city_profile["kind"] == "categorical" and city_profile["values"][0] == "Oslo"
+    assert profile.features["x"].to_dict()["kind"] == "numeric"
