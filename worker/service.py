@@ -58,7 +58,7 @@ from worker.processor import BatchProcessor, BatchResult, Destinations, ServingM
 from worker.reloader import ModelReloader, ReloadEvent
 from worker.status import WorkerStatus
 from worker.swap import swap_between_batches
-from worker.topics import TopicKeeper
+from worker.topics import TopicKeeper, ensure_worker_extras
 from worker.transport import (
     ClientsBroken,
     DeliveryFailed,
@@ -159,6 +159,7 @@ class ScoringWorker:
         # First: a worker asked for exactly-once on a broker that cannot honour it stops here.
         self.membership = plan_membership(cfg, self.index)
         ensure_topics(cfg.kafka)
+        ensure_worker_extras(cfg.kafka)
         keeper = TopicKeeper(cfg.kafka, cfg.worker.topic_check_ms)
         keeper.start()
         self.reloader.start()
