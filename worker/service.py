@@ -55,6 +55,7 @@ from worker.fleet_view import FleetBook, gone_after_s
 from worker.membership import Membership, plan_membership
 from worker.metrics import WorkerMetrics
 from worker.processor import BatchProcessor, BatchResult, Destinations, ServingModel
+from worker.refusals import RefusedReplacer
 from worker.reloader import ModelReloader, ReloadEvent
 from worker.status import WorkerStatus
 from worker.swap import swap_between_batches
@@ -105,6 +106,7 @@ class ScoringWorker:
                 worker_id=self.worker_id,
                 id_field=w.id_field,
                 passthrough=tuple(w.passthrough),
+                max_message_bytes=w.max_message_bytes,
             )
         )
         self.status = WorkerStatus(worker_id=self.worker_id, started_at=time.time())
@@ -320,7 +322,8 @@ class ScoringWorker:
                 self.batcher.rewind_to(records)
                 return
         else:
-            publish_then_commit(transport, result.records, records, self._stop)
+            replace = RefusedReplacer(self.processor, model, records, result, self.cfg.kafka)
+            publish_then_commit(transport, result.records, records, self._stop, replace)
         dead = self.metrics.record_batch(model, len(records), result)
         self.activity.record_batch(
             records,
