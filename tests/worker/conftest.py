@@ -117,3 +117,16 @@ def register(model_store: ModelStore, demo_set: DemoSet) -> RegisterFn:
         return manifest
 
     return _register
+
+
+@pytest.fixture
+def register_once(register: RegisterFn, model_store: ModelStore) -> Any:
+    """A serving model registered once for a test (hypothesis calls the test many times)."""
+    from worker.processor import ServingModel
+    from worker.validation import ValidationPolicy
+
+    register()
+    loaded = model_store.load("production")
+    return ServingModel(
+        loaded, ValidationPolicy(), alias="production", seq=1, allowed_extra=("id", "label")
+    )
