@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +61,23 @@ class FailsOnMarker:
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         self._check(X)
+        return self.inner.predict_proba(X)
+
+
+class SlowPerRow:
+    """A model that takes ``seconds_per_row`` for each row it scores (a heavy ensemble)."""
+
+    def __init__(self, inner: Any, seconds_per_row: float) -> None:
+        self.inner = inner
+        self.seconds_per_row = seconds_per_row
+        self.classes_ = inner.classes_
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        time.sleep(self.seconds_per_row * len(X))
+        return self.inner.predict(X)
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        time.sleep(self.seconds_per_row * len(X))
         return self.inner.predict_proba(X)
 
 

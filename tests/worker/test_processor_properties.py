@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from streamscore import jsonio
 from streamscore.wire import headers_dict
-from tests.worker.test_processor import DEST, records, serving
+from tests.worker.test_processor import DEST, records
 from worker.processor import BatchProcessor
 
 STAGES = {"decode", "schema", "predict", "encode", "publish"}
