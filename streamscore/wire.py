@@ -6,7 +6,10 @@ Prediction (output topic, key = the input key)::
      "model": {"name": "breast-cancer", "version": 3}, "scored_at": 1764050000123}
 
 ``id`` is the event's id field, or ``"topic/partition/offset"`` when it has none.
-Dead letter (dead-letter topic): the original key and value bytes, untouched, with headers.
+Dead letter (dead-letter topic): the original key and value bytes, untouched, with headers;
+a value too large to produce (``[worker] max_message_bytes``) is cut to its first bytes and
+marked (``H_VALUE_TRUNCATED``, ``H_VALUE_LENGTH``), a tombstone stays null (``H_VALUE_NULL``);
+the source headers say where to read the original in full.
 
 Header names live here and nowhere else: the worker writes them, ``producer`` (tail, collect),
 the demo and the benchmark read them.
@@ -23,12 +26,16 @@ H_SOURCE_OFFSET = "streamscore.source.offset"
 H_MODEL_NAME = "streamscore.model.name"
 H_MODEL_VERSION = "streamscore.model.version"
 # Extra headers on every dead letter.
-H_STAGE = "streamscore.error.stage"  # decode | schema | predict | encode
+H_STAGE = "streamscore.error.stage"  # decode | schema | predict | encode | publish
 H_ERROR_CLASS = "streamscore.error.class"
 H_ERROR_MESSAGE = "streamscore.error.message"
 H_SOURCE_TIMESTAMP = "streamscore.source.timestamp"  # the input's Kafka timestamp, epoch ms
 H_GROUP = "streamscore.group"
 H_WORKER = "streamscore.worker"
+# On a dead letter whose value is not the original one in full (see worker/sizes.py).
+H_VALUE_LENGTH = "streamscore.value.length"  # the original value's length in bytes
+H_VALUE_TRUNCATED = "streamscore.value.truncated"  # "true": the value is its first bytes only
+H_VALUE_NULL = "streamscore.value.null"  # "true": the original was a tombstone (null value)
 
 Headers = list[tuple[str, bytes]]
 
@@ -49,7 +56,7 @@ class OutRecord(NamedTuple):
 
     topic: str
     key: bytes | None
-    value: bytes
+    value: bytes | None  # None: a tombstone (only a dead letter of one)
     headers: Headers
     partition: int | None = None
 

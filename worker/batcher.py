@@ -137,13 +137,14 @@ class Batcher:
         batch, self._batch = self._batch, []
         return batch
 
-    def gather(self, transport: Transport) -> list[Any]:
+    def gather(self, transport: Transport, max_records: int | None = None) -> list[Any]:
         """Poll a batch: wait up to ``max_wait_ms`` for the first events, then take what the
-        client has buffered, and stop at ``max_batch_records`` or when nothing more is there
-        (or after ``batch_linger_ms``, when set). A busy worker gets full batches because
-        events pile up while it scores; a quiet one scores each arrival at once."""
+        client has buffered, and stop at ``max_batch_records`` (or ``max_records``, when lower:
+        the pacer's cap for a slow model) or when nothing more is there (or after
+        ``batch_linger_ms``, when set). A busy worker gets full batches because events pile up
+        while it scores; a quiet one scores each arrival at once."""
         limits = self.limits
-        max_records = limits.max_batch_records
+        max_records = min(max_records or limits.max_batch_records, limits.max_batch_records)
         linger_s = limits.batch_linger_ms / 1000
         started = time.monotonic()
         first_at = 0.0

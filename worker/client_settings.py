@@ -78,6 +78,7 @@ def kafka_python_producer(
         "acks": "all",
         "linger_ms": w.linger_ms,
         "batch_size": w.producer_batch_bytes,
+        "max_request_size": w.max_message_bytes,
         "compression_type": None if w.compression == "none" else w.compression,
         # kafka-python refuses a delivery timeout below linger + request timeout.
         "delivery_timeout_ms": max(w.delivery_timeout_ms, w.linger_ms + k.request_timeout_ms),
@@ -164,6 +165,7 @@ def confluent_producer(
         "enable.idempotence": True,
         "linger.ms": w.linger_ms,
         "batch.size": w.producer_batch_bytes,
+        "message.max.bytes": w.max_message_bytes,
         "compression.type": w.compression,
         "delivery.timeout.ms": w.delivery_timeout_ms,
         # One Python call per failed record instead of one per record.

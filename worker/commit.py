@@ -9,13 +9,24 @@ that batch twice.
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from streamscore.wire import OutRecord
 from worker.batcher import next_offsets
-from worker.transport import Transport
+from worker.transport import Refused, Transport
+
+log = logging.getLogger(__name__)
+
+
+#: ``replace(refused)``: the records to publish instead of those the broker refused for good
+#: (their ``publish`` dead letters), possibly fewer.
+ReplaceRefused = Callable[[list[Refused]], list[OutRecord]]
+
+#: A dead letter of a refused record refused again carries no value; at most this many rounds.
+_REPLACEMENT_ROUNDS = 2
 
 
 def publish_then_commit(
@@ -23,15 +34,31 @@ def publish_then_commit(
     outputs: Sequence[OutRecord],
     records: Sequence[Any],
     stop: threading.Event,
+    replace: ReplaceRefused | None = None,
 ) -> bool:
     """Publish ``outputs`` (predictions and dead letters of ``records``), wait until the broker
     acknowledged each one, then commit the offsets after ``records``. False when the commit was
     refused (the group rebalanced first) or failed at shutdown.
 
+    A record the broker refuses for good (too large) is not retried: ``replace`` gives its
+    dead letter (stage ``publish``), published in its place before the commit.
+
     Raises :class:`worker.transport.DeliveryFailed` at shutdown when outputs are still
     unacknowledged: nothing is committed then, and the next owner scores those records again.
     """
-    transport.publish(outputs, stop)
+    refused = transport.publish(outputs, stop)
+    for _ in range(_REPLACEMENT_ROUNDS):
+        if not refused or replace is None:
+            break
+        refused = transport.publish(replace(refused), stop)
+    for record, reason in refused:
+        log.error(
+            "%s: a record (%d bytes, key %r) refused for good and not published: %s",
+            record.topic,
+            len(record.value or b""),
+            (record.key or b"")[:40],
+            reason,
+        )
     return transport.commit(next_offsets(records), stop)
 
 

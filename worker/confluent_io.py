@@ -41,6 +41,7 @@ from worker.transport import (
     ClientsBroken,
     InstanceFenced,
     Partition,
+    Refused,
     commit_until_done,
     publish_until_acknowledged,
     transact_until_done,
@@ -87,6 +88,17 @@ class _CallThread:
 _DEADLINE_MARGIN_S = 5.0
 
 
+def _refused_for_good(error: Any) -> bool:
+    """A librdkafka error about the record itself: producing it again fails again."""
+    from confluent_kafka import KafkaError
+
+    return getattr(error, "code", None) is not None and error.code() in (
+        KafkaError.MSG_SIZE_TOO_LARGE,
+        KafkaError.RECORD_LIST_TOO_LARGE,
+        KafkaError.INVALID_RECORD,
+    )
+
+
 class Record:
     """A consumed message in the shape the processor reads (like kafka-python's record)."""
 
@@ -127,6 +139,7 @@ class ConfluentTransport:
         self._txn_timeout_s = max(cfg.kafka.request_timeout_ms / 1000, 10.0)
         self._abort_pending = False
         self._failed: list[tuple[Any, OutRecord]] = []
+        self._refused: list[Refused] = []
         #: Why these clients cannot go on (a fatal consumer, a stuck call); None while healthy.
         self._broken: str | None = None
         #: The consumer went fatal because the coordinator fenced its group.instance.id.
@@ -292,9 +305,11 @@ class ConfluentTransport:
 
     # ------------------------------------------------------------------ producing
 
-    def publish(self, records: Sequence[OutRecord], stop: threading.Event) -> None:
+    def publish(self, records: Sequence[OutRecord], stop: threading.Event) -> list[Refused]:
         """Produce every record; return when the broker acknowledged each one (retried as
-        :func:`worker.transport.publish_until_acknowledged` says).
+        :func:`worker.transport.publish_until_acknowledged` says), with the records refused for
+        good (``MSG_SIZE_TOO_LARGE`` and the like, from ``produce`` or the broker), which are
+        not retried.
 
         The producer reports only failed deliveries (``delivery.report.only.error``): after
         ``flush`` returns with nothing left in the queue, every record without an error report
@@ -303,9 +318,12 @@ class ConfluentTransport:
         if self._producer_stale:
             self._producer_stale = False
             self._renew_producer()
+        self._refused = []
         publish_until_acknowledged(
             records, self._send_round, self._renew_producer, self.backoff, stop
         )
+        refused, self._refused = self._refused, []
+        return refused
 
     def _send_round(self, pending: list[OutRecord]) -> tuple[list[OutRecord], Any]:
         """Produce ``pending``, flush: ``(the records not written, the first error)``."""
@@ -330,6 +348,9 @@ class ConfluentTransport:
                 except BufferError:  # local queue full: serve delivery reports, retry
                     self.producer.poll(0.05)
                 except KafkaException as exc:  # e.g. the producer went fatal
+                    if _refused_for_good(exc.args[0] if exc.args else None):
+                        self._refused.append(Refused(record, str(exc)))  # too large to send
+                        break
                     unsent = pending[index:]
                     reason = exc
                     break
@@ -340,9 +361,15 @@ class ConfluentTransport:
             # as failed, so they are produced again (duplicates possible, losses not).
             self.producer.purge(in_queue=True, in_flight=True)
             self.producer.flush(0)
-        failed = [record for _, record in self._failed] + unsent
-        if failed and reason is None:
-            reason = self._failed[0][0]
+        failed: list[OutRecord] = []
+        for error, record in self._failed:
+            if _refused_for_good(error):
+                self._refused.append(Refused(record, str(error)))
+                continue
+            failed.append(record)
+            if reason is None:
+                reason = error
+        failed += unsent
         return failed, reason
 
     def _renew_producer(self) -> None:

@@ -23,6 +23,7 @@ from worker.transport import (
     Backoff,
     InstanceFenced,
     Partition,
+    Refused,
     commit_until_done,
     publish_until_acknowledged,
     transact_until_done,
@@ -42,6 +43,14 @@ GROUP_MOVED_ON = (
     kerrors.UnknownMemberIdError,
     kerrors.RebalanceInProgressError,
     kerrors.FencedInstanceIdError,
+)
+
+
+#: Errors about the record itself: sending it again fails again (not retried, dead-lettered).
+REFUSED_FOR_GOOD = (
+    kerrors.MessageSizeTooLargeError,
+    kerrors.RecordListTooLargeError,
+    kerrors.InvalidRecordError,
 )
 
 
@@ -115,6 +124,7 @@ class KafkaPythonTransport:
         self.delivery_timeout_s = cfg.worker.delivery_timeout_ms / 1000
         #: A transaction lost records: replace the producer instead of aborting on it.
         self._renew_next = False
+        self._refused: list[Refused] = []
 
     # ------------------------------------------------------------------ consuming
 
@@ -191,32 +201,55 @@ class KafkaPythonTransport:
 
     # ------------------------------------------------------------------ producing
 
-    def publish(self, records: Sequence[OutRecord], stop: threading.Event) -> None:
+    def publish(self, records: Sequence[OutRecord], stop: threading.Event) -> list[Refused]:
         """Send every record and wait until the broker acknowledged each one (retried as
-        :func:`worker.transport.publish_until_acknowledged` says)."""
+        :func:`worker.transport.publish_until_acknowledged` says); the records refused for good
+        are returned, not retried."""
+        self._refused = []
         publish_until_acknowledged(
             records, self._send_round, self._renew_producer, self.backoff, stop
         )
+        refused, self._refused = self._refused, []
+        return refused
 
     def _send_round(self, pending: list[OutRecord]) -> tuple[list[OutRecord], Any]:
-        """Send ``pending``, flush: ``(the records without an ack, the first error)``."""
+        """Send ``pending``, flush: ``(the records without an ack, the first error)``; those
+        refused for good go to ``self._refused``."""
         send = self.producer.send
-        futures = [
-            send(r.topic, value=r.value, key=r.key, headers=r.headers, partition=r.partition)
-            for r in pending
-        ]
+        futures: list[Any] = []
+        first_error: Any = None
+        for r in pending:
+            try:
+                future = send(
+                    r.topic, value=r.value, key=r.key, headers=r.headers, partition=r.partition
+                )
+            except REFUSED_FOR_GOOD as exc:  # over max_request_size: checked before sending
+                self._refused.append(Refused(r, f"{type(exc).__name__}: {exc}"))
+                future = None
+            except KafkaError as exc:  # no metadata in time, say: sent again next round
+                future = exc
+            futures.append(future)
         try:
             self.producer.flush(timeout=self.delivery_timeout_s)
         except KafkaError as exc:  # KafkaTimeoutError: unfinished ones count as failed
             log.debug("flush: %s", exc)
         failed: list[OutRecord] = []
-        first_error: Any = None
         for record, future in zip(pending, futures, strict=True):
-            if future.is_done and future.succeeded():
+            if future is None:
                 continue
+            if isinstance(future, KafkaError):
+                error: Any = future
+            elif future.is_done and future.succeeded():
+                continue
+            elif future.is_done and isinstance(future.exception, REFUSED_FOR_GOOD):
+                refusal = future.exception
+                self._refused.append(Refused(record, f"{type(refusal).__name__}: {refusal}"))
+                continue
+            else:
+                error = future.exception if future.is_done else "no ack before timeout"
             failed.append(record)
             if first_error is None:
-                first_error = future.exception if future.is_done else "no ack before timeout"
+                first_error = error
         return failed, first_error
 
     def _renew_producer(self) -> None:

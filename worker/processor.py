@@ -8,18 +8,28 @@ failure), and serialise the outputs. The caller publishes them and commits.
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from model_store import LoadedModel
 from streamscore import jsonio
 from streamscore.wire import InputRecord, OutRecord
-from worker.records import SourceHeaders, dead_letter_headers, event_id, now_ms
+from worker.records import (
+    SourceHeaders,
+    dead_letter_headers,
+    event_id,
+    fallback_headers,
+    now_ms,
+)
 from worker.scoring import Scorer
-from worker.validation import FeatureMatrixBuilder, ValidationPolicy
+from worker.sizes import fitted_dead_letter, record_size
+from worker.validation import BuiltBatch, FeatureMatrixBuilder, ValidationPolicy
 
 
 @dataclass(frozen=True)
@@ -30,6 +40,10 @@ class Destinations:
     worker_id: str
     id_field: str = "id"
     passthrough: tuple[str, ...] = ()
+    max_message_bytes: int = 1_048_576  # [worker] max_message_bytes
+
+
+log = logging.getLogger(__name__)
 
 
 class ServingModel:
@@ -120,7 +134,8 @@ def _score(
     feature matrix of the valid events."""
     bodies: list[dict[str, Any] | None] = [None] * len(events)
     failures: list[tuple[int, str, str, str]] = []
-    built = model.builder.build(events)
+    built, raised = _build(model.builder, events)
+    failures.extend(raised)
     for index, reason in built.rejected:
         failures.append((index, "schema", "SchemaError", reason))
     scores = model.scorer.score(built.matrix)
@@ -162,28 +177,132 @@ def _score(
     return bodies, failures, built.matrix
 
 
+def _build(
+    builder: FeatureMatrixBuilder, events: Sequence[dict[str, Any]]
+) -> tuple[BuiltBatch, list[tuple[int, str, str, str]]]:
+    """The batch's matrix, built at once; when that raises (a value no rule foresaw, e.g. an
+    integer too large for a float), event by event: those that raise alone are ``schema``
+    failures, the matrix is built of the others."""
+    try:
+        return builder.build(events), []
+    except Exception as exc:  # noqa: BLE001 - found below, event by event
+        log.info("building a matrix of %d events raised %r; event by event", len(events), exc)
+    kept: list[int] = []
+    raised: list[tuple[int, str, str, str]] = []
+    for index, event in enumerate(events):
+        try:
+            builder.build([event])
+        except Exception as exc:  # noqa: BLE001 - this event alone raises: a dead letter
+            raised.append((index, "schema", type(exc).__name__, _short(exc)))
+            continue
+        kept.append(index)
+    built = builder.build([events[i] for i in kept])
+    return (
+        BuiltBatch(
+            built.matrix,
+            [kept[row] for row in built.rows],
+            [(kept[index], reason) for index, reason in built.rejected],
+        ),
+        raised,
+    )
+
+
+class _Stage:
+    """Where a record is on the scoring path; named in its dead letter if it raises there."""
+
+    __slots__ = ("name",)
+
+    def __init__(self) -> None:
+        self.name = "decode"
+
+
 class BatchProcessor:
+    """Scores batches; no record's content makes :meth:`process` raise (see its docstring)."""
+
     def __init__(self, destinations: Destinations) -> None:
         self.dest = destinations
         #: Publish each prediction to its event's partition number (the worker sets this when
         #: the input and output topics have the same partition count); otherwise the client's
         #: partitioner hashes the key.
         self.follow_partitions = False
+        self.max_message_bytes = destinations.max_message_bytes
+        #: Below this, key + value cannot make a prediction too large (headers are bounded).
+        self._check_above = destinations.max_message_bytes // 2
 
     def process(self, records: Sequence[InputRecord], model: ServingModel) -> BatchResult:
+        """Predictions and dead letters of ``records``, in their order.
+
+        The batch is handled as one (one matrix, one model call, bisected when the model
+        raises). Whatever else raises while handling it, the batch is handled again record by
+        record: a record that raises alone becomes a dead letter naming the stage it reached
+        (``decode``, ``schema``, ``predict``, ``encode``, ``publish``), and the others are
+        scored. Nothing a record holds escapes this method.
+        """
+        try:
+            return self._process(records, model, _Stage())
+        except Exception as exc:  # noqa: BLE001 - whatever a record makes raise: isolate it
+            log.warning(
+                "a batch of %d records raised %s (%s); handling it record by record",
+                len(records),
+                type(exc).__name__,
+                _short(exc),
+            )
+            return self._process_each(records, model)
+
+    def _process_each(self, records: Sequence[InputRecord], model: ServingModel) -> BatchResult:
+        result = BatchResult(records=[])
+        matrices = []
+        for record in records:
+            stage = _Stage()
+            try:
+                one = self._process([record], model, stage)
+            except Exception as exc:  # noqa: BLE001 - this record alone raised: a dead letter
+                result.records.append(
+                    self._dead(record, model, stage.name, type(exc).__name__, _short(exc))
+                )
+                result.dead_letters[stage.name] += 1
+                continue
+            result.records.extend(one.records)
+            result.scored += one.scored
+            result.dead_letters.update(one.dead_letters)
+            result.predictions.extend(one.predictions)
+            result.timestamps_ms.extend(one.timestamps_ms)
+            if one.matrix is not None and len(one.matrix):
+                matrices.append(one.matrix)
+        result.matrix = _stacked(matrices)
+        return result
+
+    def _process(
+        self, records: Sequence[InputRecord], model: ServingModel, stage: _Stage
+    ) -> BatchResult:
         dest = self.dest
         result = BatchResult(records=[])
         out = result.records
         loads = jsonio.loads
         events: list[Any] = []
         decoded: list[InputRecord] = []
+        stage.name = "decode"
         for record in records:
+            value = record.value
+            if value is None:
+                out.append(
+                    self._dead(
+                        record,
+                        model,
+                        "decode",
+                        "Tombstone",
+                        "a tombstone (null value); expected a JSON object with the model's "
+                        "features",
+                    )
+                )
+                result.dead_letters["decode"] += 1
+                continue
             try:
-                event = loads(record.value) if record.value is not None else None
-            except jsonio.JSONDecodeError as exc:
-                event = _lenient_decode(record.value)
+                event = loads(value)
+            except Exception as exc:  # noqa: BLE001 - JSONDecodeError, or whatever else
+                event = _lenient_decode(value)
                 if event is None:
-                    out.append(self._dead(record, model, "decode", "JSONDecodeError", str(exc)))
+                    out.append(self._dead(record, model, "decode", type(exc).__name__, str(exc)))
                     result.dead_letters["decode"] += 1
                     continue
             if not isinstance(event, dict):
@@ -204,16 +323,19 @@ class BatchProcessor:
             events.append(event)
             decoded.append(record)
 
+        stage.name = "schema"  # predict failures are caught by the scorer's bisection
         bodies, failures, result.matrix = _score(
             events, model, dest.id_field, dest.passthrough, decoded
         )
-        for index, stage, error_class, message in failures:
-            out.append(self._dead(decoded[index], model, stage, error_class, message))
-            result.dead_letters[stage] += 1
+        for index, failed_stage, error_class, message in failures:
+            out.append(self._dead(decoded[index], model, failed_stage, error_class, message))
+            result.dead_letters[failed_stage] += 1
+        stage.name = "encode"
         topic = dest.output_topic
         dumps = jsonio.dumps
         headers = model.headers
         same = self.follow_partitions
+        check_above = self._check_above
         predictions = result.predictions
         timestamps = result.timestamps_ms
         for body, record in zip(bodies, decoded, strict=True):
@@ -226,25 +348,66 @@ class BatchProcessor:
                 out.append(self._dead(record, model, "encode", type(exc).__name__, str(exc)))
                 result.dead_letters["encode"] += 1
                 continue
-            out.append(
-                OutRecord(
-                    topic, record.key, value, headers(record), record.partition if same else None
-                )
+            key = record.key
+            prediction = OutRecord(
+                topic, key, value, headers(record), record.partition if same else None
             )
+            if len(value) + (len(key) if key else 0) > check_above:
+                size = record_size(prediction)
+                if size > self.max_message_bytes:
+                    out.append(self.too_large(record, model, "prediction", size))
+                    result.dead_letters["publish"] += 1
+                    continue
+            out.append(prediction)
             predictions.append(body["prediction"])
             timestamps.append(record.timestamp)
         result.scored = len(predictions)
         return result
 
+    def too_large(
+        self, record: InputRecord, model: ServingModel, what: str, size: int
+    ) -> OutRecord:
+        """The ``publish`` dead letter of ``record``, whose ``what`` (its prediction) weighs
+        ``size`` bytes, over ``[worker] max_message_bytes``: it is not produced."""
+        return self._dead(
+            record,
+            model,
+            "publish",
+            "MessageTooLarge",
+            f"the {what} is {size} bytes, over [worker] max_message_bytes = "
+            f"{self.max_message_bytes}: raise it (with the brokers' message.max.bytes) or send "
+            f"smaller events (passthrough fields are copied into the prediction)",
+        )
+
+    def refused(
+        self, record: InputRecord, model: ServingModel, what: str, reason: str
+    ) -> OutRecord:
+        """The ``publish`` dead letter of ``record``, whose ``what`` the broker refused for
+        good (a record too large for the topic, say): it is not retried. When ``what`` was
+        already its dead letter, this one carries none of the value (its length and source
+        say where to read it)."""
+        return self._dead(
+            record,
+            model,
+            "publish",
+            "Refused",
+            f"the broker refused the {what} for good ({reason[:1000]}); it is not retried",
+            limit=0 if what == "dead letter" else None,
+        )
+
     def _dead(
-        self, record: InputRecord, model: ServingModel, stage: str, error_class: str, message: str
+        self,
+        record: InputRecord,
+        model: ServingModel,
+        stage: str,
+        error_class: str,
+        message: str,
+        *,
+        limit: int | None = None,
     ) -> OutRecord:
         dest = self.dest
-        return OutRecord(
-            dest.dead_letter_topic,
-            record.key,
-            record.value if record.value is not None else b"",
-            dead_letter_headers(
+        try:
+            headers = dead_letter_headers(
                 record,
                 stage=stage,
                 error_class=error_class,
@@ -253,8 +416,27 @@ class BatchProcessor:
                 worker_id=dest.worker_id,
                 model_name=model.name,
                 model_version=model.version_text,
-            ),
-        )
+            )
+        except Exception as exc:  # noqa: BLE001 - a record whose fields cannot be written
+            headers = fallback_headers(record, stage, error_class, f"{message} ({exc!r})")
+        key = record.key if isinstance(record.key, bytes) else None
+        value = record.value if isinstance(record.value, bytes) or record.value is None else b""
+        fit = self.max_message_bytes if limit is None else limit
+        return fitted_dead_letter(dest.dead_letter_topic, key, value, headers, fit)
+
+
+def _short(exc: BaseException) -> str:
+    return (str(exc) or repr(exc))[:500]
+
+
+def _stacked(matrices: list[Any]) -> Any:
+    """One matrix of the per-record matrices (None when they do not stack)."""
+    if not matrices:
+        return None
+    try:
+        return np.vstack(matrices)
+    except Exception:  # noqa: BLE001 - drift counting skips such a batch
+        return None
 
 
 def _lenient_decode(value: bytes | None) -> Any:

@@ -90,6 +90,25 @@ def dead_letter_headers(
     ]
 
 
+def fallback_headers(record: Any, stage: str, error_class: str, message: str) -> Headers:
+    """Dead-letter headers of a record whose own fields cannot be written (never raises)."""
+
+    def text(value: Any) -> bytes:
+        try:
+            return str(value).encode("utf-8", "replace")[:4000]
+        except Exception:  # noqa: BLE001 - a value without a printable form
+            return b"?"
+
+    return [
+        (H_SOURCE_TOPIC, text(getattr(record, "topic", "?"))),
+        (H_SOURCE_PARTITION, text(getattr(record, "partition", "?"))),
+        (H_SOURCE_OFFSET, text(getattr(record, "offset", "?"))),
+        (H_STAGE, text(stage)),
+        (H_ERROR_CLASS, text(error_class)),
+        (H_ERROR_MESSAGE, text(message)),
+    ]
+
+
 def event_id(event: Any, id_field: str, record: InputRecord) -> Any:
     """The event's id, or ``topic/partition/offset`` when it has none."""
     if isinstance(event, dict):

@@ -54,7 +54,9 @@ from worker.fleet import (
 from worker.fleet_view import FleetBook, gone_after_s
 from worker.membership import FenceWatch, Membership, instance_name, plan_membership
 from worker.metrics import WorkerMetrics
+from worker.pacing import BatchPacer
 from worker.processor import BatchProcessor, BatchResult, Destinations, ServingModel
+from worker.refusals import RefusedReplacer
 from worker.reloader import ModelReloader, ReloadEvent
 from worker.status import WorkerStatus
 from worker.swap import swap_between_batches
@@ -112,6 +114,7 @@ class ScoringWorker:
                 worker_id=self.worker_id,
                 id_field=w.id_field,
                 passthrough=tuple(w.passthrough),
+                max_message_bytes=w.max_message_bytes,
             )
         )
         self.status = WorkerStatus(worker_id=self.worker_id, started_at=time.time())
@@ -121,6 +124,9 @@ class ScoringWorker:
         self.model: ServingModel | None = None
         self._stop = threading.Event()
         self.batcher = Batcher(BatchLimits.from_config(w), self._stop, self._on_ownership)
+        #: Caps batches so that scoring one takes at most poll_budget_fraction of the poll
+        #: interval (measured per model version).
+        self.pacer = BatchPacer.from_config(cfg)
         self._transport: Transport | None = None
         self._lag_checked = 0.0
         self._joined = False
@@ -297,7 +303,9 @@ class ScoringWorker:
         """Poll, score, publish, commit until stopped (False) or stuck joining (True)."""
         while not self._stop.is_set():
             self._swap_model()
-            batch = self.batcher.gather(transport)
+            model = self.model
+            cap = self.pacer.cap(model.version_text) if model is not None else None
+            batch = self.batcher.gather(transport, cap)
             if batch:
                 self._handle_batch(transport, batch)
             self._update_lag(transport)
@@ -319,9 +327,9 @@ class ScoringWorker:
         assert model is not None, "consuming without a model"
         started = time.perf_counter()
         result = self.processor.process(records, model)
-        self.metrics.scoring_seconds.labels(model_version=model.version_text).observe(
-            time.perf_counter() - started
-        )
+        scoring_s = time.perf_counter() - started
+        self.metrics.scoring_seconds.labels(model_version=model.version_text).observe(scoring_s)
+        self.pacer.observe(model.version_text, len(records), scoring_s)
         if self.drift is not None and result.matrix is not None:
             self._count_drift(result)
         if self.membership is not None and self.membership.exactly_once:
@@ -332,7 +340,8 @@ class ScoringWorker:
                 self.batcher.rewind_to(records)
                 return
         else:
-            publish_then_commit(transport, result.records, records, self._stop)
+            replace = RefusedReplacer(self.processor, model, records, result, self.cfg.kafka)
+            publish_then_commit(transport, result.records, records, self._stop, replace)
         dead = self.metrics.record_batch(model, len(records), result)
         self.activity.record_batch(
             records,

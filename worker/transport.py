@@ -8,7 +8,9 @@ wait between attempts, when to give up and what is logged live here, once:
 
 - :func:`publish_until_acknowledged`: send, wait for every acknowledgement, send the failed
   records again on a new producer after a backoff, for as long as the broker is away; at
-  shutdown raise :class:`DeliveryFailed` so their offsets are not committed;
+  shutdown raise :class:`DeliveryFailed` so their offsets are not committed. A record refused
+  for good (too large: ``MESSAGE_TOO_LARGE``, ``RECORD_LIST_TOO_LARGE``, ``INVALID_RECORD``) is
+  not retried: each client's round sets it aside and ``publish`` returns it (:class:`Refused`);
 - :func:`commit_until_done`: commit, retry transient failures after a backoff, give up when the
   group rebalanced (the new owner resumes from the last commit) or at shutdown;
 - :class:`ClientsBroken`: raised by a transport whose clients cannot go on; the loop replaces
@@ -24,7 +26,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from streamscore.exceptions import StreamscoreError
 from streamscore.wire import OutRecord
@@ -63,7 +65,7 @@ class Transport(Protocol):
 
     def seek(self, topic: str, partition: int, offset: int) -> None: ...
 
-    def publish(self, records: Sequence[OutRecord], stop: threading.Event) -> None: ...
+    def publish(self, records: Sequence[OutRecord], stop: threading.Event) -> list[Refused]: ...
 
     def commit(self, offsets: dict[Partition, int], stop: threading.Event) -> bool: ...
 
@@ -72,6 +74,15 @@ class Transport(Protocol):
     ) -> bool: ...
 
     def close(self) -> None: ...
+
+
+class Refused(NamedTuple):
+    """A record the broker (or the client, before sending) refused for good: too large, or
+    invalid. Sending it again would fail again; ``publish`` returns it instead of retrying,
+    and the worker dead-letters it (stage ``publish``)."""
+
+    record: OutRecord
+    reason: str
 
 
 class DeliveryFailed(StreamscoreError):

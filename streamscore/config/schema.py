@@ -294,6 +294,18 @@ class WorkerConfig:
     max_partition_fetch_bytes: int = _opt(262_144, min=1024)
     linger_ms: int = _opt(5, min=0, max=60_000)
     producer_batch_bytes: int = _opt(262_144, min=1024)
+    max_message_bytes: int = _opt(
+        1_048_576,
+        min=16_384,
+        max=1_000_000_000,
+        doc="largest record the worker produces (both clients); bigger ones are dead letters",
+    )
+    poll_budget_fraction: float = _opt(
+        0.33,
+        min=0.01,
+        max=0.9,
+        doc="one batch's scoring takes at most this share of [kafka] max_poll_interval_ms",
+    )
     compression: str = _opt("none", choices=("none", "gzip", "snappy", "lz4", "zstd"))
     log_dir: Path = _opt(Path("var/log"))
     log_level: str = _opt("INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))

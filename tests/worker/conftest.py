@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +64,23 @@ class FailsOnMarker:
         return self.inner.predict_proba(X)
 
 
+class SlowPerRow:
+    """A model that takes ``seconds_per_row`` for each row it scores (a heavy ensemble)."""
+
+    def __init__(self, inner: Any, seconds_per_row: float) -> None:
+        self.inner = inner
+        self.seconds_per_row = seconds_per_row
+        self.classes_ = inner.classes_
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        time.sleep(self.seconds_per_row * len(X))
+        return self.inner.predict(X)
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        time.sleep(self.seconds_per_row * len(X))
+        return self.inner.predict_proba(X)
+
+
 class NeedsPandas:
     """A model that imports pandas to predict (as a pipeline with pandas output would)."""
 
@@ -117,3 +135,16 @@ def register(model_store: ModelStore, demo_set: DemoSet) -> RegisterFn:
         return manifest
 
     return _register
+
+
+@pytest.fixture
+def register_once(register: RegisterFn, model_store: ModelStore) -> Any:
+    """A serving model registered once for a test (hypothesis calls the test many times)."""
+    from worker.processor import ServingModel
+    from worker.validation import ValidationPolicy
+
+    register()
+    loaded = model_store.load("production")
+    return ServingModel(
+        loaded, ValidationPolicy(), alias="production", seq=1, allowed_extra=("id", "label")
+    )

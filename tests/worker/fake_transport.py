@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from streamscore.wire import OutRecord
-from worker.transport import Partition
+from worker.sizes import record_size
+from worker.transport import Partition, Refused
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +58,8 @@ class FakeTransport:
         self.seeks: list[tuple[Partition, int]] = []
         self.polls: list[tuple[int, int]] = []
         self.closed = False
+        #: Refuse records larger than this for good, as a broker with a lower limit does.
+        self.refuse_over_bytes: int | None = None
         self._on_assign: Callable[[list[Partition]], None] | None = None
         self._on_revoke: Callable[[list[Partition]], None] | None = None
         self._next_assignment: list[Partition] | None = None
@@ -127,8 +130,16 @@ class FakeTransport:
         if (topic, partition) in self.positions:
             self.positions[(topic, partition)] = offset
 
-    def publish(self, records: Sequence[OutRecord], stop: threading.Event) -> None:
-        self.published.extend(records)
+    def publish(self, records: Sequence[OutRecord], stop: threading.Event) -> list[Refused]:
+        """Keeps ``records``; those over ``refuse_over_bytes`` (when set) are refused, as a
+        broker with that limit would."""
+        limit = self.refuse_over_bytes
+        if limit is None:
+            self.published.extend(records)
+            return []
+        refused = [Refused(r, "MSG_SIZE_TOO_LARGE") for r in records if record_size(r) > limit]
+        self.published.extend(r for r in records if record_size(r) <= limit)
+        return refused
 
     def commit(self, offsets: dict[Partition, int], stop: threading.Event) -> bool:
         self.commits.append(dict(offsets))

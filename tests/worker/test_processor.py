@@ -9,6 +9,7 @@ from streamscore import jsonio
 from streamscore.wire import headers_dict
 from tests.worker.conftest import FailsOnMarker
 from worker.processor import BatchProcessor, Destinations, ServingModel
+from worker.sizes import record_size
 from worker.validation import ValidationPolicy
 
 
@@ -158,4 +159,119 @@ def test_process_nesting_too_deep_for_any_decoder_is_dead_lettered_as_decode(
     result = BatchProcessor(DEST).process(records(values), serving(model_store))
     [dead] = [r for r in result.records if r.topic == "dlq"]
     assert headers_dict(dead.headers)["streamscore.error.stage"] == "decode"
+    assert result.scored == 1
+
+
+def test_process_integer_too_large_for_a_float_is_a_schema_dead_letter_alone(
+    register, model_store, demo_set
+):
+    """The NaN-tolerant decoder keeps a 400-digit integer as an int; the matrix builder's
+    float conversion raises OverflowError on it (no validation rule foresaw it): the batch is
+    built again event by event, that event alone is dead, its neighbours are scored."""
+    register()
+    huge = json.dumps(demo_set.event(1, mean_radius=10**400, note=float("nan"))).encode()
+    values = [jsonio.dumps(demo_set.event(0)), huge, jsonio.dumps(demo_set.event(2))]
+    result = BatchProcessor(DEST).process(records(values), serving(model_store))
+    outputs = [r for r in result.records if r.topic == "out"]
+    [dead] = [r for r in result.records if r.topic == "dlq"]
+    assert [jsonio.loads(r.value)["id"] for r in outputs] == ["e-0", "e-2"]
+    h = headers_dict(dead.headers)
+    assert h["streamscore.error.stage"] == "schema"
+    assert h["streamscore.error.class"] == "OverflowError"
+    assert dead.value == huge
+
+
+def test_process_any_exception_of_a_stage_is_that_records_dead_letter(
+    register, model_store, demo_set, monkeypatch
+):
+    """Whatever raises on the way (here the prediction headers, for one record) makes the batch
+    go record by record: that record is dead with the stage it reached, the rest scored in
+    order."""
+    register()
+    model = serving(model_store)
+    real = model.headers
+
+    def headers(record):
+        if record.offset == 3:
+            raise RuntimeError("cannot write this record's headers")
+        return real(record)
+
+    monkeypatch.setattr(model, "headers", headers)
+    values = [jsonio.dumps(demo_set.event(i)) for i in range(6)]
+    result = BatchProcessor(DEST).process(records(values), model)
+    outputs = [r for r in result.records if r.topic == "out"]
+    [dead] = [r for r in result.records if r.topic == "dlq"]
+    assert [jsonio.loads(r.value)["id"] for r in outputs] == ["e-0", "e-1", "e-2", "e-4", "e-5"]
+    h = headers_dict(dead.headers)
+    assert (h["streamscore.error.stage"], h["streamscore.error.class"]) == (
+        "encode",
+        "RuntimeError",
+    )
+    assert h["streamscore.source.offset"] == "3"
+    assert result.scored == 5 and result.dead_letters == {"encode": 1}
+    assert result.matrix.shape == (5, 30)  # drift counts the records handled whole
+
+
+SMALL = Destinations(
+    "out", "dlq", group="g", worker_id="w-1", passthrough=("label",), max_message_bytes=65_536
+)
+
+
+def test_process_oversized_event_dead_letter_carries_its_first_kib_and_its_length(
+    register, model_store, demo_set
+):
+    register()
+    big = b"{" + b"x" * 200_000  # 200 kB of malformed JSON, limit 64 KiB
+    result = BatchProcessor(SMALL).process(
+        records([big, jsonio.dumps(demo_set.event(1))]), serving(model_store)
+    )
+    [dead] = [r for r in result.records if r.topic == "dlq"]
+    h = headers_dict(dead.headers)
+    assert h["streamscore.error.stage"] == "decode"
+    assert h["streamscore.value.truncated"] == "true"
+    assert h["streamscore.value.length"] == "200001"
+    assert h["streamscore.source.topic"] == "in" and h["streamscore.source.offset"] == "0"
+    assert dead.value is not None and big.startswith(dead.value)
+    assert len(dead.value) % 1024 == 0 and 60 * 1024 <= len(dead.value) < 64 * 1024
+    assert record_size(dead) <= 65_536
+    assert result.scored == 1
+
+
+def test_process_oversized_prediction_is_a_publish_dead_letter_with_the_input(
+    register, model_store, demo_set
+):
+    """A passthrough field makes the prediction larger than the limit: it is not produced; the
+    input (under the limit) goes to the dead letters whole, stage publish."""
+    register()
+    event = jsonio.dumps(demo_set.event(0, label="y" * 40_000))
+    twice = jsonio.dumps(demo_set.event(1, label="y" * 70_000))  # input itself over the limit
+    result = BatchProcessor(SMALL).process(
+        records([event, twice, jsonio.dumps(demo_set.event(2))]),
+        serving(model_store, passthrough=("label",)),
+    )
+    outputs = [r for r in result.records if r.topic == "out"]
+    dead = [r for r in result.records if r.topic == "dlq"]
+    assert [jsonio.loads(r.value)["id"] for r in outputs] == ["e-0", "e-2"]
+    [d] = dead
+    h = headers_dict(d.headers)
+    assert h["streamscore.error.stage"] == "publish"
+    assert h["streamscore.error.class"] == "MessageTooLarge"
+    assert "max_message_bytes = 65536" in h["streamscore.error.message"]
+    assert h["streamscore.value.length"] == str(len(twice))
+    assert result.scored == 2 and result.dead_letters == {"publish": 1}
+    assert all(record_size(r) <= 65_536 for r in result.records)
+
+
+def test_process_tombstone_stays_null_in_its_dead_letter_marked_by_a_header(
+    register, model_store, demo_set
+):
+    register()
+    result = BatchProcessor(DEST).process(
+        records([None, jsonio.dumps(demo_set.event(1))]), serving(model_store)
+    )
+    [dead] = [r for r in result.records if r.topic == "dlq"]
+    h = headers_dict(dead.headers)
+    assert dead.value is None
+    assert h["streamscore.value.null"] == "true"
+    assert (h["streamscore.error.stage"], h["streamscore.error.class"]) == ("decode", "Tombstone")
     assert result.scored == 1
