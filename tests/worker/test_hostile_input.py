@@ -51,14 +51,31 @@ def tombstones(kafka, n: int) -> list[tuple[int, int]]:
         producer.close()
 
 
+def _accept_large_inputs(kafka, topic: str, limit: int) -> None:
+    """Apache Kafka refuses records over 1 MiB by default (``max.message.bytes``); a cluster
+    whose producers send larger events raises it on their topic, as done here. (Tansu has no
+    such limit.)"""
+    from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
+
+    admin = KafkaAdminClient(**client_kwargs(kafka))
+    try:
+        admin.alter_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, topic, {"max.message.bytes": str(limit)})]
+        )
+    finally:
+        admin.close()
+
+
 @pytest.mark.parametrize("transport", ["kafka-python", "confluent-kafka"])
 def test_hostile_mix_is_dead_lettered_good_neighbours_scored_no_restart(
-    config_factory, register, demo_set, transport
+    config_factory, register, demo_set, transport, broker_engine
 ):
     cfg = config_factory(
         kafka={"transport": transport},
         worker={"passthrough": ["label"], "max_partition_fetch_bytes": 4 * MIB},
     )
+    if broker_engine != "tansu":
+        _accept_large_inputs(cfg.kafka, cfg.kafka.input_topic, 4 * MIB)
     register()
     supervisor = subprocess.Popen(
         [sys.executable, "-m", "streamscore", "--config", str(cfg.source), "worker", "-n", "1"]
