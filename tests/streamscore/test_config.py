@@ -581,3 +581,12 @@ def test_derived_names_yield_to_names_set_in_the_file(tmp_path):
 def test_model_name_that_makes_no_topic_name_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="is not a Kafka topic name"):
         load_config(write(tmp_path, '[model_store]\nmodel_name = "fraud model"\n'), environ={})
+
+
+def test_max_message_bytes_and_poll_budget_out_of_range_name_the_key_and_the_range(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, "[worker]\nmax_message_bytes = 1000\n"))
+    assert "[worker] max_message_bytes = 1000" in str(err.value)
+    assert ">= 16384" in str(err.value)
+    with pytest.raises(ConfigError, match=r"\[worker\] poll_budget_fraction = 1\.5.*<= 0\.9"):
+        load_config(write(tmp_path, "[worker]\npoll_budget_fraction = 1.5\n"))

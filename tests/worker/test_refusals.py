@@ -1,0 +1,42 @@
+"""A record the broker refuses for good (its topic's limit is below max_message_bytes) is not
+retried: its input's publish dead letter is published instead, before the commit (no broker:
+the fake transport refuses records over a size, as such a broker does)."""
+
+from __future__ import annotations
+
+import threading
+
+from streamscore import jsonio
+from streamscore.config import KafkaConfig
+from streamscore.wire import headers_dict
+from tests.worker.fake_transport import FakeTransport
+from tests.worker.test_processor import DEST, records, serving
+from worker.commit import publish_then_commit
+from worker.processor import BatchProcessor
+from worker.refusals import RefusedReplacer
+
+
+def test_refused_prediction_is_replaced_by_its_publish_dead_letter_then_committed(
+    register, model_store, demo_set
+):
+    register()
+    model = serving(model_store, passthrough=("label",))
+    values = [jsonio.dumps(demo_set.event(i)) for i in range(4)]
+    values[1] = jsonio.dumps(demo_set.event(1, label="z" * 30_000))  # fits ours, not the topic's
+    batch = records(values)
+    processor = BatchProcessor(DEST)
+    result = processor.process(batch, model)
+    transport = FakeTransport({("in", 0): values})
+    transport.refuse_over_bytes = 20_000
+    replace = RefusedReplacer(processor, model, batch, result, KafkaConfig(dead_letter_topic="dlq"))
+    assert publish_then_commit(transport, result.records, batch, threading.Event(), replace)
+    outputs = [r for r in transport.published if r.topic == "out"]
+    [dead] = [r for r in transport.published if r.topic == "dlq"]
+    assert [jsonio.loads(r.value)["id"] for r in outputs] == ["e-0", "e-2", "e-3"]
+    h = headers_dict(dead.headers)
+    assert (h["streamscore.error.stage"], h["streamscore.error.class"]) == ("publish", "Refused")
+    assert h["streamscore.source.offset"] == "1"
+    assert "MSG_SIZE_TOO_LARGE" in h["streamscore.error.message"]
+    assert h["streamscore.value.truncated"] == "true"  # its dead letter: refused again if whole
+    assert transport.commits == [{("in", 0): 4}]
+    assert result.scored == 3 and result.dead_letters == {"publish": 1}
