@@ -380,20 +380,20 @@ def latency(
     return {"phases": phases, "max_rate": max_rate, "seconds": seconds, "peak_rss_kib": rss}
 
 
-def _latency_phase(
+@contextlib.contextmanager
+def warmed_worker(
     setup: Setup,
     model: TrainedModel,
     events: Events,
     *,
-    rate: float,
     label: str,
-    seconds: float,
     warmup_events: int,
-    settle_s: float,
-    transport: str,
-    delivery: str,
-) -> tuple[dict[str, Any], list[int | None]]:
-    with fresh_topics(setup, "latency") as names:
+    transport: str = "kafka-python",
+    delivery: str = "at-least-once",
+) -> Iterator[tuple[Names, Workers, OutputCollector]]:
+    """One worker on fresh topics that has scored ``warmup_events`` (joined, model loaded and
+    warm); its topics, process and output reader are gone afterwards."""
+    with fresh_topics(setup, label) as names:
         config, log_dir = write_config(
             setup,
             names,
@@ -411,32 +411,52 @@ def _latency_phase(
                     warmup_events, setup.join_timeout_s, check=workers.check_alive
                 ):
                     raise TimeoutError("the worker did not score the warm-up events")
-                prefix = "lat"
-                say(f"  latency: {rate:,.0f} events/s ({label}) for {seconds:g} s")
-                expected = collector.count + int(rate * seconds)
-                cpu = CpuMeter(workers=[c.pid for c in workers.children], broker=[setup.broker_pid])
-                cpu.start()
-
-                def tick() -> None:
-                    collector.poll(0)
-
-                def make(i: int) -> tuple[bytes, bytes]:
-                    return events.event(i, prefix)
-
-                stamps = kafkautil.paced_publish(
-                    setup.bootstrap,
-                    names.input,
-                    rate=rate,
-                    seconds=seconds,
-                    make=make,
-                    tick=tick,
-                )
-                collector.wait_for(expected, 30, check=workers.check_alive)
-                cores = cpu.stop()
-                phase = _latencies(collector, prefix, stamps, rate, settle_s) | {"cpu_cores": cores}
-                rss = workers.peak_rss_kib()
+                yield names, workers, collector
         finally:
             collector.close()
+
+
+def _latency_phase(
+    setup: Setup,
+    model: TrainedModel,
+    events: Events,
+    *,
+    rate: float,
+    label: str,
+    seconds: float,
+    warmup_events: int,
+    settle_s: float,
+    transport: str,
+    delivery: str,
+) -> tuple[dict[str, Any], list[int | None]]:
+    with warmed_worker(
+        setup,
+        model,
+        events,
+        label="latency",
+        warmup_events=warmup_events,
+        transport=transport,
+        delivery=delivery,
+    ) as (names, workers, collector):
+        prefix = "lat"
+        say(f"  latency: {rate:,.0f} events/s ({label}) for {seconds:g} s")
+        expected = collector.count + int(rate * seconds)
+        cpu = CpuMeter(workers=[c.pid for c in workers.children], broker=[setup.broker_pid])
+        cpu.start()
+
+        def tick() -> None:
+            collector.poll(0)
+
+        def make(i: int) -> tuple[bytes, bytes]:
+            return events.event(i, prefix)
+
+        stamps = kafkautil.paced_publish(
+            setup.bootstrap, names.input, rate=rate, seconds=seconds, make=make, tick=tick
+        )
+        collector.wait_for(expected, 30, check=workers.check_alive)
+        cores = cpu.stop()
+        phase = _latencies(collector, prefix, stamps, rate, settle_s) | {"cpu_cores": cores}
+        rss = workers.peak_rss_kib()
     return phase, rss
 
 
@@ -456,31 +476,17 @@ def idle_cpu(
 ) -> dict[str, Any]:
     """CPU of one ready worker with no traffic: it scored a few events (so it is joined, its
     model loaded and warm), then nothing arrives for ``seconds``."""
-    with fresh_topics(setup, "idle") as names:
-        config, log_dir = write_config(
-            setup,
-            names,
-            model_root=model.store_root,
-            model_name=model.model_name,
-            transport=transport,
-        )
-        collector = OutputCollector(setup.bootstrap, names.output)
-        try:
-            with running(setup, config, log_dir, 1) as workers:
-                keys, values = events.backlog(100, prefix="idle")
-                kafkautil.publish(setup.bootstrap, names.input, values, keys)
-                if not collector.wait_for(100, setup.join_timeout_s, check=workers.check_alive):
-                    raise TimeoutError("the worker did not score the warm-up events")
-                time.sleep(2.0)  # the last batch's commit and metrics settle
-                pids = [c.pid for c in workers.children]
-                started = time.monotonic()
-                before = [cpu_seconds(p) for p in pids]
-                time.sleep(seconds)
-                after = [cpu_seconds(p) for p in pids]
-                wall = time.monotonic() - started
-                workers.check_alive()
-        finally:
-            collector.close()
+    with warmed_worker(
+        setup, model, events, label="idle", warmup_events=100, transport=transport
+    ) as (_names, workers, _collector):
+        time.sleep(2.0)  # the last batch's commit and metrics settle
+        pids = [c.pid for c in workers.children]
+        started = time.monotonic()
+        before = [cpu_seconds(p) for p in pids]
+        time.sleep(seconds)
+        after = [cpu_seconds(p) for p in pids]
+        wall = time.monotonic() - started
+        workers.check_alive()
     used = sum((a or 0.0) - (b or 0.0) for a, b in zip(after, before, strict=True))
     return {"seconds": round(wall, 1), "cpu_percent": round(100 * used / wall, 2)}
 
