@@ -16,7 +16,8 @@ from typing import Any
 
 from streamscore.wire import OutRecord
 from worker.batcher import next_offsets
-from worker.transport import Refused, Transport
+from worker.refusals import source_of
+from worker.transport import Refused, TransactionRefused, Transport
 
 log = logging.getLogger(__name__)
 
@@ -67,12 +68,62 @@ def publish_in_transaction(
     outputs: Sequence[OutRecord],
     records: Sequence[Any],
     stop: threading.Event,
+    replace: ReplaceRefused | None = None,
 ) -> bool:
     """Publish ``outputs`` and commit the offsets after ``records`` in one transaction. False
     when it was aborted because the group moved on: the caller rewinds the partitions it keeps
     to ``records``' first offsets (:meth:`worker.batcher.Batcher.rewind_to`).
 
+    Records refused for good (too large) abort the transaction
+    (:class:`worker.transport.TransactionRefused`); it is built again with ``replace``'s dead
+    letters in their place, at most ``_REPLACEMENT_ROUNDS`` times, then without the records
+    still refused (logged), so a refused record never blocks its partition.
+
     Raises :class:`worker.transport.DeliveryFailed` at shutdown when it could not commit:
     nothing of the batch is visible then, and the next owner scores those records again.
     """
-    return transport.publish_transaction(outputs, next_offsets(records), stop)
+    offsets = next_offsets(records)
+    pending = list(outputs)
+    rounds = 0
+    while True:
+        try:
+            return transport.publish_transaction(pending, offsets, stop)
+        except TransactionRefused as exc:
+            rounds += 1
+            if replace is not None and rounds <= _REPLACEMENT_ROUNDS:
+                pending = _replaced(pending, exc.refused, replace)
+                continue
+            for record, reason in exc.refused:
+                log.error(
+                    "%s: a record (%d bytes, key %r) refused for good and not published: %s",
+                    record.topic,
+                    len(record.value or b""),
+                    (record.key or b"")[:40],
+                    reason,
+                )
+            pending = _replaced(pending, exc.refused, lambda _: [])
+
+
+def _replaced(
+    outputs: list[OutRecord], refused: list[Refused], replace: ReplaceRefused
+) -> list[OutRecord]:
+    """``outputs`` with each refused record swapped, in place, for its replacement (the dead
+    letter of the same source input; none for outputs of no input), so the order per
+    partition stays the input order. A client may report a refused record as a copy: it is
+    found by topic and source input, or by key and value for outputs of no input."""
+    gone = {_identity(r.record) for r in refused}
+    instead = {source_of(new): new for new in replace(refused)}
+    out: list[OutRecord] = []
+    for record in outputs:
+        if _identity(record) not in gone:
+            out.append(record)
+            continue
+        new = instead.pop(source_of(record), None)
+        if new is not None:
+            out.append(new)
+    return out
+
+
+def _identity(record: OutRecord) -> tuple[str, Any]:
+    source = source_of(record)
+    return (record.topic, source if source is not None else (record.key, record.value))

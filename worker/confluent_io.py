@@ -42,8 +42,12 @@ from worker.transport import (
     InstanceFenced,
     Partition,
     Refused,
+    TransactionRefused,
     commit_until_done,
     publish_until_acknowledged,
+    record_identity,
+    refused_alone,
+    transact_refusing_alone,
     transact_until_done,
 )
 
@@ -97,6 +101,17 @@ def _refused_for_good(error: Any) -> bool:
         KafkaError.RECORD_LIST_TOO_LARGE,
         KafkaError.INVALID_RECORD,
     )
+
+
+def _originals(
+    failed: list[tuple[Any, OutRecord]], sent: Sequence[OutRecord]
+) -> list[tuple[Any, OutRecord]]:
+    """The records as sent (source headers included) for those a delivery report rebuilt:
+    a report may come without the message's headers."""
+    if not failed:
+        return failed
+    by_identity = {record_identity(r): r for r in sent}
+    return [(error, by_identity.get(record_identity(r), r)) for error, r in failed]
 
 
 class Record:
@@ -318,6 +333,9 @@ class ConfluentTransport:
         if self._producer_stale:
             self._producer_stale = False
             self._renew_producer()
+        return refused_alone(self._publish(records, stop), lambda r: self._publish([r], stop))
+
+    def _publish(self, records: Sequence[OutRecord], stop: threading.Event) -> list[Refused]:
         self._refused = []
         publish_until_acknowledged(
             records, self._send_round, self._renew_producer, self.backoff, stop
@@ -362,7 +380,7 @@ class ConfluentTransport:
             self.producer.purge(in_queue=True, in_flight=True)
             self.producer.flush(0)
         failed: list[OutRecord] = []
-        for error, record in self._failed:
+        for error, record in _originals(self._failed, pending):
             if _refused_for_good(error):
                 self._refused.append(Refused(record, str(error)))
                 continue
@@ -410,14 +428,19 @@ class ConfluentTransport:
             KafkaError.FENCED_INSTANCE_ID,
         )
 
-        def attempt() -> None:
+        def attempt(alone: frozenset[Any]) -> None:
             producer = self.producer
             if self._abort_pending:  # librdkafka: a timed-out abort is resumed by calling again
                 producer.abort_transaction(self._txn_timeout_s)
                 self._abort_pending = False
             producer.begin_transaction()
+            self._failed = []
+            refused: list[Refused] = []
             produce = producer.produce
             for r in records:
+                single = bool(alone) and record_identity(r) in alone
+                if single:  # in a message set of its own: flushed before and after
+                    producer.flush(self.delivery_timeout_s)
                 while True:
                     try:
                         produce(
@@ -430,6 +453,21 @@ class ConfluentTransport:
                         break
                     except BufferError:  # local queue full: serve delivery reports, retry
                         producer.poll(0.05)
+                    except KafkaException as exc:
+                        if not _refused_for_good(exc.args[0] if exc.args else None):
+                            raise
+                        refused.append(Refused(r, str(exc)))  # too large to send
+                        break
+                if single:
+                    producer.flush(self.delivery_timeout_s)
+            # Delivery reports now (commit_transaction would flush anyway): a record the
+            # broker refused for good makes the transaction abortable, and retrying it as is
+            # would be refused forever.
+            producer.flush(self.delivery_timeout_s)
+            failed = _originals(self._failed, records)
+            refused += [Refused(rec, str(err)) for err, rec in failed if _refused_for_good(err)]
+            if refused:
+                raise TransactionRefused(refused)
             if self._broken is not None:
                 raise self._broken_error()
             metadata = self.consumer.consumer_group_metadata()
@@ -448,14 +486,16 @@ class ConfluentTransport:
             error = exc.args[0] if exc.args else None
             return error is not None and error.code() in moved_on_codes
 
-        return transact_until_done(
-            attempt,
-            self._abort_or_renew,
-            transient=(KafkaException,),
-            moved_on=moved_on,
-            backoff=self.backoff,
-            stop=stop,
-            size=len(records),
+        return transact_refusing_alone(
+            lambda alone: transact_until_done(
+                lambda: attempt(alone),
+                self._abort_or_renew,
+                transient=(KafkaException,),
+                moved_on=moved_on,
+                backoff=self.backoff,
+                stop=stop,
+                size=len(records),
+            )
         )
 
     def _bounded(self, name: str, call: Callable[[], T], timeout_s: float) -> T:

@@ -24,8 +24,12 @@ from worker.transport import (
     InstanceFenced,
     Partition,
     Refused,
+    TransactionRefused,
     commit_until_done,
     publish_until_acknowledged,
+    record_identity,
+    refused_alone,
+    transact_refusing_alone,
     transact_until_done,
 )
 
@@ -205,6 +209,9 @@ class KafkaPythonTransport:
         """Send every record and wait until the broker acknowledged each one (retried as
         :func:`worker.transport.publish_until_acknowledged` says); the records refused for good
         are returned, not retried."""
+        return refused_alone(self._publish(records, stop), lambda r: self._publish([r], stop))
+
+    def _publish(self, records: Sequence[OutRecord], stop: threading.Event) -> list[Refused]:
         self._refused = []
         publish_until_acknowledged(
             records, self._send_round, self._renew_producer, self.backoff, stop
@@ -298,36 +305,74 @@ class KafkaPythonTransport:
             for (topic, partition), offset in offsets.items()
         }
 
-        def attempt() -> None:
+        def attempt(alone: frozenset[Any]) -> None:
             producer = self.producer
             producer.begin_transaction()
             send = producer.send
-            futures = [send(r.topic, r.value, r.key, r.headers, r.partition) for r in records]
+            refused: list[Refused] = []
+            futures: list[tuple[OutRecord, Any]] = []
+            flush_s = self.delivery_timeout_s + _FLUSH_MARGIN_S
+            for r in records:
+                single = bool(alone) and record_identity(r) in alone
+                if single:  # in a record batch of its own: flushed before and after
+                    producer.flush(timeout=flush_s)
+                    self._check_transaction(futures, refused, len(records))
+                try:
+                    futures.append((r, send(r.topic, r.value, r.key, r.headers, r.partition)))
+                except REFUSED_FOR_GOOD as exc:  # over max_request_size: checked before sending
+                    refused.append(Refused(r, f"{type(exc).__name__}: {exc}"))
+                except KafkaError:  # an earlier batch failed: the transaction is abortable
+                    producer.flush(timeout=flush_s)
+                    self._check_transaction(futures, refused, len(records))  # why, if known
+                    raise
+                if single:
+                    producer.flush(timeout=flush_s)
+                    self._check_transaction(futures, refused, len(records))
             # Every record acknowledged before the offsets join the transaction: kafka-python
             # 3.0.12 can commit a transaction whose batches expired during a broker restart
             # (its sender thread fails in reset_producer_id and never marks the transaction
             # abortable), which would commit the inputs without their outputs.
-            producer.flush(timeout=self.delivery_timeout_s + _FLUSH_MARGIN_S)
-            unacked = [f for f in futures if not (f.is_done and f.succeeded())]
-            if unacked:
-                self._renew_next = True
-                first = unacked[0].exception if unacked[0].is_done else "no ack"
-                raise KafkaError(
-                    f"{len(unacked)} of {len(records)} records of the transaction were not "
-                    f"acknowledged ({first}); aborting it"
-                )
+            producer.flush(timeout=flush_s)
+            self._check_transaction(futures, refused, len(records))
             producer.send_offsets_to_transaction(payload, self.consumer.group_metadata())
             producer.commit_transaction()
 
-        return transact_until_done(
-            attempt,
-            self._abort_or_renew,
-            transient=(KafkaError,),
-            moved_on=lambda exc: isinstance(exc, GROUP_MOVED_ON),
-            backoff=self.backoff,
-            stop=stop,
-            size=len(records),
+        return transact_refusing_alone(
+            lambda alone: transact_until_done(
+                lambda: attempt(alone),
+                self._abort_or_renew,
+                transient=(KafkaError,),
+                moved_on=lambda exc: isinstance(exc, GROUP_MOVED_ON),
+                backoff=self.backoff,
+                stop=stop,
+                size=len(records),
+            )
         )
+
+    def _check_transaction(
+        self, futures: list[tuple[OutRecord, Any]], refused: list[Refused], size: int
+    ) -> None:
+        """Raise if a record sent so far in the transaction failed (after a flush): the
+        records refused for good (:class:`TransactionRefused`), else a ``KafkaError`` for one
+        lost or out of sequence (that producer is replaced)."""
+        unacked = []
+        for r, f in futures:
+            if f.is_done and f.succeeded():
+                continue
+            if f.is_done and isinstance(f.exception, REFUSED_FOR_GOOD):
+                refused.append(Refused(r, f"{type(f.exception).__name__}: {f.exception}"))
+            else:
+                unacked.append(f)
+        if unacked:
+            self._renew_next = True
+        if refused:
+            raise TransactionRefused(refused)
+        if unacked:
+            first = unacked[0].exception if unacked[0].is_done else "no ack"
+            raise KafkaError(
+                f"{len(unacked)} of {size} records of the transaction were not "
+                f"acknowledged ({first}); aborting it"
+            )
 
     def _abort_or_renew(self) -> None:
         """Abort the open transaction; a producer that cannot (fenced, fatal) or that lost

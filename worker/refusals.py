@@ -42,7 +42,7 @@ class RefusedReplacer:
         by_source = {(r.topic, r.partition, r.offset): r for r in self.inputs}
         out: list[OutRecord] = []
         for record, reason in refused:
-            where = _source_of(record)
+            where = source_of(record)
             source = by_source.get(where) if where is not None else None
             if source is None:
                 log.error(
@@ -67,7 +67,8 @@ class RefusedReplacer:
         return out
 
 
-def _source_of(record: OutRecord) -> tuple[str, int, int] | None:
+def source_of(record: OutRecord) -> tuple[str, int, int] | None:
+    """``(topic, partition, offset)`` of the input an output came from (its source headers)."""
     found = {name: value for name, value in record.headers if name in _SOURCE}
     try:
         return (

@@ -332,15 +332,15 @@ class ScoringWorker:
         self.pacer.observe(model.version_text, len(records), scoring_s)
         if self.drift is not None and result.matrix is not None:
             self._count_drift(result)
+        replace = RefusedReplacer(self.processor, model, records, result, self.cfg.kafka)
         if self.membership is not None and self.membership.exactly_once:
-            if not publish_in_transaction(transport, result.records, records, self._stop):
+            if not publish_in_transaction(transport, result.records, records, self._stop, replace):
                 # Aborted: nothing of the batch is visible. Partitions this member keeps
                 # resume at the batch's first events; the new owner of the others starts from
                 # the committed offsets, which are the same.
                 self.batcher.rewind_to(records)
                 return
         else:
-            replace = RefusedReplacer(self.processor, model, records, result, self.cfg.kafka)
             publish_then_commit(transport, result.records, records, self._stop, replace)
         dead = self.metrics.record_batch(model, len(records), result)
         self.activity.record_batch(

@@ -85,6 +85,70 @@ class Refused(NamedTuple):
     reason: str
 
 
+def record_identity(record: OutRecord) -> tuple[str, bytes | None, bytes | None]:
+    """What finds a record again in a client's report, which may hold a copy of it."""
+    return (record.topic, record.key, record.value)
+
+
+def refused_alone(
+    refused: list[Refused], send_alone: Callable[[OutRecord], list[Refused]]
+) -> list[Refused]:
+    """The records refused for good, sent one at a time to tell which they are.
+
+    A broker refuses a whole record batch (``max.message.bytes`` is a batch's limit), so a record
+    that fits can share the refusal of the one that does not. With one record refused, it was
+    alone; with several, each is sent again alone (``send_alone``), and only those refused
+    alone are returned.
+    """
+    if len(refused) < 2:
+        return refused
+    log.info(
+        "%d records refused together; sending each alone to find those too large", len(refused)
+    )
+    out: list[Refused] = []
+    for record, _ in refused:
+        out += send_alone(record)
+    return out
+
+
+def transact_refusing_alone(
+    attempt: Callable[[frozenset[tuple[str, bytes | None, bytes | None]]], bool],
+) -> bool:
+    """``attempt(alone)`` (a whole transaction; the records in ``alone`` are sent one per batch)
+    until it commits or returns False. A transaction refused with several records is built
+    again with those records alone (see :func:`refused_alone`); one refused alone raises
+    :class:`TransactionRefused` for the caller to replace."""
+    alone: frozenset[tuple[str, bytes | None, bytes | None]] = frozenset()
+    while True:
+        try:
+            return attempt(alone)
+        except TransactionRefused as exc:
+            suspects = {record_identity(r.record) for r in exc.refused} - alone
+            if len(exc.refused) < 2 or not suspects:
+                raise
+            log.info(
+                "%d records of a transaction refused together; sending each alone to find "
+                "those too large",
+                len(exc.refused),
+            )
+            alone |= suspects
+
+
+class TransactionRefused(StreamscoreError):
+    """The broker (or the client) refused records of a transaction for good (too large): the
+    transaction was aborted, so nothing of it is visible. Sending them again would be refused
+    again; the caller builds the transaction again with their dead letters in their place
+    (:func:`worker.commit.publish_in_transaction`)."""
+
+    def __init__(self, refused: list[Refused]) -> None:
+        first = refused[0]
+        super().__init__(
+            f"{len(refused)} record(s) of the transaction refused for good, e.g. "
+            f"{first.record.topic}: {first.reason}"
+        )
+        self.refused = refused
+
+
 class DeliveryFailed(StreamscoreError):
     """Outputs could not be acknowledged before shutdown; their offsets are not committed."""
 
@@ -188,12 +252,16 @@ def transact_until_done(
     read_committed readers). False when the group moved on (``moved_on(exc)``: a rebalance, or
     this member was fenced as a zombie): the caller rewinds, the new owner redoes the batch.
     A transient failure is retried after a backoff; at shutdown it raises
-    :class:`DeliveryFailed`.
+    :class:`DeliveryFailed`. Records refused for good abort it too and raise
+    :class:`TransactionRefused` (retrying them would loop forever).
     """
     for delay_s in backoff.delays_s():
         try:
             attempt()
             return True
+        except TransactionRefused:  # not transient: the caller replaces the refused records
+            abort()
+            raise
         except transient as exc:
             abort()
             if moved_on(exc):

@@ -17,7 +17,7 @@ from typing import Any
 
 from streamscore.wire import OutRecord
 from worker.sizes import record_size
-from worker.transport import Partition, Refused
+from worker.transport import Partition, Refused, TransactionRefused
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +60,8 @@ class FakeTransport:
         self.closed = False
         #: Refuse records larger than this for good, as a broker with a lower limit does.
         self.refuse_over_bytes: int | None = None
+        self.transactions = 0
+        self.aborted = 0
         self._on_assign: Callable[[list[Partition]], None] | None = None
         self._on_revoke: Callable[[list[Partition]], None] | None = None
         self._next_assignment: list[Partition] | None = None
@@ -140,6 +142,22 @@ class FakeTransport:
         refused = [Refused(r, "MSG_SIZE_TOO_LARGE") for r in records if record_size(r) > limit]
         self.published.extend(r for r in records if record_size(r) <= limit)
         return refused
+
+    def publish_transaction(
+        self, records: Sequence[OutRecord], offsets: dict[Partition, int], stop: threading.Event
+    ) -> bool:
+        """All of ``records`` and the commit of ``offsets``, or nothing: a record over
+        ``refuse_over_bytes`` aborts the transaction (nothing kept), as such a broker does."""
+        self.transactions += 1
+        limit = self.refuse_over_bytes
+        refused = [] if limit is None else [r for r in records if record_size(r) > limit]
+        if refused:
+            self.aborted += 1
+            raise TransactionRefused([Refused(r, "MSG_SIZE_TOO_LARGE") for r in refused])
+        self.published.extend(records)
+        self.commits.append(dict(offsets))
+        self.committed.update(offsets)
+        return True
 
     def commit(self, offsets: dict[Partition, int], stop: threading.Event) -> bool:
         self.commits.append(dict(offsets))

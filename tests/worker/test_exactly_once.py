@@ -20,7 +20,7 @@ import pytest
 
 from streamscore import jsonio
 from streamscore.exceptions import ConfigError
-from streamscore.kafka_admin import ensure_topics
+from streamscore.kafka_admin import client_kwargs, ensure_topics
 from tests.kafka_helpers import consume_all, produce, produce_json, wait_until
 from worker.membership import plan_membership
 from worker.service import ScoringWorker
@@ -247,6 +247,63 @@ def test_a_broker_restart_mid_stream_leaves_every_input_exactly_once(
     assert "after" in counts
     assert set(counts) == produced, f"missing: {sorted(produced - set(counts))[:5]}"
     assert [i for i, n in counts.items() if n > 1] == []
+
+
+@pytest.mark.parametrize("transport", ["kafka-python", "confluent-kafka"])
+def test_exactly_once_a_prediction_the_broker_refuses_is_dead_lettered_not_retried_forever(
+    config_factory, register, demo_set, broker_engine, transport
+):
+    if broker_engine == "tansu":
+        pytest.skip("exactly-once is refused on Tansu (and Tansu has no record size limit)")
+    cfg = config_factory(
+        kafka={"transport": transport},
+        # A batch below the topic's limit: the broker's limit applies to a whole record batch.
+        worker={"delivery": "exactly-once", "passthrough": ["label"], "producer_batch_bytes": 8192},
+    )
+    _limit_record_size(cfg.kafka, cfg.kafka.output_topic, 20_000)
+    register()
+    events = [demo_set.event(i, id=f"e-{i}") for i in range(60)]
+    events[30] = demo_set.event(30, id="big", label="z" * 30_000)  # fits ours, not the topic's
+    worker = ScoringWorker(cfg)
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    try:
+        produce(cfg.kafka, events)
+        outputs, dead = (
+            consume_all(
+                cfg.kafka, topic, n, timeout_s=90, settle_s=2, isolation_level="read_committed"
+            )
+            for topic, n in ((cfg.kafka.output_topic, 59), (cfg.kafka.dead_letter_topic, 1))
+        )
+    finally:
+        worker.stop()
+        thread.join(timeout=60)
+
+    assert sorted(r.value["id"] for r in outputs) == sorted(
+        e["id"] for e in events if e["id"] != "big"
+    )
+    [letter] = dead
+    assert letter.key == b"big"
+    assert letter.headers["streamscore.error.stage"] == "publish"
+    assert letter.value["label"] == "z" * 30_000  # whole: the dead-letter topic takes it
+    assert "streamscore.value.truncated" not in letter.headers
+    # Predictions stay in input order within each partition.
+    for partition in {r.partition for r in outputs}:
+        ids = [r.value["id"] for r in outputs if r.partition == partition]
+        assert ids == sorted(ids, key=lambda i: int(i.split("-")[1]))
+
+
+def _limit_record_size(kafka, topic: str, limit: int) -> None:
+    """A topic whose brokers refuse records over ``limit`` bytes (``max.message.bytes``)."""
+    from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
+
+    admin = KafkaAdminClient(**client_kwargs(kafka))
+    try:
+        admin.alter_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, topic, {"max.message.bytes": str(limit)})]
+        )
+    finally:
+        admin.close()
 
 
 def _committed_input_ids(cfg) -> list[str]:

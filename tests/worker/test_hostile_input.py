@@ -103,6 +103,7 @@ def test_hostile_mix_is_dead_lettered_good_neighbours_scored_no_restart(
         expected |= {where: "decode" for where in tombstones(cfg.kafka, 3)}
         outputs = read(cfg.kafka, cfg.kafka.output_topic, expected=len(good) + 1, timeout_s=120)
         dead = read(cfg.kafka, cfg.kafka.dead_letter_topic, expected=len(expected), timeout_s=60)
+        inputs = read(cfg.kafka, cfg.kafka.input_topic, expected=len(values) + 4, timeout_s=60)
         state = jsonio.loads(state_file.read_bytes())["children"]["0"]
     finally:
         supervisor.send_signal(signal.SIGTERM)
@@ -128,3 +129,19 @@ def test_hostile_mix_is_dead_lettered_good_neighbours_scored_no_restart(
     assert truncated == {"decode": 3, "publish": 3}  # the 2 MB event, the 1.5 MB prediction
     assert sum(r.headers.get("streamscore.value.null") == "true" for r in dead) == 3
     assert state["restarts"] == 0 and state["pid"] == first_pid, "the worker restarted"
+    # Good neighbours are not held up: each good event's prediction was written within a
+    # second of the event itself (Kafka timestamps), hostile records and all.
+    sent_at = {(r.partition, r.offset): r.timestamp for r in inputs}
+    delays = sorted(
+        r.timestamp
+        - sent_at[
+            int(r.headers["streamscore.source.partition"]),
+            int(r.headers["streamscore.source.offset"]),
+        ]
+        for r in outputs
+        if r.value and r.value["id"] in good
+    )
+    assert len(delays) == len(good)
+    assert delays[-1] <= 1000, (
+        f"good events delayed up to {delays[-1]} ms (median {delays[len(delays) // 2]})"
+    )

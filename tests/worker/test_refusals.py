@@ -11,7 +11,7 @@ from streamscore.config import KafkaConfig
 from streamscore.wire import headers_dict
 from tests.worker.fake_transport import FakeTransport
 from tests.worker.test_processor import DEST, records, serving
-from worker.commit import publish_then_commit
+from worker.commit import publish_in_transaction, publish_then_commit
 from worker.processor import BatchProcessor
 from worker.refusals import RefusedReplacer
 
@@ -40,3 +40,54 @@ def test_refused_prediction_is_replaced_by_its_publish_dead_letter_then_committe
     assert h["streamscore.value.truncated"] == "true"  # its dead letter: refused again if whole
     assert transport.commits == [{("in", 0): 4}]
     assert result.scored == 3 and result.dead_letters == {"publish": 1}
+
+
+def test_exactly_once_a_refused_prediction_aborts_once_then_its_dead_letter_commits_in_order(
+    register, model_store, demo_set
+):
+    register()
+    model = serving(model_store, passthrough=("label",))
+    values = [jsonio.dumps(demo_set.event(i)) for i in range(4)]
+    values[1] = jsonio.dumps(demo_set.event(1, label="z" * 30_000))  # fits ours, not the topic's
+    batch = records(values)
+    processor = BatchProcessor(DEST)
+    result = processor.process(batch, model)
+    transport = FakeTransport({("in", 0): values})
+    transport.refuse_over_bytes = 20_000
+    replace = RefusedReplacer(processor, model, batch, result, KafkaConfig(dead_letter_topic="dlq"))
+
+    assert publish_in_transaction(transport, result.records, batch, threading.Event(), replace)
+
+    # Refused twice (the prediction, then its dead letter with the whole value), not forever.
+    assert (transport.transactions, transport.aborted) == (3, 2)
+    assert [
+        (r.topic, headers_dict(r.headers)["streamscore.source.offset"]) for r in transport.published
+    ] == [
+        ("out", "0"),
+        ("dlq", "1"),  # in its input's place
+        ("out", "2"),
+        ("out", "3"),
+    ]
+    assert headers_dict(transport.published[1].headers)["streamscore.value.truncated"] == "true"
+    assert transport.commits == [{("in", 0): 4}]
+    assert result.scored == 3 and result.dead_letters == {"publish": 1}
+
+
+def test_exactly_once_a_record_refused_whatever_replaces_it_is_dropped_and_the_rest_commits(
+    register, model_store, demo_set
+):
+    register()
+    model = serving(model_store)
+    values = [jsonio.dumps(demo_set.event(i)) for i in range(3)]
+    batch = records(values)
+    processor = BatchProcessor(DEST)
+    result = processor.process(batch, model)
+    transport = FakeTransport({("in", 0): values})
+    transport.refuse_over_bytes = 1  # every record, dead letters included
+
+    assert publish_in_transaction(
+        transport, result.records, batch, threading.Event(), lambda refused: []
+    )
+
+    assert transport.aborted == 1 and transport.published == []
+    assert transport.commits == [{("in", 0): 3}]  # the partition goes on

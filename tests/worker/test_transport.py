@@ -16,8 +16,13 @@ from streamscore.wire import OutRecord
 from worker.transport import (
     Backoff,
     DeliveryFailed,
+    Refused,
+    TransactionRefused,
     commit_until_done,
     publish_until_acknowledged,
+    record_identity,
+    refused_alone,
+    transact_refusing_alone,
 )
 
 FAST = Backoff(0.001, 0.004)
@@ -70,6 +75,45 @@ def commit(attempt, stop: threading.Event, backoff: Backoff = FAST) -> bool:
         backoff=backoff,
         stop=stop,
     )
+
+
+def sized(*sizes: int) -> list[OutRecord]:
+    return [OutRecord("out", str(i).encode(), b"x" * n, [], 0) for i, n in enumerate(sizes)]
+
+
+def test_records_refused_together_are_sent_alone_and_only_the_too_large_stay_refused():
+    # A broker refuses a whole batch: the small record shared the large one's refusal.
+    small, large = sized(10, 500)
+    sent_alone: list[OutRecord] = []
+
+    def send_alone(record: OutRecord) -> list[Refused]:
+        sent_alone.append(record)
+        return [Refused(record, "too large")] if len(record.value or b"") > 100 else []
+
+    together = [Refused(small, "too large"), Refused(large, "too large")]
+
+    assert refused_alone(together, send_alone) == [Refused(large, "too large")]
+    assert sent_alone == [small, large]
+    assert refused_alone([Refused(large, "x")], send_alone) == [Refused(large, "x")]  # alone
+    assert len(sent_alone) == 2  # one refused record was alone already: not sent again
+
+
+def test_a_transaction_refused_together_is_rebuilt_with_the_suspects_alone_then_raises():
+    records_ = sized(10, 500, 10)
+    attempts: list[frozenset] = []
+
+    def attempt(alone: frozenset) -> bool:
+        attempts.append(alone)
+        batch_refused = [r for r in records_[:2] if record_identity(r) not in alone]
+        if batch_refused and len(batch_refused) == 2:  # records 0 and 1 share one batch
+            raise TransactionRefused([Refused(r, "too large") for r in batch_refused])
+        raise TransactionRefused([Refused(records_[1], "too large")])  # alone, still refused
+
+    with pytest.raises(TransactionRefused) as raised:
+        transact_refusing_alone(attempt)
+
+    assert [r.record for r in raised.value.refused] == [records_[1]]
+    assert attempts == [frozenset(), frozenset(record_identity(r) for r in records_[:2])]
 
 
 def test_commit_retries_transient_failures_until_it_succeeds():
