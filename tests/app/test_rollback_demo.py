@@ -34,11 +34,16 @@ def test_the_flipped_version_is_registered_without_the_gate_and_its_held_out_met
     assert "profile.json" in bad.files  # drift is counted for it as for any version
 
 
-def test_wait_for_rollback_returns_the_monitors_move_of_that_version(store):
+def good_then_bad_in_production(store: ModelStore) -> tuple[int, int]:
     v1 = register_breast_cancer(store, flipped=False).version
     v2 = register_breast_cancer(store, flipped=True).version
     store.promote(v1, reason="good")
     store.promote(v2, reason="bad")
+    return v1, v2
+
+
+def test_wait_for_rollback_returns_the_monitors_move_of_that_version(store):
+    v1, v2 = good_then_bad_in_production(store)
     store.rollback("production", reason="monitor: live accuracy 0.01 vs 0.98 of v1")
     event = wait_for_rollback(store, "production", v2, 5.0)
     assert (event.from_version, event.to_version, event.action) == (v2, v1, "rollback")
@@ -46,10 +51,7 @@ def test_wait_for_rollback_returns_the_monitors_move_of_that_version(store):
 
 
 def test_a_rollback_before_the_latest_promotion_is_not_the_one_waited_for(store):
-    v1 = register_breast_cancer(store, flipped=False).version
-    v2 = register_breast_cancer(store, flipped=True).version
-    store.promote(v1, reason="good")
-    store.promote(v2, reason="bad")
+    _, v2 = good_then_bad_in_production(store)
     store.rollback("production", reason="an earlier run's rollback")
     store.promote(v2, reason="bad again")
     started = time.monotonic()
