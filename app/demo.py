@@ -8,12 +8,23 @@
 6. wait until every event is scored or dead-lettered; print results, outcomes, throughput and the
    accuracy against the known labels;
 7. stream at a fixed rate and promote version B mid-stream: every worker swaps within a second;
-8. stop the workers cleanly (the broker keeps running: ``streamscore broker stop``).
+8. promote a deliberately bad version (fitted on flipped labels, registered without the gate)
+   while events keep streaming: ``streamscore monitor`` joins each prediction with its label
+   (published ``[demo] label_delay_ms`` after the event, for every event the demo scores) and
+   rolls production back automatically; print its reason and the live metrics per version;
+9. stop the workers and the monitor cleanly (the broker keeps running: ``streamscore broker
+   stop``).
+
+The demo's monitor runs with short windows (``[demo] monitor_window_s``, 3 s) and a small guard
+(``[demo] monitor_min_labels``, 50 labelled predictions per window), a state file of its own
+(``demo-monitor.sqlite`` beside ``[monitor] state_path``, fresh each run) and a consumer group
+of its own per run (:mod:`app.rollback_demo` holds what it shares with
+``python -m app.monitor_demo``).
 
 Every run reports only what it ran: its event ids carry a run id, and results are read from
 the topics' end offsets taken before it published, so a second run on the same broker prints
 its own numbers. A wait that runs out (``[demo] wait_timeout_ms``), or workers that exit, fail
-the demo (exit 2) with what it waited for.
+the demo (exit 2) with what it waited for (the monitor's rollback included).
 """
 
 from __future__ import annotations
@@ -28,6 +39,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,15 +47,22 @@ import click
 from rich.table import Table
 
 from app.clitools import config_option, console, pass_state
+from app.rollback_demo import DemoWaitFailed
 from streamscore import jsonio, wire
 from streamscore.config import Config, resolve_config_path, with_overrides
 from streamscore.exceptions import StreamscoreError
 
 if TYPE_CHECKING:
+    from app.rollback_demo import DelayedLabels
     from model_store import ModelStore
+    from model_store.aliases import AliasEvent
 
 STREAM_RATE = 2000.0
 STREAM_SECONDS = 4.0
+#: Events/s while the bad version is in production (each 3-second window then has ~600).
+ROLLBACK_RATE = 200.0
+#: How long the demo keeps streaming after the rollback, to show who scores then.
+AFTER_ROLLBACK_S = 2.0
 
 
 def _section(title: str) -> None:
@@ -53,6 +72,7 @@ def _section(title: str) -> None:
 def run_demo(cfg: Config, config_path: Path) -> None:
     from kafka import KafkaProducer
 
+    from app.rollback_demo import DelayedLabels
     from streamscore.kafka_admin import client_kwargs
     from training import export_demo_data
 
@@ -67,7 +87,7 @@ def run_demo(cfg: Config, config_path: Path) -> None:
     )
 
     _section("3. train, gate, register, promote")
-    store, candidate = _train_two_versions(cfg)
+    store, first, candidate = _train_two_versions(cfg)
 
     run = f"demo-{uuid.uuid4().hex[:6]}"
     console.print(f"this run's event ids start with {run}-")
@@ -83,10 +103,12 @@ def run_demo(cfg: Config, config_path: Path) -> None:
     timeout_s = cfg.demo.wait_timeout_ms / 1000
     outputs_reader = _RunReader(cfg, cfg.kafka.output_topic)
     dead_reader = _RunReader(cfg, cfg.kafka.dead_letter_topic)
+    delayed = DelayedLabels(cfg.kafka, cfg.kafka.labels_topic, cfg.demo.label_delay_ms / 1000)
 
-    _section("4. two worker processes")
+    _section("4. two worker processes and the monitor")
     workers = _start_workers(cfg, config_path)
-    alive = _workers_check(workers, cfg)
+    monitor = _start_monitor(cfg, config_path, run)
+    alive = _alive_check(workers, monitor.process, cfg)
     try:
         _section(f"5. publish {len(backlog):,} events + {len(bad)} malformed ones")
         producer = KafkaProducer(**client_kwargs(cfg.kafka), linger_ms=5, batch_size=262_144)
@@ -95,8 +117,12 @@ def run_demo(cfg: Config, config_path: Path) -> None:
             producer.send(cfg.kafka.input_topic, jsonio.dumps(event), key=event["id"].encode())
         bad_sent = [producer.send(cfg.kafka.input_topic, value) for value in bad]
         producer.flush()
+        delayed.add((e["id"], e["label"]) for e in backlog)
         bad_at = {(f.get().partition, f.get().offset) for f in bad_sent}
-        console.print(f"published in {time.perf_counter() - started:.1f}s")
+        console.print(
+            f"published in {time.perf_counter() - started:.1f}s; their labels follow "
+            f"{cfg.demo.label_delay_ms / 1000:g} s later on {cfg.kafka.labels_topic}"
+        )
 
         _section("6. results")
         total = len(backlog) + len(bad)
@@ -119,13 +145,19 @@ def run_demo(cfg: Config, config_path: Path) -> None:
 
         _section("7. promote version B mid-stream")
         _stream_and_swap(
-            cfg, producer, store, events, candidate, run, outputs_reader, timeout_s, alive
+            cfg, producer, store, events, candidate, run, outputs_reader, timeout_s, alive, delayed
+        )
+
+        _section("8. promote a bad version: the monitor rolls it back")
+        _bad_version_rolled_back(
+            cfg, producer, store, events, [first, candidate], run, monitor, delayed, alive
         )
     finally:
         outputs_reader.close()
         dead_reader.close()
-        _section("8. stop")
-        _stop_workers(workers)
+        delayed.close()
+        _section("9. stop")
+        _stop_workers(workers, monitor.process)
 
 
 def _start_broker(cfg: Config) -> None:
@@ -143,8 +175,8 @@ def _start_broker(cfg: Config) -> None:
     ensure_topics(cfg.kafka)
 
 
-def _train_two_versions(cfg: Config) -> tuple[ModelStore, int]:
-    """Version A trained and promoted, version B registered as a candidate; B's number."""
+def _train_two_versions(cfg: Config) -> tuple[ModelStore, int, int]:
+    """Version A trained and promoted, version B registered as a candidate; their numbers."""
     from model_store import ModelStore
     from training import train
 
@@ -164,7 +196,7 @@ def _train_two_versions(cfg: Config) -> tuple[ModelStore, int]:
     console.print(f"version {second.manifest.version} registered as a candidate")
     store = ModelStore.from_config(cfg)
     _print_models(store, cfg.model_store.alias)
-    return store, second.manifest.version
+    return store, first.manifest.version, second.manifest.version
 
 
 def _start_workers(cfg: Config, config_path: Path) -> subprocess.Popen[bytes]:
@@ -181,6 +213,58 @@ def _start_workers(cfg: Config, config_path: Path) -> subprocess.Popen[bytes]:
     return workers
 
 
+def _monitor_state(cfg: Config) -> Path:
+    return cfg.monitor.state_path.parent / "demo-monitor.sqlite"
+
+
+@dataclass(frozen=True)
+class _Monitor:
+    process: subprocess.Popen[bytes]
+    port: int  # its /quality
+
+
+def _start_monitor(cfg: Config, config_path: Path, run: str) -> _Monitor:
+    """``streamscore monitor`` with the demo's short windows, a fresh state and a group of this
+    run's own."""
+    from app.rollback_demo import MONITOR_SETTINGS, monitor_environ
+    from broker import free_port
+    from worker.supervisor import die_with_parent
+
+    state = _monitor_state(cfg)
+    for stale in (
+        state,
+        state.with_name(state.name + "-wal"),
+        state.with_name(state.name + "-shm"),
+    ):
+        stale.unlink(missing_ok=True)  # the demo's own state: each run starts from nothing
+    port = free_port()
+    settings = {
+        **MONITOR_SETTINGS,
+        "window_s": cfg.demo.monitor_window_s,
+        "min_labels_per_window": cfg.demo.monitor_min_labels,
+    }
+    env = {
+        **os.environ,
+        **monitor_environ(
+            settings, group_id=f"{cfg.monitor.group_id}-{run}", state_path=state, port=port
+        ),
+    }
+    monitor = subprocess.Popen(
+        [sys.executable, "-m", "streamscore", "--config", str(config_path), "monitor"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        preexec_fn=die_with_parent(os.getpid()),
+    )
+    console.print(
+        f"monitor pid {monitor.pid}: {settings['window_s']} s windows, "
+        f"{settings['min_labels_per_window']} labels per window, "
+        f"{settings['consecutive_windows']} bad windows roll back; /quality on :{port}; log "
+        f"{cfg.worker.log_dir / 'monitor.log'}"
+    )
+    return _Monitor(monitor, port)
+
+
 def _stream_and_swap(
     cfg: Config,
     producer: Any,
@@ -191,8 +275,10 @@ def _stream_and_swap(
     reader: _RunReader,
     timeout_s: float,
     alive: Callable[[], None],
+    delayed: DelayedLabels,
 ) -> None:
-    """Stream at a fixed rate and promote ``version`` halfway through; show the swap."""
+    """Stream at a fixed rate and promote ``version`` halfway through; show the swap. Each
+    streamed event's label follows on the labels topic."""
     from model_store.release import promote_and_announce
 
     n_stream = int(STREAM_RATE * STREAM_SECONDS)
@@ -217,8 +303,8 @@ def _stream_and_swap(
         event = {**events[i % len(events)], "id": f"{run}-stream-{i}"}
         streamed_ids.add(event["id"])
         producer.send(cfg.kafka.input_topic, jsonio.dumps(event), key=event["id"].encode())
+        delayed.add([(event["id"], event["label"])])
     producer.flush()
-    producer.close()
     swapper.join()
     streamed = reader.wait(
         lambda r: _id_of(r) in streamed_ids,
@@ -230,27 +316,132 @@ def _stream_and_swap(
     _print_swap(streamed, promoted_at[0], version)
 
 
-def _stop_workers(workers: subprocess.Popen[bytes]) -> None:
-    if workers.poll() is None:
-        workers.send_signal(signal.SIGTERM)
-    try:
-        workers.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        workers.kill()
-        workers.wait()
+def _stop_workers(workers: subprocess.Popen[bytes], monitor: subprocess.Popen[bytes]) -> None:
+    for child in (workers, monitor):
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    for child in (workers, monitor):
+        try:
+            child.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
     console.print(
-        f"workers stopped (exit {workers.returncode}). The broker keeps running: "
-        "`streamscore broker stop` ends it.\nNext: `streamscore tail`, "
-        "`streamscore tail --dead-letters`, `streamscore models history`."
+        f"workers stopped (exit {workers.returncode}), monitor stopped (exit "
+        f"{monitor.returncode}). The broker keeps running: `streamscore broker stop` ends it.\n"
+        "Next: `streamscore tail`, `streamscore tail --dead-letters`, "
+        "`streamscore models history`."
+    )
+
+
+def _bad_version_rolled_back(
+    cfg: Config,
+    producer: Any,
+    store: ModelStore,
+    events: list[dict[str, Any]],
+    versions: list[int],
+    run: str,
+    monitor: _Monitor,
+    delayed: DelayedLabels,
+    alive: Callable[[], None],
+) -> None:
+    """Register a model fitted on flipped labels (no gate), promote it under a labelled stream,
+    and wait for the monitor to roll it back; print its reason and the live metrics."""
+    from app.rollback_demo import (
+        LIVE_COLUMNS,
+        LabelledStream,
+        live_rows,
+        monitor_quality,
+        register_breast_cancer,
+        wait_for_rollback,
+    )
+    from model_store.release import promote_and_announce
+
+    alias = cfg.model_store.alias
+    bad = register_breast_cancer(store, flipped=True)
+    versions = [*versions, bad.version]
+    console.print(
+        f"version {bad.version} registered without the gate: {bad.estimator}, held-out accuracy "
+        f"{bad.metrics['accuracy']:.3f}"
+    )
+    reader = _RunReader(cfg, cfg.kafka.output_topic)
+    prefix = f"{run}-live"
+    stream = LabelledStream(
+        producer,
+        cfg.kafka.input_topic,
+        events,
+        delayed,
+        rate=ROLLBACK_RATE,
+        prefix=prefix,
+        id_field=cfg.worker.id_field,
+    ).start()
+    try:
+        move = promote_and_announce(store, cfg.kafka, bad.version, alias, reason="demo: no gate")
+        good = move.event.from_version
+        console.print(
+            f"promoted v{bad.version} by hand over v{good} (as an operator skipping the gate); "
+            f"streaming {ROLLBACK_RATE:g} events/s, each label "
+            f"{cfg.demo.label_delay_ms / 1000:g} s later"
+        )
+        started = time.monotonic()
+        with console.status(f"waiting for the monitor to roll v{bad.version} back"):
+            rolled = wait_for_rollback(
+                store,
+                alias,
+                bad.version,
+                cfg.demo.wait_timeout_ms / 1000,
+                check=alive,
+                logs=str(cfg.worker.log_dir / "monitor.log"),
+            )
+        console.print(
+            f"[bold]AUTOMATIC ROLLBACK v{rolled.from_version} -> v{rolled.to_version}[/bold] "
+            f"{time.monotonic() - started:.1f} s after the promotion\nreason: {rolled.reason}"
+        )
+        time.sleep(AFTER_ROLLBACK_S)
+    finally:
+        stream.stop()
+    try:
+        scored = reader.wait(
+            lambda r: str(_id_of(r)).startswith(prefix + "-"),
+            stream.sent,
+            f"the predictions of this run's {stream.sent:,} events streamed in step 8",
+            cfg.demo.wait_timeout_ms / 1000,
+            alive,
+        )
+    finally:
+        reader.close()
+    quality = monitor_quality(monitor.port)
+    table = Table(title="held-out vs live, per version (the monitor's /quality)")
+    for column in LIVE_COLUMNS:
+        table.add_column(column, justify="left" if column == "version" else "right")
+    seen = {int(v) for v in quality.get("versions", {})}
+    for row in live_rows(quality, store, [v for v in versions if v in seen]):
+        table.add_row(*row.cells())
+    console.print(table)
+    _print_after_rollback(scored, rolled, bad.version)
+
+
+def _print_after_rollback(scored: list[Any], rolled: AliasEvent, bad: int) -> None:
+    """Which version scored the step's events after the rollback (output topic)."""
+    at_ms = dt.datetime.fromisoformat(rolled.at).timestamp() * 1000
+    after = [r.value for r in scored if r.value["scored_at"] >= at_ms]
+    by_version = Counter(v["model"]["version"] for v in after)
+    late = [v["scored_at"] for v in after if v["model"]["version"] == bad]
+    tail = (
+        f"the last v{bad} prediction was scored {(max(late) - at_ms) / 1000:.2f} s after it "
+        "(workers swap within a second)"
+        if late
+        else f"none by v{bad}"
+    )
+    console.print(
+        "after the rollback: "
+        + ", ".join(f"v{v} scored {n:,}" for v, n in sorted(by_version.items()))
+        + f"; {tail}; production is v{rolled.to_version} again"
     )
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [jsonio.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
-
-
-class DemoWaitFailed(StreamscoreError):
-    """A demo step did not see its results in time, or the workers exited."""
 
 
 def _id_of(record: Any) -> Any:
@@ -266,8 +457,11 @@ def _source_of(record: Any) -> tuple[int, int] | None:
         return None
 
 
-def _workers_check(workers: subprocess.Popen[bytes], cfg: Config) -> Callable[[], None]:
-    """A check that raises :class:`DemoWaitFailed` once the workers' supervisor has exited."""
+def _alive_check(
+    workers: subprocess.Popen[bytes], monitor: subprocess.Popen[bytes], cfg: Config
+) -> Callable[[], None]:
+    """A check that raises :class:`DemoWaitFailed` once the workers' supervisor or the monitor
+    has exited."""
 
     def check() -> None:
         code = workers.poll()
@@ -275,6 +469,12 @@ def _workers_check(workers: subprocess.Popen[bytes], cfg: Config) -> Callable[[]
             raise DemoWaitFailed(
                 f"the workers' supervisor exited (code {code}) before the demo's events were "
                 f"scored; see {cfg.worker.log_dir / 'supervisor.log'} and worker-*.log there"
+            )
+        code = monitor.poll()
+        if code is not None:
+            raise DemoWaitFailed(
+                f"the monitor exited (code {code}) before it rolled the bad version back; see "
+                f"{cfg.worker.log_dir / 'monitor.log'}"
             )
 
     return check

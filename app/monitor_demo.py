@@ -1,7 +1,8 @@
 """``python -m app.monitor_demo``: the monitor rolls a bad version back, in about a minute.
 
 1. start an embedded broker on a free port (owned by the demo, stopped at the end) and write a
-   demo config into ``--dir`` with short windows (3 s) and small guards (50 labels per window);
+   demo config into ``--dir`` with short windows (3 s) and small guards (50 labels per window):
+   :data:`app.rollback_demo.MONITOR_SETTINGS`, as ``streamscore demo`` uses;
 2. register v1, a logistic regression on scikit-learn's breast-cancer set, and promote it; register
    v2, the same model fitted on flipped labels: deliberately bad, registered without the gate;
 3. start a worker (``streamscore worker``) and the monitor (``streamscore monitor``) as processes;
@@ -14,18 +15,25 @@
 from __future__ import annotations
 
 import argparse
-import collections
+import random
 import shutil
 import subprocess
 import sys
-import threading
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from app.rollback_demo import (
+    LIVE_COLUMNS,
+    MONITOR_SETTINGS,
+    DelayedLabels,
+    DemoWaitFailed,
+    LabelledStream,
+    live_rows,
+    monitor_quality,
+    register_breast_cancer,
+    wait_for_rollback,
+)
 from streamscore import jsonio
 
 RATE_PER_S = 100
@@ -59,14 +67,10 @@ def _config(bootstrap: str, http_port: int, monitor_port: int) -> dict[str, Any]
         "worker": {"log_dir": "log", "reload_poll_ms": 100, "max_wait_ms": 20},
         "http": {"enabled": True, "port": http_port},
         "monitor": {
+            **MONITOR_SETTINGS,
             "group_id": f"{run}.monitor",
             "state_path": "monitor/join.sqlite",
-            "window_s": 3,
-            "label_wait_s": 600,
-            "min_labels_per_window": 50,
-            "consecutive_windows": 3,
             "cooldown_s": 120,
-            "evaluate_interval_ms": 500,
             "port": monitor_port,
         },
     }
@@ -84,37 +88,12 @@ def _toml(tables: dict[str, dict[str, Any]]) -> str:
 
 
 def _register(cfg: Any) -> tuple[int, int]:
-    from sklearn.datasets import load_breast_cancer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import accuracy_score, log_loss
-    from sklearn.model_selection import train_test_split
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+    from model_store import ModelStore
 
-    from model_store import FeatureSpec, ModelStore
-
-    data = load_breast_cancer()
-    names = [n.replace(" ", "_") for n in data.feature_names]
-    X_train, X_test, y_train, y_test = train_test_split(
-        data.data, data.target, test_size=0.2, random_state=0
-    )
     store = ModelStore.from_config(cfg)
     versions = []
     for flipped in (False, True):
-        model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000))
-        model.fit(X_train, 1 - y_train if flipped else y_train)
-        proba = model.predict_proba(X_test)
-        manifest = store.register(
-            model,
-            task="classification",
-            features=[FeatureSpec(n, "float") for n in names],
-            classes=[0, 1],
-            metrics={
-                "accuracy": float(accuracy_score(y_test, proba.argmax(axis=1))),
-                "log_loss": float(log_loss(y_test, proba)),
-            },
-            estimator="LogisticRegression" + (" fitted on flipped labels" if flipped else ""),
-        )
+        manifest = register_breast_cancer(store, flipped=flipped)
         versions.append(manifest.version)
         _say(
             f"registered v{manifest.version}"
@@ -125,65 +104,28 @@ def _register(cfg: Any) -> tuple[int, int]:
     return versions[0], versions[1]
 
 
-class _Publisher:
-    """Events at a fixed rate; each event's label ``LABEL_DELAY_S`` later."""
+def _events() -> list[dict[str, Any]]:
+    """The breast-cancer rows as events, each with its known ``label``."""
+    from sklearn.datasets import load_breast_cancer
 
-    def __init__(self, cfg: Any) -> None:
-        from kafka import KafkaProducer
-        from sklearn.datasets import load_breast_cancer
+    from training.demo_data import snake_case
 
-        from streamscore.kafka_admin import client_kwargs
-
-        data = load_breast_cancer()
-        self.names = [n.replace(" ", "_") for n in data.feature_names]
-        self.X, self.y = data.data, data.target
-        self.cfg = cfg
-        self.producer = KafkaProducer(**client_kwargs(cfg.kafka), linger_ms=5)
-        self.stop = threading.Event()
-        self.sent = 0
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        k = self.cfg.kafka
-        due: collections.deque[tuple[float, bytes, bytes]] = collections.deque()
-        started = time.monotonic()
-        rng = np.random.default_rng(0)
-        while not self.stop.is_set():
-            now = time.monotonic()
-            while self.sent < (now - started) * RATE_PER_S:
-                row = int(rng.integers(len(self.y)))
-                key = f"ev-{self.sent}".encode()
-                body = {
-                    "id": key.decode(),
-                    **dict(zip(self.names, self.X[row].tolist(), strict=True)),
-                }
-                self.producer.send(k.input_topic, jsonio.dumps(body), key=key)
-                label = {"id": key.decode(), "label": int(self.y[row])}
-                due.append((now + LABEL_DELAY_S, key, jsonio.dumps(label)))
-                self.sent += 1
-            while due and due[0][0] <= now:
-                _, key, value = due.popleft()
-                self.producer.send(k.labels_topic, value, key=key)
-            time.sleep(0.01)
-        self.producer.flush(timeout=10)
-        self.producer.close(timeout=5)
-
-
-def _quality(port: int) -> dict[str, Any]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/quality", timeout=2) as r:
-            data: dict[str, Any] = jsonio.loads(r.read())
-            return data
-    except OSError:
-        return {}
+    data = load_breast_cancer()
+    names = [snake_case(n) for n in data.feature_names]
+    return [
+        {**dict(zip(names, row.tolist(), strict=True)), "label": int(label)}
+        for row, label in zip(data.data, data.target, strict=True)
+    ]
 
 
 def run(folder: Path) -> int:
+    from kafka import KafkaProducer
+
     from broker import EmbeddedBroker, free_port
     from model_store import ModelStore
     from model_store.release import promote_and_announce
     from streamscore.config import load_config
-    from streamscore.kafka_admin import ensure_topics
+    from streamscore.kafka_admin import client_kwargs, ensure_topics
 
     if folder.exists():
         shutil.rmtree(folder)  # the demo's own folder: models, state and logs of the last run
@@ -208,47 +150,47 @@ def run(folder: Path) -> int:
             )
             for name in ("worker", "monitor")
         ]
-        publisher = _Publisher(cfg)
+        delayed = DelayedLabels(cfg.kafka, cfg.kafka.labels_topic, LABEL_DELAY_S)
+        producer = KafkaProducer(**client_kwargs(cfg.kafka), linger_ms=5)
+        events = _events()
+        random.Random(0).shuffle(events)
+        stream = LabelledStream(
+            producer, cfg.kafka.input_topic, events, delayed, rate=RATE_PER_S, prefix="ev"
+        )
         try:
             _say(f"worker and monitor started (logs in {logs}); monitor on :{monitor_port}")
-            publisher.thread.start()
+            stream.start()
             _say(f"publishing {RATE_PER_S} events/s, each label {LABEL_DELAY_S:g} s later")
             time.sleep(V1_SECONDS)
             event = promote_and_announce(
                 store, cfg.kafka, bad, "production", reason="demo: promoted by hand, no gate"
             ).event
             _say(f"promoted v{event.to_version} by hand (production was v{event.from_version})")
-            deadline = time.monotonic() + TIMEOUT_S
-            rolled = None
-            while time.monotonic() < deadline:
-                last = store.history("production")[-1]
-                if last.action == "rollback":
-                    rolled = last
-                    break
-                time.sleep(0.5)
-            if rolled is None:
-                _say(f"no automatic rollback within {TIMEOUT_S:g} s: see {logs}/monitor.out")
+            try:
+                rolled = wait_for_rollback(
+                    store, "production", bad, TIMEOUT_S, logs=f"{logs}/monitor.out"
+                )
+            except DemoWaitFailed as exc:
+                _say(str(exc))
                 return 1
             _say(f"AUTOMATIC ROLLBACK v{rolled.from_version} -> v{rolled.to_version}")
             _say(f"reason: {rolled.reason}")
-            before = _quality(monitor_port).get("versions", {})
+            before = monitor_quality(monitor_port).get("versions", {})
             time.sleep(3.0)
-            after = _quality(monitor_port).get("versions", {})
-            for version in sorted(after, key=int):
-                live = after[version]
-                _say(
-                    f"v{version} live: accuracy {live.get('accuracy') or 0:.3f}, log loss "
-                    f"{live.get('log_loss') or 0:.3f}, ROC AUC {live.get('roc_auc') or 0:.3f}, "
-                    f"{live['labelled']:,} labelled of {live['predictions']:,} predictions"
-                )
+            quality = monitor_quality(monitor_port)
+            after = quality.get("versions", {})
+            for row in live_rows(quality, store):
+                cells = dict(zip(LIVE_COLUMNS, row.cells(), strict=True))
+                _say(", ".join(f"{k} {v}" for k, v in cells.items()))
             grown = {
                 v: after[v]["predictions"] - before.get(v, {}).get("predictions", 0) for v in after
             }
             _say(f"predictions in the 3 s after the rollback, by version: {grown}")
             return 0 if rolled.to_version == good else 1
         finally:
-            publisher.stop.set()
-            publisher.thread.join(timeout=15)
+            stream.stop()
+            producer.close(timeout=5)
+            delayed.close()
             for child in children:
                 child.terminate()
             for child in children:

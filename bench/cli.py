@@ -59,7 +59,11 @@ ONLY = {
     "latency-confluent": ("latency-confluent",),
     "hotswap": ("hotswap",),
     "idle": ("idle",),
+    "monitor": ("monitor",),
 }
+#: ``python -m bench.monitor`` sizes: pending predictions (the disk target is for 1,000,000),
+#: labels joined in-process, labels end to end on the broker; (full run, --quick).
+MONITOR_SIZES = {False: (1_000_000, 200_000, 100_000), True: (1_000_000, 100_000, 20_000)}
 #: Length of one idle-CPU measurement.
 IDLE_S = 20.0
 #: Throughput runs ignore the events done in the first WARMUP_S seconds (or first 10 %).
@@ -197,6 +201,7 @@ class Bench:
             "latency-eos": {},
             "hotswap": {},
             "idle": {},
+            "monitor": {},
             "errors": [],
             "skipped": {},
         }
@@ -489,6 +494,52 @@ class Bench:
                 )
                 self.save()
 
+    def monitor(self) -> None:
+        """``python -m bench.monitor`` in a process of its own (its RSS is the monitor's): labels
+        joined per second in-process and end to end on this broker, disk for the pending
+        predictions, peak RSS."""
+        predictions, labels, kafka = MONITOR_SIZES[bool(self.args.quick)]
+        entry = self.results["monitor"].setdefault("join", {"runs": []})
+        for run in range(self.args.runs):
+            folder = self.work / f"monitor-{run}"
+            folder.mkdir(parents=True, exist_ok=True)
+            out = folder / "result.json"
+            say(
+                f"monitor (run {run + 1}/{self.args.runs}): {predictions:,} pending predictions, "
+                f"{labels:,} labels in-process, {kafka:,} end to end ..."
+            )
+            cmd = [
+                sys.executable,
+                "-m",
+                "bench.monitor",
+                "--predictions",
+                str(predictions),
+                "--labels",
+                str(labels),
+                "--kafka",
+                str(kafka),
+                "--bootstrap",
+                self.bootstrap,
+                "--dir",
+                str(folder),
+                "--json",
+                str(out),
+            ]
+            code, tail = run_child(cmd, log_path=folder / "monitor.log", timeout_s=900.0)
+            if not out.exists():
+                self._record_error(
+                    f"monitor run {run + 1}", RuntimeError(f"exit {code}; log tail: {tail}")
+                )
+                continue
+            result = json.loads(out.read_text())
+            entry["runs"].append(result)
+            say(
+                f"  {result['labels_per_s']:,.0f} labels/s in-process, "
+                f"{result['kafka_labels_per_s']:,.0f} end to end; {result['disk_mb']:.0f} MB for "
+                f"{predictions:,} pending; peak RSS {result['kafka_peak_rss_mib']:.0f} MiB"
+            )
+            self.save()
+
     def save(self) -> None:
         self.results["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
         report.write(self.results, self.args.out, final=False)
@@ -552,6 +603,8 @@ def main(argv: list[str] | None = None) -> int:
                 bench.idle()
             if "hotswap" in args.sections:
                 bench.hotswap()
+            if "monitor" in args.sections:
+                bench.monitor()
             r["duration_s"] = round(time.monotonic() - started, 1)
             r["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
             text = report.write(r, args.out, final=True)

@@ -14,10 +14,13 @@ Measures, in a temporary folder:
 On a shared machine the wall-clock rate depends on the load: the CPU-second rate and the load
 average are printed next to it.
 
-``--kafka N`` also runs the whole service end to end on an embedded broker (free port): N
+``--kafka N`` also runs the whole service end to end on ``--bootstrap`` (fresh uuid topics; default
+an embedded broker of its own on a free port): N
 predictions and their N labels are published first (confluent-kafka, so the producer is not the
 limit), then :class:`monitor.service.MonitorService` runs in this process until every label is
 joined; the rate is labels joined per second of its run (it consumes the N predictions too).
+
+``--json PATH`` writes the numbers too (``python -m bench --only monitor`` reads them).
 
 Targets (issue 16): 1,000,000 pending predictions in at most 300 MB; at least 20,000 labels/s.
 """
@@ -25,6 +28,7 @@ Targets (issue 16): 1,000,000 pending predictions in at most 300 MB; at least 20
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import sys
@@ -105,69 +109,89 @@ def measure(
     }
 
 
-def measure_kafka(n: int, folder: Path) -> dict[str, float]:
+def measure_kafka(n: int, folder: Path, bootstrap: str = "") -> dict[str, float]:
+    """End to end on ``bootstrap`` (fresh uuid topics), or on an embedded broker of its own."""
+    from broker import EmbeddedBroker, free_port
+
+    if bootstrap:
+        return _measure_kafka(n, folder, bootstrap)
+    with EmbeddedBroker(host="127.0.0.1", port=free_port(), run_dir=folder / "broker") as broker:
+        return _measure_kafka(n, folder, broker.address)
+
+
+def _measure_kafka(n: int, folder: Path, bootstrap: str) -> dict[str, float]:
     import threading
+    import uuid
 
     from confluent_kafka import Producer
 
-    from broker import EmbeddedBroker, free_port
     from monitor.service import MonitorService
     from streamscore import jsonio
     from streamscore.config import config_from_dict
     from streamscore.kafka_admin import ensure_topics
 
-    with EmbeddedBroker(host="127.0.0.1", port=free_port(), run_dir=folder / "broker") as broker:
-        cfg = config_from_dict(
-            {
-                "kafka": {"bootstrap_servers": broker.address, "request_timeout_ms": 30000},
-                "model_store": {"root": str(folder / "models"), "model_name": "bench"},
-                "monitor": {
-                    "state_path": str(folder / "kafka-join.sqlite"),
-                    "port": 0,
-                    "evaluate_interval_ms": 200,
+    run = f"bench-monitor-{uuid.uuid4().hex[:8]}"
+    cfg = config_from_dict(
+        {
+            "kafka": {
+                "bootstrap_servers": bootstrap,
+                "request_timeout_ms": 30000,
+                **{
+                    f"{t}_topic": f"{run}.{t}"
+                    for t in ("input", "output", "dead_letter", "control", "labels")
                 },
+                "quality_topic": f"{run}.quality",
+                "monitoring_topic": f"{run}.monitoring",
             },
-            environ={},
-            base_dir=folder,
+            "model_store": {"root": str(folder / "models"), "model_name": "bench"},
+            "monitor": {
+                "group_id": f"{run}.monitor",
+                "state_path": str(folder / "kafka-join.sqlite"),
+                "port": 0,
+                "evaluate_interval_ms": 200,
+            },
+        },
+        environ={},
+        base_dir=folder,
+    )
+    k = cfg.kafka
+    ensure_topics(k)
+    ensure_topics(k, [k.labels_topic])
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20})
+    now = int(time.time() * 1000)
+    for i in range(n):
+        key = f"evt-{i:08d}".encode()
+        p1 = (i % 100) / 100
+        body = {
+            "id": key.decode(),
+            "prediction": int(p1 >= 0.5),
+            "probabilities": {"0": 1 - p1, "1": p1},
+            "model": {"name": "bench", "version": 1},
+            "scored_at": now,
+        }
+        producer.produce(k.output_topic, jsonio.dumps(body), key=key)
+        producer.produce(
+            k.labels_topic, jsonio.dumps({"id": key.decode(), "label": i % 2}), key=key
         )
-        k = cfg.kafka
-        ensure_topics(k)
-        ensure_topics(k, [k.labels_topic])
-        producer = Producer({"bootstrap.servers": broker.address, "linger.ms": 20})
-        now = int(time.time() * 1000)
-        for i in range(n):
-            key = f"evt-{i:08d}".encode()
-            p1 = (i % 100) / 100
-            body = {
-                "id": key.decode(),
-                "prediction": int(p1 >= 0.5),
-                "probabilities": {"0": 1 - p1, "1": p1},
-                "model": {"name": "bench", "version": 1},
-                "scored_at": now,
-            }
-            producer.produce(k.output_topic, jsonio.dumps(body), key=key)
-            producer.produce(
-                k.labels_topic, jsonio.dumps({"id": key.decode(), "label": i % 2}), key=key
-            )
-            if i % 10_000 == 0:
-                producer.flush()
-        producer.flush()
-        service = MonitorService(cfg)
-        stop = threading.Event()
-        thread = threading.Thread(target=service.run, args=(stop,), daemon=True)
-        started = time.perf_counter()
-        cpu_started = time.process_time()
-        thread.start()
-        joined = 0
-        while time.perf_counter() - started < 600:
-            joined = int(service.snapshot().get("counters", {}).get("joined", 0))
-            if joined >= n:
-                break
-            time.sleep(0.05)
-        elapsed = time.perf_counter() - started
-        cpu = time.process_time() - cpu_started
-        stop.set()
-        thread.join(timeout=30)
+        if i % 10_000 == 0:
+            producer.flush()
+    producer.flush()
+    service = MonitorService(cfg)
+    stop = threading.Event()
+    thread = threading.Thread(target=service.run, args=(stop,), daemon=True)
+    started = time.perf_counter()
+    cpu_started = time.process_time()
+    thread.start()
+    joined = 0
+    while time.perf_counter() - started < 600:
+        joined = int(service.snapshot().get("counters", {}).get("joined", 0))
+        if joined >= n:
+            break
+        time.sleep(0.05)
+    elapsed = time.perf_counter() - started
+    cpu = time.process_time() - cpu_started
+    stop.set()
+    thread.join(timeout=30)
     return {
         "kafka_labels": n,
         "kafka_joined": joined,
@@ -185,11 +209,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--hours", type=int, default=24)
     p.add_argument("--dir", type=Path, default=None, help="where the sqlite file goes (tmp)")
     p.add_argument("--kafka", type=int, default=0, help="also end to end with N labels")
+    p.add_argument(
+        "--bootstrap", default="", help="broker for --kafka (default: an embedded one of its own)"
+    )
+    p.add_argument("--json", type=Path, default=None, help="also write the numbers here")
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         out = measure(args.predictions, args.labels, args.batch, args.hours, Path(tmp))
         if args.kafka:
-            out |= measure_kafka(args.kafka, Path(tmp))
+            out |= measure_kafka(args.kafka, Path(tmp), args.bootstrap)
+    if args.json is not None:
+        args.json.write_text(json.dumps(out, indent=2))
     print(
         f"join state: {out['predictions']:,.0f} pending predictions in {out['disk_mb']:.1f} MB "
         f"({out['bytes_per_prediction']:.0f} B each; target <= 300 MB), inserted at "

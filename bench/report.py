@@ -125,6 +125,22 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
         out.setdefault("idle", {})[transport] = median(
             [r.get("cpu_percent") for r in entry.get("runs", [])]
         )
+    monitor_runs = results.get("monitor", {}).get("join", {}).get("runs", [])
+    if monitor_runs:
+        out["monitor"] = {
+            key: median([r.get(key) for r in monitor_runs])
+            for key in (
+                "labels_per_s",
+                "labels_per_cpu_s",
+                "kafka_labels_per_s",
+                "disk_mb",
+                "bytes_per_prediction",
+                "predictions",
+                "kafka_peak_rss_mib",
+                "peak_rss_mib",
+            )
+        }
+        out["monitor"]["runs"] = len(monitor_runs)
     for pair, entry in results.get("hotswap", {}).items():
         swaps = entry.get("runs", [])
         if not swaps:
@@ -242,6 +258,32 @@ def table(results: dict[str, Any], summary: dict[str, Any]) -> str:
             cell = f"{_n(hs['every_worker_ms'])} (first worker {_n(hs['first_worker_ms'])})"
             row(title, [cell, "", ""] + ["", "", ""] * (len(keys) - 1))
 
+    mon = summary.get("monitor") or {}
+    if mon:
+        section(
+            "`streamscore monitor`: label join, one process (median of runs; "
+            "second column: the issue 16 target)"
+        )
+        pad = [""] * (len(header) - 3)
+        row(
+            "labels joined per second, in-process (sqlite join state, batches of 5,000)",
+            [_n(mon["labels_per_s"]), "≥ 20,000", *pad],
+        )
+        row(
+            "labels joined per second end to end on the broker (the service, consuming the "
+            "predictions too)",
+            [_n(mon["kafka_labels_per_s"]), "≥ 20,000", *pad],
+        )
+        row(
+            f"disk for {_n(mon['predictions'])} pending predictions, MB "
+            f"({_n(mon['bytes_per_prediction'])} B each)",
+            [f"{mon['disk_mb']:,.0f}", "≤ 300", *pad],
+        )
+        row(
+            "peak RSS of that process (VmHWM: the in-process join, then the service), MiB",
+            [_n(mon["kafka_peak_rss_mib"]), "", *pad],
+        )
+
     rss = summary["rss_mib"]
     alone = results.get("model_alone", {})
     if rss or alone:
@@ -329,6 +371,13 @@ def details(results: dict[str, Any]) -> str:
     for transport, entry in results.get("idle", {}).items():
         values = ", ".join(f"{r['cpu_percent']:.2f} %" for r in entry.get("runs", []))
         lines.append(f"- idle CPU, {transport}, per run: {values}")
+    for r in results.get("monitor", {}).get("join", {}).get("runs", []):
+        lines.append(
+            f"- monitor: {r['labels_per_s']:,.0f} labels/s in-process "
+            f"({r['labels_per_cpu_s']:,.0f} per CPU second, load average "
+            f"{r['load_average']:.1f}), {r['kafka_labels_per_s']:,.0f} end to end, "
+            f"{r['disk_mb']:.0f} MB, peak RSS {r['kafka_peak_rss_mib']:.0f} MiB"
+        )
     for pair, entry in results.get("hotswap", {}).items():
         runs = entry.get("runs", [])
         values = ", ".join(

@@ -96,14 +96,48 @@ def _reachable(bootstrap: str, timeout_s: float = 0.5) -> bool:
     return False
 
 
-class ControlListener:
-    """Reads the control topic from its end in a thread and calls ``on_notice`` for each notice."""
+#: A topic another service creates (the monitor's quality topic) is looked for again this often.
+TOPIC_RECHECK_S = 5.0
 
-    def __init__(self, kafka: KafkaConfig, on_notice: Callable[[dict[str, Any]], None]) -> None:
+
+def seek_to_time(consumer: Any, tps: list[TopicPartition], since: float) -> None:
+    """Start at the first record at or after ``since`` (epoch seconds); from the beginning if
+    the broker cannot look offsets up by time."""
+    try:
+        found = consumer.offsets_for_times({tp: int(since * 1000) for tp in tps})
+    except Exception:  # noqa: BLE001 - a broker without the lookup: read all and filter
+        consumer.seek_to_beginning(*tps)
+        return
+    for tp in tps:
+        hit = found.get(tp)
+        if hit is not None:
+            consumer.seek(tp, hit.offset)
+        else:  # nothing that recent in this partition
+            consumer.seek_to_end(tp)
+
+
+class ControlListener:
+    """Reads the control topic from its end in a thread and calls ``on_notice`` for each notice.
+
+    ``topic`` reads another topic of JSON records the same way (the monitor's quality topic);
+    one that does not exist yet is looked for every :data:`TOPIC_RECHECK_S` (never created
+    here). ``since_s`` starts that many seconds back instead of at the end."""
+
+    def __init__(
+        self,
+        kafka: KafkaConfig,
+        on_notice: Callable[[dict[str, Any]], None],
+        *,
+        topic: str = "",
+        since_s: float | None = None,
+    ) -> None:
         self.kafka = kafka
         self.on_notice = on_notice
+        self.topic = topic or kafka.control_topic
+        self.since_s = since_s
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="control-listener", daemon=True)
+        name = "control-listener" if self.topic == kafka.control_topic else f"{self.topic}-reader"
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def start(self) -> None:
         self._thread.start()
@@ -112,20 +146,35 @@ class ControlListener:
         self._stop.set()
         self._thread.join(timeout=5)
 
+    def _open(self) -> Any | None:
+        """A consumer assigned to every partition of the topic, at its start position; None
+        while a topic that is not the control topic does not exist."""
+        consumer = KafkaConsumer(
+            **client_kwargs(self.kafka),
+            enable_auto_commit=False,
+            allow_auto_create_topics=False,  # created with 1 partition, not 4
+        )
+        partitions = consumer.partitions_for_topic(self.topic)
+        if not partitions and self.topic != self.kafka.control_topic:
+            consumer.close()
+            return None
+        tps = [TopicPartition(self.topic, p) for p in sorted(partitions or {0})]
+        consumer.assign(tps)
+        if self.since_s is None:
+            consumer.seek_to_end(*tps)
+        else:
+            seek_to_time(consumer, tps, time.time() - self.since_s)
+        return consumer
+
     def _run(self) -> None:
         consumer: Any = None
         while not self._stop.is_set():
             try:
                 if consumer is None:
-                    consumer = KafkaConsumer(
-                        **client_kwargs(self.kafka),
-                        enable_auto_commit=False,
-                        allow_auto_create_topics=False,  # created with 1 partition, not 4
-                    )
-                    partitions = consumer.partitions_for_topic(self.kafka.control_topic) or {0}
-                    tps = [TopicPartition(self.kafka.control_topic, p) for p in partitions]
-                    consumer.assign(tps)
-                    consumer.seek_to_end(*tps)
+                    consumer = self._open()
+                    if consumer is None:
+                        self._stop.wait(TOPIC_RECHECK_S)
+                        continue
                 for records in consumer.poll(timeout_ms=200).values():
                     for record in records:
                         try:
@@ -135,7 +184,7 @@ class ControlListener:
                         if isinstance(notice, dict):
                             self.on_notice(notice)
             except Exception as exc:  # noqa: BLE001
-                log.warning("control topic listener: %s; retrying", exc)
+                log.warning("%s listener: %s; retrying", self.topic, exc)
                 if consumer is not None:
                     consumer.close()
                     consumer = None

@@ -82,13 +82,30 @@ def test_prometheus_scrapes_the_compose_services():
         assert target.split(":")[0] in compose["services"]
 
 
-def dashboard_metrics() -> set[str]:
+MONITOR_JOB = "streamscore-monitor"
+JOB = re.compile(r'\bjob="([^"]+)"')
+
+
+def dashboard_expressions() -> list[str]:
     dashboard = json.loads((DEPLOY / "grafana" / "streamscore-dashboard.json").read_text())
+    return [t["expr"] for panel in dashboard["panels"] for t in panel.get("targets", [])]
+
+
+def dashboard_metrics(*, monitor: bool = False) -> set[str]:
+    """Metrics the dashboard queries from the workers and the trainer, or (``monitor``) from
+    ``streamscore monitor``: the expressions that select ``job="streamscore-monitor"``."""
     names = set()
-    for panel in dashboard["panels"]:
-        for target in panel["targets"]:
-            names |= set(METRIC.findall(target["expr"]))
+    for expr in dashboard_expressions():
+        if (MONITOR_JOB in JOB.findall(expr)) == monitor:
+            names |= set(METRIC.findall(expr))
     return names
+
+
+def test_dashboard_selects_only_jobs_prometheus_scrapes():
+    config = yaml.safe_load((DEPLOY / "prometheus.yml").read_text())
+    jobs = {job["job_name"] for job in config["scrape_configs"]}
+    used = {job for expr in dashboard_expressions() for job in JOB.findall(expr)}
+    assert MONITOR_JOB in used and used <= jobs
 
 
 def test_dockerfile_copies_every_package_the_project_installs():

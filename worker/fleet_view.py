@@ -21,6 +21,7 @@ from kafka.structs import TopicPartition
 
 from streamscore import jsonio
 from streamscore.config import KafkaConfig
+from streamscore.control import seek_to_time
 from streamscore.exceptions import BrokerError
 from streamscore.kafka_admin import client_kwargs, unreachable
 from worker.fleet import MEMBER_STATUS
@@ -170,7 +171,7 @@ def _records_since(
             return []
         tps = [TopicPartition(topic, p) for p in sorted(numbers)]
         consumer.assign(tps)
-        _seek_to_time(consumer, tps, since)
+        seek_to_time(consumer, tps, since)
         out: list[dict[str, Any]] = []
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -186,22 +187,6 @@ def _records_since(
         )
     finally:
         consumer.close()
-
-
-def _seek_to_time(consumer: Any, tps: list[TopicPartition], since: float) -> None:
-    """Start at the first record at or after ``since``; from the beginning if the broker
-    cannot look offsets up by time."""
-    try:
-        found = consumer.offsets_for_times({tp: int(since * 1000) for tp in tps})
-    except Exception:  # noqa: BLE001 - a broker without the lookup: read all and filter
-        consumer.seek_to_beginning(*tps)
-        return
-    for tp in tps:
-        hit = found.get(tp)
-        if hit is not None:
-            consumer.seek(tp, hit.offset)
-        else:  # nothing that recent in this partition
-            consumer.seek_to_end(tp)
 
 
 def _caught_up(consumer: Any, tp: TopicPartition) -> bool:

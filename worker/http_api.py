@@ -31,6 +31,7 @@ from streamscore.http_common import (
     require_admin,
 )
 from worker.fleet_view import FleetBook
+from worker.live_quality import LiveQualityBook
 from worker.processor import Outcome, ServingModel, score_events
 from worker.reloader import ReloadEvent
 from worker.status import WorkerStatus
@@ -39,6 +40,7 @@ MAX_PREDICT_EVENTS = 10_000
 
 STATIC_FILES = {
     "status.js": "text/javascript; charset=utf-8",
+    "quality.js": "text/javascript; charset=utf-8",
     "chart.umd.min.js": "text/javascript; charset=utf-8",
     "status.css": "text/css; charset=utf-8",
 }
@@ -84,6 +86,9 @@ class WorkerView(Protocol):
 
     @property
     def fleet(self) -> FleetBook: ...
+
+    @property
+    def live_quality(self) -> LiveQualityBook: ...
 
     def member_record(self, state: str | None = None) -> dict[str, Any]: ...
 
@@ -198,6 +203,7 @@ class _Handlers:
                 "self": own,
                 "classes": list(model.manifest.classes or ()) if model is not None else [],
                 **self.worker.fleet.fleet(own).to_dict(),
+                "quality": self.worker.live_quality.to_dict(),
             }
         )
 

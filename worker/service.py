@@ -52,6 +52,8 @@ from worker.fleet import (
     member_record,
 )
 from worker.fleet_view import FleetBook, gone_after_s
+from worker.live_quality import LOOKBACK_S as QUALITY_LOOKBACK_S
+from worker.live_quality import LiveQualityBook
 from worker.membership import FenceWatch, Membership, instance_name, plan_membership
 from worker.metrics import WorkerMetrics
 from worker.pacing import BatchPacer
@@ -121,6 +123,9 @@ class ScoringWorker:
         self.activity = RecentActivity()
         self.identity = MemberIdentity(self.worker_id, cfg.kafka.group_id, index)
         self.fleet = FleetBook(cfg.kafka.group_id, gone_after_s(cfg.kafka, w.status_interval_ms))
+        self.live_quality = LiveQualityBook(
+            cfg.model_store.model_name, lambda v: self.store.manifest(v).metrics
+        )
         self.model: ServingModel | None = None
         self._stop = threading.Event()
         self.batcher = Batcher(BatchLimits.from_config(w), self._stop, self._on_ownership)
@@ -171,6 +176,7 @@ class ScoringWorker:
         self.reloader.start()
         control = ControlListener(cfg.kafka, self._on_notice)
         control.start()
+        quality = self._start_quality_reader()
         reporter = self._start_reporting()
         try:
             if not self.reloader.wait_for_model(self._stop):
@@ -184,6 +190,8 @@ class ScoringWorker:
             if reporter is not None:
                 reporter.stop()
             control.stop()
+            if quality is not None:
+                quality.stop()
             self.reloader.stop()
             log.info(
                 "worker %s stopped: %d scored, %d dead letters",
@@ -400,6 +408,22 @@ class ScoringWorker:
         )
         reporter.start()
         return reporter
+
+    # ------------------------------------------------------------------ live quality
+
+    def _start_quality_reader(self) -> ControlListener | None:
+        """With the status page on: the monitor's quality records into ``self.live_quality``
+        (shown per version next to the held-out metrics; :mod:`worker.live_quality`)."""
+        if not self.cfg.http.enabled:
+            return None
+        reader = ControlListener(
+            self.cfg.kafka,
+            self.live_quality.add,
+            topic=self.cfg.kafka.quality_topic,
+            since_s=QUALITY_LOOKBACK_S,
+        )
+        reader.start()
+        return reader
 
     # ------------------------------------------------------------------ callbacks
 

@@ -252,6 +252,11 @@ class DemoConfig:
     holdout_fraction: float = _opt(0.2, min=0.01, max=0.9)
     backlog_repeat: int = _opt(100, min=1, max=100_000, doc="the held-back rows, this many times")
     wait_timeout_ms: int = _opt(180_000, min=1, max=3_600_000, doc="longest wait for results")
+    label_delay_ms: int = _opt(1000, min=0, max=600_000, doc="each event's label this much later")
+    monitor_window_s: int = _opt(3, min=1, max=3600, doc="the demo monitor's window_s")
+    monitor_min_labels: int = _opt(
+        50, min=1, max=1_000_000, doc="the demo monitor's min_labels_per_window"
+    )
 
 
 @dataclass(frozen=True)

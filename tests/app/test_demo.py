@@ -1,4 +1,5 @@
-"""``streamscore demo`` reports only what it ran, twice in a row on one broker, and fails loudly."""
+"""``streamscore demo`` reports only what it ran, twice in a row on one broker, shows the monitor
+rolling a bad version back, and fails loudly."""
 
 from __future__ import annotations
 
@@ -41,12 +42,24 @@ def test_demo_twice_in_a_row_on_one_broker_prints_each_runs_own_numbers(config_f
         assert re.search(r"│ scored\s+│\s+342 │", out), out
         assert re.search(r"│ total published\s+│\s+345 │", out), out
         assert "every streamed event scored: 8,000 ids" in out, out
+        # Step 8: the bad version (3, then 6) is rolled back to B (2, then 5) by the monitor,
+        # which compared its live accuracy with B's live accuracy, and says so with the numbers.
+        bad, good = 3 * number, 3 * number - 1
+        assert f"AUTOMATIC ROLLBACK v{bad} -> v{good}" in out, out
+        reason = re.search(
+            r"reason: monitor: live accuracy (0\.\d+) vs (0\.\d+) of v(\d+) over 3 ", out
+        )
+        assert reason, out
+        assert float(reason.group(1)) < 0.2 < 0.9 < float(reason.group(2)), reason.group(0)
+        assert int(reason.group(3)) == good
+        assert f"production is v{good} again" in out, out
     assert ids[0] != ids[1]
-    # The second run trained versions 3 and 4, and its swap table shows only its own versions.
+    # The second run trained versions 4 and 5 (and 6, the bad one), and its swap table and its
+    # live metrics show only its own versions.
     second = runs[1].stdout
-    assert "version 3: gate passed" in second and "version 4 registered" in second
-    swap = second[second.index("mid-stream swap") :]
-    assert "v1 " not in swap and "v2 " not in swap, swap
+    assert "version 4: gate passed" in second and "version 5 registered" in second
+    swap = second[second.index("mid-stream swap") : second.index("9. stop")]
+    assert not re.search(r"\bv[123]\b", swap), swap
 
 
 def test_demo_whose_wait_times_out_fails_naming_what_it_waited_for(config_factory):

@@ -590,3 +590,14 @@ def test_max_message_bytes_and_poll_budget_out_of_range_name_the_key_and_the_ran
     assert ">= 16384" in str(err.value)
     with pytest.raises(ConfigError, match=r"\[worker\] poll_budget_fraction = 1\.5.*<= 0\.9"):
         load_config(write(tmp_path, "[worker]\npoll_budget_fraction = 1.5\n"))
+
+
+def test_demo_monitor_knobs_out_of_range_name_the_key_and_the_range(tmp_path):
+    with pytest.raises(ConfigError, match=r"\[demo\] monitor_window_s = 0.*>= 1"):
+        load_config(write(tmp_path, "[demo]\nmonitor_window_s = 0\n"), environ={})
+    with pytest.raises(ConfigError, match=r"\[demo\] monitor_min_labels = 0.*>= 1"):
+        load_config(write(tmp_path, "[demo]\nmonitor_min_labels = 0\n"), environ={})
+    with pytest.raises(ConfigError, match=r"\[demo\] label_delay_ms = -1.*>= 0"):
+        load_config(write(tmp_path, "[demo]\nlabel_delay_ms = -1\n"), environ={})
+    demo = load_config(write(tmp_path, "[demo]\n"), environ={}).demo
+    assert (demo.label_delay_ms, demo.monitor_window_s, demo.monitor_min_labels) == (1000, 3, 50)

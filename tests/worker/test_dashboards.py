@@ -1,4 +1,6 @@
-"""The Grafana dashboard queries only metrics that a running worker (or the trainer) exports."""
+"""The Grafana dashboard queries only metrics that a running worker (or the trainer) exports; its
+model-quality panels, only metrics a running `streamscore monitor` exports
+(tests/monitor/test_dashboard_metrics.py)."""
 
 from __future__ import annotations
 

@@ -17,6 +17,7 @@ from streamscore.http_common import HttpServer
 from worker.fleet import MEMBER_STATUS
 from worker.fleet_view import FleetBook
 from worker.http_api import MAX_PREDICT_EVENTS, build_app
+from worker.live_quality import LiveQualityBook
 from worker.reloader import ReloadEvent
 from worker.status import WorkerStatus
 
@@ -46,6 +47,9 @@ class FakeWorker:
     reloader: FakeReloader = field(default_factory=FakeReloader)
     metrics: FakeMetrics = field(default_factory=FakeMetrics)
     fleet: FleetBook = field(default_factory=lambda: FleetBook("g", gone_after=6.0))
+    live_quality: LiveQualityBook = field(
+        default_factory=lambda: LiveQualityBook("demo", lambda v: {"accuracy": 0.97})
+    )
 
     @property
     def ready(self) -> bool:
@@ -97,6 +101,29 @@ def test_http_app_fleet_shows_this_member_and_the_others_it_heard_of(client):
     }
     assert body["total"]["members"] == 2 and body["total"]["events_per_s"] == 5.0
     assert body["classes"] == []
+
+
+def test_http_app_fleet_carries_live_quality_per_version_next_to_held_out(client):
+    worker = FakeWorker()
+    assert client(worker).get("/fleet").json()["quality"] == {
+        "versions": {},
+        "last_decision": None,
+    }
+    worker.live_quality.add(
+        {
+            "type": "window",
+            "model": {"name": "demo", "version": 2},
+            "window_start_ms": 0,
+            "window_end_ms": 3_600_000,
+            "metrics": {"accuracy": 0.5},
+            "cumulative": {"accuracy": 0.6, "labelled": 900},
+            "at": 1,
+        }
+    )
+    quality = client(worker).get("/fleet").json()["quality"]
+    assert quality["versions"]["2"]["held_out"] == {"accuracy": 0.97}
+    assert quality["versions"]["2"]["live"] == {"accuracy": 0.6, "labelled": 900}
+    assert quality["versions"]["2"]["window"]["metrics"] == {"accuracy": 0.5}
 
 
 def test_http_app_healthz_answers_alive_without_a_model(client):

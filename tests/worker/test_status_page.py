@@ -172,3 +172,117 @@ def test_status_page_shows_the_fleet_with_events_flowing_and_a_swap(
         other.stop()
         for thread in threads:
             thread.join(timeout=30)
+
+
+def monitor_records(cfg, version: int, outcomes: list[tuple[int, int]]) -> list[dict]:
+    """The records a real monitor publishes for ``version``'s (prediction, label) pairs, in a
+    closed window (the default 1-hour windows, two hours ago)."""
+    import time
+
+    from monitor.joinstate import Label, Prediction
+    from monitor.service import MonitorService
+
+    service = MonitorService(cfg)
+    try:
+        now = int(time.time() * 1000)
+        at = now - 2 * 3_600_000
+        ids = [f"v{version}-{i}" for i in range(len(outcomes))]
+        service.state.apply(
+            [
+                Prediction(i, version, at, p, {"0": 1.0 - p, "1": float(p)})
+                for i, (p, _) in zip(ids, outcomes, strict=True)
+            ],
+            [Label(i, y, at + 1000) for i, (_, y) in zip(ids, outcomes, strict=True)],
+            {},
+        )
+        return [
+            service.quality_record(version, w) | {"at": now}
+            for _, w, _ in service.state.windows(version)
+        ]
+    finally:
+        service.state.close()
+
+
+def test_status_page_shows_live_quality_per_version_next_to_held_out(
+    config_factory, register, tmp_path
+):
+    import time
+    import uuid
+
+    from streamscore.kafka_admin import ensure_topics
+    from tests.kafka_helpers import produce_json
+
+    browser = chromium()
+    first, second = register(), register(C=0.5)  # held-out accuracy 0.97 each (the fixture)
+    quality_topic = f"status-quality-{uuid.uuid4().hex[:8]}"
+    cfg = config_factory(
+        http={"enabled": True, "port": 0},
+        kafka={"quality_topic": quality_topic},
+        monitor={"state_path": "monitor/join.sqlite"},
+    )
+    ensure_topics(cfg.kafka, [quality_topic], partitions=1)
+    # v1 right 9 times in 10, v2 (production) right 1 time in 10, then the monitor's decision.
+    records = monitor_records(cfg, first.version, [(1, 1)] * 90 + [(0, 1)] * 10)
+    records += monitor_records(cfg, second.version, [(1, 1)] * 10 + [(0, 1)] * 90)
+    records.append(
+        {
+            "type": "decision",
+            "action": "rollback",
+            "version": second.version,
+            "target": first.version,
+            "reason": "live accuracy 0.1 vs 0.9 of v1 over 3 windows of 300 labels",
+            "numbers": {},
+            "at": int(time.time() * 1000),
+        }
+    )
+    process = WorkerProcess(cfg)
+    thread = threading.Thread(target=process.run, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: process.http is not None, 10, "HTTP side")
+        base = f"http://127.0.0.1:{process.http.port}"
+        wait_until(lambda: process.worker.ready, 60, "a ready worker")
+        before = headless(browser, f"{base}/", tmp_path / "profile0", "--dump-dom")
+        assert "no live quality yet" in inner(before, "quality-rows")
+        produce_json(cfg.kafka, quality_topic, records)
+        wait_until(
+            lambda: len(httpx.get(f"{base}/fleet").json()["quality"]["versions"]) == 2,
+            20,
+            "both versions' quality records in /fleet",
+        )
+        dom = headless(browser, f"{base}/", tmp_path / "profile1", "--dump-dom")
+        assert 'data-quality-versions="2"' in dom
+        head = inner(dom, "quality-head")
+        assert "accuracy held-out" in head and "accuracy live" in head and "log loss live" in head
+        row = {
+            v: re.search(rf'<tr data-version="{v}">(.*?)</tr>', dom, re.S).group(1)
+            for v in (first.version, second.version)
+        }
+        cells = {v: re.findall(r"<td[^>]*>([^<]*)</td>", r) for v, r in row.items()}
+        # version, labelled, coverage, then accuracy held-out / live / window, ...
+        assert cells[first.version][:6] == [
+            f"v{first.version}",
+            "100 of 100",
+            "100 %",
+            "0.970",
+            "0.900",
+            "0.900",
+        ]
+        assert cells[second.version][:6] == [
+            f"v{second.version} (serving)",
+            "100 of 100",
+            "100 %",
+            "0.970",
+            "0.100",
+            "0.100",
+        ]
+        decision = text_of(dom, "quality-decision")
+        assert f"rollback v{second.version} → v{first.version}" in decision
+        assert "live accuracy 0.1 vs 0.9 of v1 over 3 windows of 300 labels" in decision
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        shot = ARTIFACTS / "status-page-quality.png"
+        headless(browser, f"{base}/", tmp_path / "profile2", f"--screenshot={shot}")
+        assert shot.exists() and shot.stat().st_size > 10_000
+    finally:
+        process.worker.stop()
+        thread.join(timeout=30)

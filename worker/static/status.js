@@ -328,6 +328,7 @@ async function refresh() {
     showEmpty("predictions-empty", !Object.keys(m.predictions).length);
     showEmpty("dead-empty", !m.dead);
     drawFleet(fleet);
+    drawQuality(fleet); // quality.js: live quality per version (the monitor's records)
     drawLag(own.lag);
     drawDeadLetters(fleet);
     document.body.dataset.refreshed = String(Number(document.body.dataset.refreshed || 0) + 1);
