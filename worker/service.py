@@ -404,9 +404,9 @@ class ScoringWorker:
         candidates = self.candidates.status(self.model)
         if candidates:
             record["candidates"] = candidates
-            for part in candidates.values():
-                if part.get("version") is not None:
-                    record["serving"][part["alias"]] = part["version"]
+            canary = candidates.get("canary") or {}
+            if canary.get("fraction") and canary.get("version") is not None:
+                record["serving"][canary["alias"]] = canary["version"]  # it publishes too
         return record
 
     def _start_reporting(self) -> StatusPublisher | None:

@@ -248,3 +248,34 @@ def test_canary_dead_letters_carry_the_canarys_version(two_versions, demo_set):
     result = BatchProcessor(DEST).process(events, production, Canary(candidate, 0.5))
     [dead] = [r for r in result.records if r.topic == "dlq"]
     assert headers_dict(dead.headers)["streamscore.model.version"] == "2"
+
+
+# --------------------------------------------------------------------------- the fleet view
+
+
+def test_fleet_sums_shadows_by_version_pair_weighted_by_events():
+    from app.status_cli import shadow_line
+    from worker.fleet_view import shadow_totals
+
+    def member(scored, agreement, skipped):
+        shadow = {
+            "alias": "candidate",
+            "version": 2,
+            "production_version": 1,
+            "scored": scored,
+            "agreement": agreement,
+            "probability_diff": 0.02,
+            "mae": None,
+            "skipped": skipped,
+        }
+        return {"candidates": {"shadow": shadow}}
+
+    [total] = shadow_totals([member(300, 0.9, {"budget": 5}), member(100, 0.5, {"failed": 1})])
+    assert total["scored"] == 400 and total["agreement"] == pytest.approx(0.8)
+    assert total["probability_diff"] == pytest.approx(0.02) and total["mae"] is None
+    assert total["skipped"] == {"budget": 5, "failed": 1}
+    assert shadow_line(total) == (
+        "shadow candidate v2 beside v1: 400 scored, agreement 80.0%, mean |probability "
+        "difference| 0.0200, skipped budget 5, failed 1 (live metrics: streamscore models show 2)"
+    )
+    assert shadow_totals([{"candidates": {}}, {}]) == []
