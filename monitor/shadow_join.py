@@ -82,7 +82,7 @@ class ShadowJoin:
                         self.task_of(version, value),
                     )
                 )
-                ours_version = int(ours["version"])
+                ours_version = int(ours["model"]["version"])
                 out.production.append(
                     Prediction(
                         ident,

@@ -127,6 +127,7 @@ class BatchResult:
     events: list[Any] = field(default_factory=list)
     decoded: list[InputRecord] = field(default_factory=list)
     bodies: list[dict[str, Any] | None] = field(default_factory=list)
+    values: list[bytes | None] = field(default_factory=list)  # production's published values
     production: ScoredRows | None = None
     canary_predictions: list[Any] = field(default_factory=list)  # the canary's, published
 
@@ -464,6 +465,8 @@ class BatchProcessor:
         timestamps = result.timestamps_ms
         canary_headers = canary.model.headers if canary is not None else headers
         canary_published: list[Any] = []
+        values: list[bytes | None] = [None] * len(decoded)
+        result.values = values
         for index, (body, record) in enumerate(zip(bodies, decoded, strict=True)):
             if body is None:
                 continue
@@ -492,7 +495,11 @@ class BatchProcessor:
                     result.dead_letters["publish"] += 1
                     continue
             out.append(prediction)
-            (predictions if owner is model else canary_published).append(body["prediction"])
+            if owner is model:
+                predictions.append(body["prediction"])
+                values[index] = value
+            else:
+                canary_published.append(body["prediction"])
             timestamps.append(record.timestamp)
         if canary is not None:
             result.canary_predictions = canary_published

@@ -20,8 +20,8 @@ skipped (``failed``), and it scores at most as many rows as its measured cost pe
 ``[worker] shadow_budget_ms`` (a version's first batch is a probe of ``PROBE_ROWS``); the rest
 are skipped (``budget``). Everything skipped is counted by reason.
 
-Each shadow prediction carries the production prediction of the same event
-(``"production": {"version", "prediction", "probabilities"}``), so the monitor compares both on
+Each shadow prediction carries the production prediction of the same event as it was published
+(``"production": {...}``, embedded without encoding it again), so the monitor compares both on
 the same ids from the shadow topic alone. Metrics by version pair: agreement and mean absolute
 probability difference (classifiers), MAE between the two (regressors), scoring time.
 """
@@ -72,7 +72,7 @@ class ShadowMetrics:
         self.skipped = Counter(
             "streamscore_shadow_skipped_total",
             "Sampled events the shadow did not score, by reason (budget, failed, schema, "
-            "too_large)",
+            "too_large, unpublished)",
             ["shadow_version", "reason"],
             registry=r,
         )
@@ -323,6 +323,8 @@ class ShadowScorer:
         # records: the shadow's prediction with production's of the same event
         out: list[OutRecord] = []
         bodies, event_of_row, decoded = result.bodies, scored.event_of_row, result.decoded
+        published = result.values
+        fragment = jsonio.fragment
         keys = shadow.scorer.class_keys
         proba_rows = proba.tolist() if proba is not None else None
         at = now_ms()
@@ -330,22 +332,20 @@ class ShadowScorer:
         dumps = jsonio.dumps
         limit = self.max_message_bytes
         too_large = 0
+        unpublished = 0
         for i, position in enumerate(positions):
             index = event_of_row[scored.rows[position]]
-            theirs_body = bodies[index]
-            assert theirs_body is not None
-            production_part: dict[str, Any] = {
-                "version": production.version,
-                "prediction": ours[i],
-            }
-            if "probabilities" in theirs_body:
-                production_part["probabilities"] = theirs_body["probabilities"]
-            body: dict[str, Any] = {"id": theirs_body["id"], "prediction": theirs[i]}
+            ours_value = published[index]
+            ours_body = bodies[index]
+            if ours_value is None or ours_body is None:  # production's was not published
+                unpublished += 1
+                continue
+            body: dict[str, Any] = {"id": ours_body["id"], "prediction": theirs[i]}
             if proba_rows is not None:
                 body["probabilities"] = dict(zip(keys, proba_rows[i], strict=True))
             body["model"] = ref
             body["scored_at"] = at
-            body["production"] = production_part
+            body["production"] = fragment(ours_value)  # as published, not encoded again
             value = dumps(body)
             record = decoded[index]
             if len(value) + 1024 > limit:
@@ -353,6 +353,7 @@ class ShadowScorer:
                 continue
             out.append(OutRecord(self.topic, record.key, value, shadow.headers(record)))
         self._skip(shadow, "too_large", too_large)
+        self._skip(shadow, "unpublished", unpublished)
         tally.scored += len(out)
         m.scored.labels(**pair).inc(len(out))
         if tally.agreement is not None:

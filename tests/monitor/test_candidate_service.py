@@ -30,12 +30,7 @@ def _shadow_record(i: int, shadow: int, production: int, at_ms: int) -> dict[str
     """As a worker writes it: the shadow's prediction (right: label 1) with production's
     (wrong) of the same event."""
     body = _body(i, shadow, 0.9, at_ms)
-    ours = _body(i, production, 0.2, at_ms)
-    body["production"] = {
-        "version": production,
-        "prediction": ours["prediction"],
-        "probabilities": ours["probabilities"],
-    }
+    body["production"] = _body(i, production, 0.2, at_ms)
     return body
 
 

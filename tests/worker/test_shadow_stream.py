@@ -64,11 +64,16 @@ def test_shadow_predictions_go_to_the_shadow_topic_only_with_the_same_ids_on_eve
     assert {r.value["model"]["version"] for r in outputs} == {1}
     assert sorted(r.value["id"] for r in shadowed) == expected
     assert {r.value["model"]["version"] for r in shadowed} == {candidate.version}
-    assert {r.value["production"]["version"] for r in shadowed} == {1}
+    assert {r.value["production"]["model"]["version"] for r in shadowed} == {1}
+    by_id = {r.value["id"]: r.value for r in outputs}
+    assert all(r.value["production"] == by_id[r.value["id"]] for r in shadowed)
     assert {r.headers["streamscore.model.version"] for r in shadowed} == {str(candidate.version)}
     assert all(w.status.scored > 0 for w in workers), "both members scored a share"
     status = workers[0].member_record()
-    assert status["serving"] == {"production": 1, "candidate": candidate.version}
+    assert status["serving"] == {"production": 1}  # the shadow publishes no prediction
+    shadows = [w.member_record()["candidates"]["shadow"] for w in workers]
+    assert sum(s["scored"] for s in shadows) == len(expected)
+    assert all(s["version"] == candidate.version for s in shadows)
     assert status["candidates"]["shadow"]["version"] == candidate.version
 
 
