@@ -229,7 +229,8 @@ class MonitorService:
                 cfg.model_store.model_name,
                 self._task,
             )
-        self.candidate_decisions: dict[str, Decision] = {}
+        self.candidate_decisions: dict[str, Decision] = {}  # the latest, by role
+        self.candidate_actions: dict[str, Decision] = {}  # the latest other than hold
         self._candidate_recorded: dict[tuple[str, int], tuple[str, tuple[int, ...]]] = {}
         m = cfg.monitor
         self.drift = FleetDrift(
@@ -583,6 +584,7 @@ class MonitorService:
             if self._candidate_recorded.get((role, version)) == key:
                 continue
             self._candidate_recorded[(role, version)] = key
+            self.candidate_actions[role] = decision
             self.state.record_decision(now, version, f"{role} {decision.action}", decision.reason)
             fresh.append(decision)
             if decision.action == PROMOTE:
@@ -755,10 +757,12 @@ class MonitorService:
                 continue
             state = self.store.alias_state(alias)
             decision = self.candidate_decisions.get(role)
+            action = self.candidate_actions.get(role)
             part: dict[str, Any] = {
                 "alias": alias,
                 "version": state[0] if state else None,
                 "last_decision": None if decision is None else _decision_dict(decision),
+                "last_action": None if action is None else _decision_dict(action),
             }
             if role == SHADOW and self.shadow_join is not None:
                 part.update(self.shadow_join.cumulative())

@@ -73,16 +73,19 @@ def test_monitor_compares_the_shadow_with_production_on_the_same_ids_and_promote
     )
     produce_json(k, k.labels_topic, [{"id": f"p-{i}", "label": 1} for i in range(400)])
     service = run_monitor(cfg)
-    wait_until(
-        lambda: store.alias_state("production")[0] == shadow.version, 30, "the shadow promoted"
-    )
+
+    def promoted() -> bool:
+        shown = service.snapshot().get("candidates", {}).get("shadow", {})
+        return (shown.get("last_action") or {}).get("action") == "promote"
+
+    wait_until(promoted, 30, "the shadow promoted")
+    assert store.alias_state("production")[0] == shadow.version
     summary = service.snapshot()["candidates"]["shadow"]
     ours = summary["production_on_shadow_ids"][str(production.version)]
     theirs = summary["shadow"][str(shadow.version)]
     assert theirs["labelled"] == ours["labelled"] == 200  # the same 200 ids
     assert theirs["accuracy"] == 1.0 and ours["accuracy"] == 0.0
-    decision = summary["last_decision"]
-    assert decision["action"] == "promote"
+    decision = summary["last_action"]
     assert decision["reason"].startswith(
         f"shadow v{shadow.version} vs production v{production.version}: accuracy 1 vs 0"
     )
