@@ -154,3 +154,27 @@ def test_canary_scores_its_share_of_ids_on_the_output_topic(
         "streamscore_events_scored_total", {"model_version": "2"}
     )
     assert scored == sum(1 for v in versions.values() if v == 2)
+
+
+def test_shadow_predictions_commit_with_the_batch_in_exactly_once_mode(
+    config_factory, kafka_section, register, model_store, demo_set, start_worker, broker_engine
+):
+    from tests.kafka_helpers import consume_all
+
+    if broker_engine == "tansu":
+        pytest.skip("exactly-once needs Apache Kafka (--broker-engine kafka)")
+    cfg = shadow_config(config_factory, kafka_section, delivery="exactly-once")
+    register()
+    candidate = register(C=0.01, promote=False)
+    model_store.promote(candidate.version, "candidate")
+    worker = start_worker(cfg)
+    wait_until(lambda: worker.candidates.shadow is not None, 30, "shadow loaded")
+    produce(cfg.kafka, [demo_set.event(i) for i in range(200)])
+    shadowed = consume_all(
+        cfg.kafka, cfg.kafka.shadow_topic, 200, isolation_level="read_committed", settle_s=1
+    )
+    outputs = consume_all(
+        cfg.kafka, cfg.kafka.output_topic, 200, isolation_level="read_committed", settle_s=1
+    )
+    assert sorted(r.value["id"] for r in shadowed) == sorted(r.value["id"] for r in outputs)
+    assert len(shadowed) == 200
