@@ -416,6 +416,21 @@ class Candidates:
         return [r.alias for r in self.reloaders]
 
     def start(self) -> None:
+        w = self.cfg.worker
+        if self.shadow_reloader is not None:
+            log.info(
+                "shadow: alias %r scores %.0f%% of the ids to %s (budget %d ms a batch)",
+                w.shadow_alias,
+                100 * w.shadow_fraction,
+                self.cfg.kafka.shadow_topic,
+                w.shadow_budget_ms,
+            )
+        if self.canary_reloader is not None:
+            log.info(
+                "canary: alias %r scores %.0f%% of the ids on the output topic",
+                w.canary_alias,
+                100 * w.canary_fraction,
+            )
         for reloader in self.reloaders:
             reloader.start()
 

@@ -274,3 +274,17 @@ def test_fleet_sums_shadows_by_version_pair_weighted_by_events():
         "difference| 0.0200, skipped budget 5, failed 1 (live metrics: streamscore models show 2)"
     )
     assert shadow_totals([{"candidates": {}}, {}]) == []
+
+
+def test_status_serving_column_names_the_canary_and_its_share_and_the_shadow():
+    from app.status_cli import _serving
+
+    record = {
+        "serving": {"production": 6, "canary": 7},
+        "candidates": {
+            "canary": {"alias": "canary", "version": 7, "fraction": 0.05},
+            "shadow": {"alias": "candidate", "version": 8},
+        },
+    }
+    assert _serving(record) == "v6, canary v7 5%, shadow v8"
+    assert _serving({"serving": {"production": 6}}) == "v6"
