@@ -44,9 +44,14 @@ THROUGHPUT_ROWS = (
     "worker-1-confluent-eos",
     "worker-1-shadow-100",
     "worker-1-shadow-10",
+    "worker-1-confluent-shadow-100",
 )
 #: Rows with a shadow: the share of ids it scores.
-SHADOW_ROWS = {"worker-1-shadow-100": 1.0, "worker-1-shadow-10": 0.1}
+SHADOW_ROWS = {
+    "worker-1-shadow-100": 1.0,
+    "worker-1-shadow-10": 0.1,
+    "worker-1-confluent-shadow-100": 1.0,
+}
 #: Rows and sections in ``[worker] delivery = "exactly-once"`` (refused on Tansu: skipped there).
 EXACTLY_ONCE = ("worker-1-eos", "worker-1-confluent-eos", "latency-eos")
 #: --only names → rows / sections
