@@ -106,8 +106,8 @@ class ScoredRows:
 
 @dataclass(frozen=True)
 class Canary:
-    """The canary model and the share of event ids it scores instead of production (ids whose
-    :func:`worker.sampling.in_canary`)."""
+    """The canary model and the share of event ids it scores instead of production (the ids
+    :func:`worker.sampling.in_canary` picks)."""
 
     model: ServingModel
     fraction: float
