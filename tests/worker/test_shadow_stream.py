@@ -10,7 +10,7 @@ import pytest
 
 from model_store.release import promote_and_announce
 from tests.kafka_helpers import produce, read, wait_until
-from tests.worker.conftest import TEST_TYPES, FailsOnBatches
+from tests.worker.conftest import TEST_TYPES, FailsOnBatches, SlowPerRow
 from worker.sampling import in_canary, in_shadow
 from worker.service import ScoringWorker
 
@@ -133,6 +133,28 @@ def test_failing_shadow_does_not_touch_production_outputs(
     shadowed = read(cfg.kafka, cfg.kafka.shadow_topic, expected=300, timeout_s=3)
     assert skipped is not None and skipped > 0
     assert skipped + len(shadowed) == 300
+
+
+def test_shadow_over_its_budget_is_skipped_and_counted_and_production_scores_everything(
+    config_factory, kafka_section, register, model_store, demo_set, start_worker
+):
+    cfg = shadow_config(config_factory, kafka_section, shadow_budget_ms=50)
+    register()
+    slow = register(promote=False, wrap=lambda m: SlowPerRow(m, 0.005))  # 5 ms a row
+    model_store.promote(slow.version, "candidate")
+    worker = start_worker(cfg)
+    wait_until(lambda: worker.candidates.shadow is not None, 30, "shadow loaded")
+    produce(cfg.kafka, [demo_set.event(i % 500, id=f"e-{i}") for i in range(600)])
+    outputs = read(cfg.kafka, cfg.kafka.output_topic, expected=600)
+    assert sorted(r.value["id"] for r in outputs) == sorted(f"e-{i}" for i in range(600))
+    wait_until(lambda: worker.status.scored == 600, 10, "600 scored")
+    skipped = worker.metrics.registry.get_sample_value(
+        "streamscore_shadow_skipped_total", {"shadow_version": "2", "reason": "budget"}
+    )
+    shadowed = read(cfg.kafka, cfg.kafka.shadow_topic, expected=600, timeout_s=3)
+    # about 10 rows fit in 50 ms a batch (a first probe of 32): most of the 600 are skipped
+    assert skipped is not None and skipped > 300
+    assert skipped + len(shadowed) == 600
 
 
 def test_canary_scores_its_share_of_ids_on_the_output_topic(
