@@ -130,6 +130,7 @@ def show(state: State, ref: str, as_json: bool) -> None:
     _print_manifest(manifest, _tags(store.aliases(), manifest.version))
     _print_profile(store, manifest)
     _print_live(state.config, manifest)
+    _print_candidates(state.config, store, manifest)
 
 
 def _print_profile(store: ModelStore, m: Manifest) -> None:
@@ -197,6 +198,48 @@ def _print_live(cfg: Config, m: Manifest) -> None:
         + (f" (coverage {coverage:.0%})" if coverage is not None else ""),
         highlight=False,
     )
+
+
+def _live_text(live: Any) -> str:
+    metrics = live.metrics()
+    shown = ", ".join(
+        f"{k}={v:.4f}"
+        for k, v in metrics.items()
+        if k in ("accuracy", "log_loss", "roc_auc", "mae", "rmse") and v is not None
+    )
+    return f"{shown or '-'} on {live.labelled:,} labelled"
+
+
+def _print_candidates(cfg: Config, store: ModelStore, m: Manifest) -> None:
+    """A shadow's live metrics beside production's on the same ids (the monitor's shadow join
+    states), and a canary's beside production's, when this version is one of them."""
+    from monitor.joinstate import read_live
+    from monitor.shadow_join import sibling
+
+    aliases = store.aliases()
+    production = aliases.get(cfg.model_store.alias)
+    w = cfg.worker
+    path = cfg.monitor.state_path
+    shadow = aliases.get(w.shadow_alias) if w.shadow_alias else None
+    canary = aliases.get(w.canary_alias) if w.canary_alias else None
+    if shadow is not None and production is not None and m.version in (shadow, production):
+        theirs = read_live(sibling(path, "shadow"), shadow)
+        ours = read_live(sibling(path, "paired"), production)
+        text = (
+            f"shadow v{shadow} ({w.shadow_alias}, {w.shadow_fraction:.0%} of ids): "
+            f"{_live_text(theirs) if theirs else '-'}; production v{production} on the same "
+            f"ids: {_live_text(ours) if ours else '-'}"
+        )
+        console.print(f"[bold]shadow[/]: {escape(text)}", highlight=False)
+    if canary is not None and production is not None and m.version in (canary, production):
+        theirs = read_live(path, canary)
+        ours = read_live(path, production)
+        text = (
+            f"canary v{canary} ({w.canary_alias}, {w.canary_fraction:.0%} of ids): "
+            f"{_live_text(theirs) if theirs else '-'}; production v{production}: "
+            f"{_live_text(ours) if ours else '-'}"
+        )
+        console.print(f"[bold]canary[/]: {escape(text)}", highlight=False)
 
 
 def _print_manifest(m: Manifest, aliases: list[str]) -> None:

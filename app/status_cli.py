@@ -136,6 +136,8 @@ def render(fleet: Fleet) -> Group:
         _dead(total["dead_letters_by_stage"]),
     )
     notes: list[Any] = [table]
+    for shadow in total.get("shadows") or []:
+        notes.append(Text(shadow_line(shadow)))
     if total["dead_letters"]:
         stages = ", ".join(f"{k} {v:,}" for k, v in sorted(total["dead_letters_by_stage"].items()))
         notes.append(Text(f"dead letters by stage: {stages} (streamscore tail --dead-letters)"))
@@ -159,11 +161,40 @@ def render(fleet: Fleet) -> Group:
     return Group(*notes)
 
 
+def shadow_line(shadow: dict[str, Any]) -> str:
+    """``shadow candidate v2 beside v1: 1,200 scored, agreement 96.5 %, ...``"""
+    parts = [f"{shadow['scored']:,} scored"]
+    if shadow.get("agreement") is not None:
+        parts.append(f"agreement {shadow['agreement']:.1%}")
+    if shadow.get("probability_diff") is not None:
+        parts.append(f"mean |probability difference| {shadow['probability_diff']:.4f}")
+    if shadow.get("mae") is not None:
+        parts.append(f"MAE between the two {shadow['mae']:.4g}")
+    skipped = shadow.get("skipped") or {}
+    if any(skipped.values()):
+        parts.append("skipped " + ", ".join(f"{k} {v:,}" for k, v in sorted(skipped.items()) if v))
+    return (
+        f"shadow {shadow.get('alias')} v{shadow['shadow_version']} beside "
+        f"v{shadow['production_version']}: {', '.join(parts)} "
+        f"(live metrics: streamscore models show {shadow['shadow_version']})"
+    )
+
+
 def _serving(record: dict[str, Any]) -> str:
     serving = record.get("serving") or {}
     if not serving:
         return "nothing"
-    return ", ".join(f"v{v}" for v in serving.values())
+    canary = (record.get("candidates") or {}).get("canary") or {}
+    shown = []
+    for alias, v in serving.items():
+        if alias == canary.get("alias"):
+            shown.append(f"canary v{v} {float(canary.get('fraction') or 0):.0%}")
+        else:
+            shown.append(f"v{v}")
+    shadow = (record.get("candidates") or {}).get("shadow") or {}
+    if shadow.get("version") is not None:
+        shown.append(f"shadow v{shadow['version']}")
+    return ", ".join(shown)
 
 
 def _partitions(names: list[str]) -> str:

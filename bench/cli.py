@@ -42,7 +42,16 @@ THROUGHPUT_ROWS = (
     "worker-1-dataframe",
     "worker-1-eos",
     "worker-1-confluent-eos",
+    "worker-1-shadow-100",
+    "worker-1-shadow-10",
+    "worker-1-confluent-shadow-100",
 )
+#: Rows with a shadow: the share of ids it scores.
+SHADOW_ROWS = {
+    "worker-1-shadow-100": 1.0,
+    "worker-1-shadow-10": 0.1,
+    "worker-1-confluent-shadow-100": 1.0,
+}
 #: Rows and sections in ``[worker] delivery = "exactly-once"`` (refused on Tansu: skipped there).
 EXACTLY_ONCE = ("worker-1-eos", "worker-1-confluent-eos", "latency-eos")
 #: --only names → rows / sections
@@ -60,10 +69,13 @@ ONLY = {
     "hotswap": ("hotswap",),
     "idle": ("idle",),
     "monitor": ("monitor",),
+    "shadow": tuple(SHADOW_ROWS),
 }
 #: ``python -m bench.monitor`` sizes: pending predictions (the disk target is for 1,000,000),
 #: labels joined in-process, labels end to end on the broker; (full run, --quick).
 MONITOR_SIZES = {False: (1_000_000, 200_000, 100_000), True: (1_000_000, 100_000, 20_000)}
+#: Left out of --quick unless named with --only.
+NOT_QUICK = ("shadow",)
 #: Length of one idle-CPU measurement.
 IDLE_S = 20.0
 #: Throughput runs ignore the events done in the first WARMUP_S seconds (or first 10 %).
@@ -132,7 +144,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     unknown = [w for w in wanted if w not in ONLY]
     if unknown:
         p.error(f"--only: unknown {', '.join(unknown)}; choose from {', '.join(ONLY)}")
-    args.sections = {s for w in (wanted or list(ONLY)) for s in ONLY[w]}
+    default = [w for w in ONLY if not (args.quick and w in NOT_QUICK)]
+    args.sections = {s for w in (wanted or default) for s in ONLY[w]}
     args.model_keys = [m.strip() for m in args.models.split(",") if m.strip()]
     if not args.model_keys or any(m not in ("lr", "hgb") for m in args.model_keys):
         p.error("--models: lr, hgb or lr,hgb")
@@ -337,6 +350,7 @@ class Bench:
                             transport=transport,
                             delivery=delivery,
                             label=row,
+                            shadow_fraction=SHADOW_ROWS.get(row),
                         )
                 except Exception as exc:  # noqa: BLE001 - one failed row must not end the bench
                     self._record_error(label, exc)

@@ -77,6 +77,11 @@ class Names:
         run = f"bench-{label}-{uuid.uuid4().hex[:8]}"
         return cls(run, f"{run}.in", f"{run}.out", f"{run}.dlq", f"{run}.ctl", f"{run}.group")
 
+    @property
+    def shadow(self) -> str:
+        """The shadow topic of a run with ``[worker] shadow_alias`` (the worker makes it)."""
+        return f"{self.run}.shadow"
+
     def topics(self) -> list[str]:
         return [self.input, self.output, self.dead_letters, self.control]
 
@@ -90,6 +95,7 @@ def kafka_section(
         "output_topic": names.output,
         "dead_letter_topic": names.dead_letters,
         "control_topic": names.control,
+        "shadow_topic": names.shadow,
         "group_id": names.group,
         "client_id": "bench",
         "partitions": PARTITIONS,
@@ -123,7 +129,7 @@ def delete_topics(bootstrap: str, names: Names) -> None:
         return
     try:
         existing = set(admin.list_topics())
-        doomed = [t for t in names.topics() if t in existing]
+        doomed = [t for t in [*names.topics(), names.shadow] if t in existing]
         if doomed:
             admin.delete_topics(doomed, timeout_ms=10_000)
     except Exception:  # noqa: BLE001 - deleting is housekeeping only

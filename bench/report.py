@@ -24,6 +24,11 @@ TITLES = {
     "(outputs read as read_committed)",
     "worker-1-confluent-eos": "streamscore worker, 1 process, confluent-kafka, "
     '`delivery = "exactly-once"`',
+    "worker-1-shadow-100": "streamscore worker, 1 process, a shadow (a copy of the model) "
+    "scoring 100 % of the ids",
+    "worker-1-shadow-10": "streamscore worker, 1 process, a shadow scoring 10 % of the ids",
+    "worker-1-confluent-shadow-100": "streamscore worker, 1 process, confluent-kafka, a shadow "
+    "scoring 100 % of the ids",
 }
 RSS_ROWS = (
     "baseline",

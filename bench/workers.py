@@ -57,8 +57,10 @@ def write_config(
     model_name: str,
     transport: str = "kafka-python",
     delivery: str = "at-least-once",
+    worker: dict[str, Any] | None = None,
 ) -> tuple[Path, Path]:
-    """A config file for this measurement's workers; returns (file, log dir)."""
+    """A config file for this measurement's workers (``worker``: more ``[worker]`` keys);
+    returns (file, log dir)."""
     folder = setup.work / names.run
     log_dir = folder / "log"
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -68,7 +70,7 @@ def write_config(
         "model_store": {"root": str(model_root), "model_name": model_name},
         "training": {"data_path": str(setup.work / "data" / "train.csv")},
         "demo": {"events_path": str(setup.work / "data" / "events.jsonl")},
-        "worker": {"log_dir": str(log_dir), "delivery": delivery},
+        "worker": {"log_dir": str(log_dir), "delivery": delivery, **(worker or {})},
         "http": {"enabled": False, "port": 0},
         "trainer": {"jobs_dir": str(folder / "jobs"), "port": 0},
     }
@@ -186,15 +188,28 @@ def throughput(
     transport: str = "kafka-python",
     delivery: str = "at-least-once",
     label: str = "worker",
+    shadow_fraction: float | None = None,
 ) -> dict[str, Any]:
     """The workers start with no model to serve (they wait, not consuming); the model is then
     promoted, so every member joins the group at once and the backlog is shared from the start.
+
+    ``shadow_fraction``: a copy of the model (version 2, alias ``candidate``) shadows that share
+    of the ids (``[worker] shadow_alias``), with no budget limit, so the row measures the whole
+    cost of scoring them twice.
     """
     from model_store import ModelStore
     from model_store.release import promote_and_announce
 
     n = backlog.size
-    root, name = fresh_store(models, [key], production=False, label=key)
+    shadowed = shadow_fraction is not None
+    root, name = fresh_store(models, [key, key] if shadowed else [key], production=False, label=key)
+    extra: dict[str, Any] = {}
+    if shadowed:
+        extra = {
+            "shadow_alias": "candidate",
+            "shadow_fraction": shadow_fraction,
+            "shadow_budget_ms": 600_000,
+        }
     with fresh_topics(setup, label) as names:
         published_s = kafkautil.publish(setup.bootstrap, names.input, backlog.values, backlog.keys)
         config, log_dir = write_config(
@@ -204,6 +219,7 @@ def throughput(
             model_name=name,
             transport=transport,
             delivery=delivery,
+            worker=extra,
         )
         collector = OutputCollector(setup.bootstrap, names.output, isolation=_isolation(delivery))
         try:

@@ -24,7 +24,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer
@@ -37,8 +38,17 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from model_store.release import rollback_and_announce
+from model_store.release import promote_and_announce, rollback_and_announce
 from model_store.store import ModelStore
+from monitor.candidate import (
+    CANARY,
+    END_CANARY,
+    PROMOTE,
+    SHADOW,
+    CandidateInput,
+    CandidatePolicy,
+    judge,
+)
 from monitor.drift import DRIFT_COUNTS, PREDICTIONS, FleetDrift
 from monitor.joinstate import COUNTERS, JoinState, Label, Prediction, disk_bytes
 from monitor.profile import Profile, stored_profile
@@ -52,6 +62,7 @@ from monitor.rollback import (
     WindowQuality,
     decide,
 )
+from monitor.shadow_join import ShadowBatch, ShadowJoin
 from streamscore import jsonio
 from streamscore.config import Config
 from streamscore.exceptions import ModelStoreError, StreamscoreError
@@ -77,10 +88,24 @@ def policy_from_config(cfg: Config) -> RollbackPolicy:
     )
 
 
-def open_state(cfg: Config) -> JoinState:
+def candidate_policy_from_config(cfg: Config) -> CandidatePolicy:
+    m = cfg.monitor
+    return CandidatePolicy(
+        auto_promote=m.auto_promote,
+        auto_end_canary=m.auto_end_canary,
+        promote_margin=m.promote_margin,
+        min_labels_per_window=m.min_labels_per_window,
+        min_coverage=m.min_coverage,
+        consecutive_windows=m.consecutive_windows,
+        accuracy_margin=m.accuracy_margin,
+        mae_margin=m.mae_margin,
+    )
+
+
+def open_state(cfg: Config, path: Path | None = None) -> JoinState:
     m = cfg.monitor
     return JoinState(
-        m.state_path,
+        path or m.state_path,
         label_ttl_ms=m.label_ttl_s * 1000,
         label_wait_ms=m.label_wait_s * 1000,
         window_ms=m.window_s * 1000,
@@ -95,6 +120,7 @@ class _Parsed:
     offsets: dict[tuple[str, int], int]
     latest_ms: int
     skipped: int
+    shadow: ShadowBatch = field(default_factory=ShadowBatch)
 
 
 class MonitorMetrics:
@@ -156,6 +182,19 @@ class MonitorMetrics:
             ["action"],
             registry=r,
         )
+        self.candidate = Gauge(
+            "streamscore_candidate_live_quality",
+            "Live metric of a shadow or canary and of production beside it: role shadow and "
+            "production_on_shadow_ids (the same ids), canary",
+            ["role", "model_version", "metric"],
+            registry=r,
+        )
+        self.candidate_decisions = Counter(
+            "streamscore_monitor_candidate_decisions_total",
+            "Candidate rule evaluations by role and outcome (promote, end_canary, report, hold)",
+            ["role", "action"],
+            registry=r,
+        )
 
 
 class MonitorService:
@@ -170,6 +209,7 @@ class MonitorService:
     ) -> None:
         self.cfg = cfg
         self.policy = policy_from_config(cfg)
+        self.candidate_policy = candidate_policy_from_config(cfg)
         self.store = ModelStore.from_config(cfg)
         self.state = open_state(cfg)
         self.metrics = MonitorMetrics()
@@ -180,6 +220,18 @@ class MonitorService:
         self._stream_ms = 0
         self._http: HttpServer | None = None
         self.last_decision: Decision | None = None
+        #: [worker] shadow_alias set: its predictions joined beside production's (same ids).
+        self.shadow_join: ShadowJoin | None = None
+        if cfg.worker.shadow_alias:
+            self.shadow_join = ShadowJoin(
+                lambda path: open_state(cfg, path),
+                cfg.monitor.state_path,
+                cfg.model_store.model_name,
+                self._task,
+            )
+        self.candidate_decisions: dict[str, Decision] = {}  # the latest, by role
+        self.candidate_actions: dict[str, Decision] = {}  # the latest other than hold
+        self._candidate_recorded: dict[tuple[str, int], tuple[str, tuple[int, ...]]] = {}
         m = cfg.monitor
         self.drift = FleetDrift(
             profile_of or (lambda version: stored_profile(self.store, version)),
@@ -205,7 +257,7 @@ class MonitorService:
 
     def run(self, stop: threading.Event) -> None:
         k, m = self.cfg.kafka, self.cfg.monitor
-        ensure_topics(k, [k.output_topic, k.labels_topic, k.monitoring_topic])
+        ensure_topics(k, self._topics())
         ensure_topics(k, [k.quality_topic], partitions=1)
         consumer = KafkaConsumer(
             **client_kwargs(k),
@@ -235,6 +287,8 @@ class MonitorService:
                 polled = consumer.poll(timeout_ms=200, max_records=m.max_poll_records)
                 if polled:
                     parsed = self._parse(polled)
+                    if self.shadow_join is not None:  # first: see monitor.shadow_join
+                        self.shadow_join.apply(parsed.shadow, parsed.labels)
                     result = self.state.apply(parsed.predictions, parsed.labels, parsed.offsets)
                     self._dirty |= result.windows
                     self._stream_ms = max(self._stream_ms, parsed.latest_ms)
@@ -250,11 +304,13 @@ class MonitorService:
                 if self._http is not None:
                     self._http.stop()
                 self.state.close()
+                if self.shadow_join is not None:
+                    self.shadow_join.close()
 
     def _assign(self, consumer: Any, stop: threading.Event) -> None:
         k = self.cfg.kafka
         tps: list[TopicPartition] = []
-        for topic in (k.output_topic, k.labels_topic, k.monitoring_topic):
+        for topic in self._topics():
             partitions = consumer.partitions_for_topic(topic)
             deadline = time.monotonic() + k.request_timeout_ms / 1000
             while not partitions and not stop.is_set() and time.monotonic() < deadline:
@@ -268,6 +324,8 @@ class MonitorService:
             tps.extend(TopicPartition(topic, p) for p in sorted(partitions))
         consumer.assign(tps)
         stored = self.state.offsets()
+        if self.shadow_join is not None:
+            stored |= self.shadow_join.offsets()
         drift_tps = [tp for tp in tps if tp.topic == k.monitoring_topic]
         for tp in tps:
             offset = stored.get((tp.topic, tp.partition))
@@ -276,6 +334,11 @@ class MonitorService:
             else:
                 consumer.seek(tp, offset)
         self._seek_drift_window(consumer, drift_tps)
+
+    def _topics(self) -> list[str]:
+        k = self.cfg.kafka
+        topics = [k.output_topic, k.labels_topic, k.monitoring_topic]
+        return topics + ([k.shadow_topic] if self.shadow_join is not None else [])
 
     def _seek_drift_window(self, consumer: Any, tps: list[TopicPartition]) -> None:
         """Drift counts are not kept in the join state: re-read the last drift window of them
@@ -314,6 +377,10 @@ class MonitorService:
                 continue
             if tp.topic == drift_topic:
                 self._add_drift(records)
+                continue
+            if self.shadow_join is not None and tp.topic == self.cfg.kafka.shadow_topic:
+                self.shadow_join.parse(tp.topic, tp.partition, records, out.shadow)
+                out.latest_ms = max(out.latest_ms, int(records[-1].timestamp))
                 continue
             out.offsets[(tp.topic, tp.partition)] = records[-1].offset + 1
             for record in records:
@@ -387,6 +454,8 @@ class MonitorService:
         """Expire state, publish changed windows, refresh gauges, run the rollback rule."""
         if self._stream_ms:
             self.state.expire(self._stream_ms)
+            if self.shadow_join is not None:
+                self.shadow_join.expire(self._stream_ms)
         now = self.clock_ms()
         if producer is not None:
             self._publish_windows(producer, now)
@@ -396,12 +465,19 @@ class MonitorService:
         if decision is not None and producer is not None and self._fresh_decision:
             self._send(producer, {"type": "decision", **_decision_dict(decision), "at": now})
             producer.flush(timeout=10)
+        for fresh in self._candidate_rules(now):
+            if producer is not None:
+                self._send(producer, {"type": "decision", **_decision_dict(fresh), "at": now})
+                producer.flush(timeout=10)
+        self._summary_snapshot = self.summary()
         return decision
 
-    def _closed_windows(self, version: int, now: int) -> list[WindowQuality]:
+    def _closed_windows(
+        self, version: int, now: int, state: JoinState | None = None
+    ) -> list[WindowQuality]:
         window_ms = self.cfg.monitor.window_s * 1000
         out = []
-        for _, start, agg in self.state.windows(version):
+        for _, start, agg in (state or self.state).windows(version):
             metrics = agg.metrics()
             out.append(
                 WindowQuality(
@@ -460,6 +536,82 @@ class MonitorService:
         if decision.rolls_back:
             self._roll_back(decision, now)
         return decision
+
+    def _candidate_rules(self, now: int) -> list[Decision]:
+        """The shadow and canary rules (monitor.candidate); returns the fresh decisions (not
+        hold, new windows) that were recorded, and acts on promote / end_canary."""
+        current = self.store.alias_state(self.alias)
+        if current is None:
+            return []
+        production = current[0]
+        w = self.cfg.worker
+        fresh: list[Decision] = []
+        roles: list[tuple[str, str, JoinState, JoinState]] = []
+        if self.shadow_join is not None:
+            roles.append(
+                (SHADOW, w.shadow_alias, self.shadow_join.shadow, self.shadow_join.production)
+            )
+        if w.canary_alias:
+            roles.append((CANARY, w.canary_alias, self.state, self.state))
+        for role, alias, theirs, ours in roles:
+            state = self.store.alias_state(alias)
+            if state is None or state[0] not in theirs.versions():
+                continue
+            version = state[0]
+            given = CandidateInput(
+                role=role,
+                version=version,
+                production_version=production,
+                task=self._tasks.get(version) or self._manifest_task(version),
+                candidate_windows=self._closed_windows(version, now, theirs),
+                production_windows=self._closed_windows(production, now, ours),
+                now_ms=now,
+            )
+            decision = judge(self.candidate_policy, given)
+            self.candidate_decisions[role] = decision
+            self.metrics.candidate_decisions.labels(role, decision.action).inc()
+            log.info(
+                "candidate rule for %s v%d: %s: %s %s",
+                role,
+                version,
+                decision.action,
+                decision.reason,
+                jsonio.dumps(decision.numbers).decode(),
+            )
+            if decision.action == HOLD:
+                continue
+            key = (decision.action, tuple(decision.numbers.get("windows", ())))
+            if self._candidate_recorded.get((role, version)) == key:
+                continue
+            self._candidate_recorded[(role, version)] = key
+            self.candidate_actions[role] = decision
+            self.state.record_decision(now, version, f"{role} {decision.action}", decision.reason)
+            fresh.append(decision)
+            if decision.action == PROMOTE:
+                self._move(self.alias, version, decision)
+            elif decision.action == END_CANARY:
+                self._move(alias, production, decision)
+        return fresh
+
+    def _move(self, alias: str, version: int, decision: Decision) -> None:
+        """Point ``alias`` at ``version`` for a candidate decision, and tell the workers."""
+        try:
+            move = promote_and_announce(
+                self.store, self.cfg.kafka, version, alias, reason=f"monitor: {decision.reason}"
+            )
+        except ModelStoreError as exc:
+            self.metrics.candidate_decisions.labels("any", "failed").inc()
+            log.error("moving %r to v%d failed: %s", alias, version, exc)
+            return
+        log.warning(
+            "MOVED %s %r v%s -> v%d (%s): %s",
+            self.cfg.model_store.model_name,
+            alias,
+            move.event.from_version,
+            move.event.to_version,
+            "workers notified" if move.announced else "no notice: workers see it on their poll",
+            decision.reason,
+        )
 
     def _manifest_task(self, version: int) -> str:
         try:
@@ -558,10 +710,25 @@ class MonitorService:
                         report.events,
                         report.window_minutes,
                     )
+        self._refresh_candidates()
         m.held.set(self.state.held)
         m.waiting.set(self.state.pending_labels())
         m.state_bytes.set(disk_bytes(self.state.path))
         self._summary_snapshot = self.summary()
+
+    def _refresh_candidates(self) -> None:
+        gauge = self.metrics.candidate
+        if self.shadow_join is not None:
+            for role, state in (
+                ("shadow", self.shadow_join.shadow),
+                ("production_on_shadow_ids", self.shadow_join.production),
+            ):
+                for version in state.versions():
+                    _set_role_gauges(gauge, role, str(version), state.cumulative(version))
+        canary = self.cfg.worker.canary_alias
+        at = self.store.alias_state(canary) if canary else None
+        if at is not None and at[0] in self.state.versions():
+            _set_role_gauges(gauge, "canary", str(at[0]), self.state.cumulative(at[0]))
 
     def snapshot(self) -> dict[str, Any]:
         """The latest :meth:`summary`, refreshed at every evaluation (safe from any thread)."""
@@ -579,7 +746,28 @@ class MonitorService:
             "pending_labels": self.state.pending_labels(),
             "drift": {str(v): r.to_dict() for v, r in self.drift_reports.items()},
             "last_decision": None if last is None else _decision_dict(last),
+            "candidates": self._candidates_summary(),
         }
+
+    def _candidates_summary(self) -> dict[str, Any]:
+        w = self.cfg.worker
+        out: dict[str, Any] = {}
+        for role, alias in ((SHADOW, w.shadow_alias), (CANARY, w.canary_alias)):
+            if not alias:
+                continue
+            state = self.store.alias_state(alias)
+            decision = self.candidate_decisions.get(role)
+            action = self.candidate_actions.get(role)
+            part: dict[str, Any] = {
+                "alias": alias,
+                "version": state[0] if state else None,
+                "last_decision": None if decision is None else _decision_dict(decision),
+                "last_action": None if action is None else _decision_dict(action),
+            }
+            if role == SHADOW and self.shadow_join is not None:
+                part.update(self.shadow_join.cumulative())
+            out[role] = part
+        return out
 
     def _app(self) -> Starlette:
         async def metrics(_: Request) -> Response:
@@ -604,6 +792,12 @@ def _set_gauges(gauge: Gauge, version: str, agg: QualityAggregate) -> None:
     for name, value in agg.metrics().items():
         if name in METRIC_NAMES and value is not None:
             gauge.labels(version, name).set(float(value))
+
+
+def _set_role_gauges(gauge: Gauge, role: str, version: str, agg: QualityAggregate) -> None:
+    for name, value in agg.metrics().items():
+        if name in METRIC_NAMES and value is not None:
+            gauge.labels(role, version, name).set(float(value))
 
 
 def _decision_dict(decision: Decision) -> dict[str, Any]:

@@ -21,6 +21,11 @@ def dumps(obj: Any) -> bytes:
     return orjson.dumps(obj, option=_DUMP_OPTIONS)
 
 
+def fragment(data: bytes) -> Any:
+    """Already-encoded JSON to embed as it is in what :func:`dumps` writes (no re-encoding)."""
+    return orjson.Fragment(data)
+
+
 def dumps_pretty(obj: Any) -> bytes:
     """Indented, key-sorted JSON for files people read (manifests, pointers)."""
     return orjson.dumps(obj, option=_DUMP_OPTIONS | orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)

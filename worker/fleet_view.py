@@ -74,6 +74,7 @@ class Fleet:
             "scored": sum(int(r.get("scored") or 0) for r in live),
             "dead_letters": sum(dead.values()),
             "dead_letters_by_stage": dead,
+            "shadows": shadow_totals(live),
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -85,6 +86,44 @@ class Fleet:
             ],
             "total": self.total(),
         }
+
+
+def shadow_totals(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The live members' shadows summed by version pair: events scored, agreement and mean
+    probability difference or MAE weighted by each member's events, skipped by reason."""
+    pairs: dict[tuple[Any, Any], dict[str, Any]] = {}
+    for r in records:
+        shadow = (r.get("candidates") or {}).get("shadow")
+        if not shadow or shadow.get("version") is None:
+            continue
+        key = (shadow.get("production_version"), shadow["version"])
+        total = pairs.setdefault(
+            key,
+            {
+                "alias": shadow.get("alias"),
+                "production_version": key[0],
+                "shadow_version": key[1],
+                "scored": 0,
+                "skipped": {},
+                "_sums": {"agreement": 0.0, "probability_diff": 0.0, "mae": 0.0},
+                "_weights": {"agreement": 0, "probability_diff": 0, "mae": 0},
+            },
+        )
+        n = int(shadow.get("scored") or 0)
+        total["scored"] += n
+        for reason, count in (shadow.get("skipped") or {}).items():
+            total["skipped"][reason] = total["skipped"].get(reason, 0) + int(count)
+        for name in ("agreement", "probability_diff", "mae"):
+            if shadow.get(name) is not None and n:
+                total["_sums"][name] += float(shadow[name]) * n
+                total["_weights"][name] += n
+    out = []
+    for total in pairs.values():
+        sums, weights = total.pop("_sums"), total.pop("_weights")
+        for name in sums:
+            total[name] = round(sums[name] / weights[name], 6) if weights[name] else None
+        out.append(total)
+    return out
 
 
 def gone_after_s(kafka: KafkaConfig, interval_ms: int) -> float:

@@ -115,12 +115,21 @@ class WorkerMetrics:
         self.model_info.clear()
         self.model_info.labels(name=name, version=str(version), alias=alias).set(1)
 
+    def record_canary(self, canary: ServingModel, result: BatchResult) -> None:
+        """The canary's share of a handled batch, under its own version."""
+        if result.canary_predictions:
+            version = canary.version_text
+            self.events_scored.labels(model_version=version).inc(len(result.canary_predictions))
+            self.record_predictions(version, canary.scorer.is_classifier, result.canary_predictions)
+
     def record_batch(self, model: ServingModel, size: int, result: BatchResult) -> int:
         """Count one handled batch of ``size`` records; returns its dead letters."""
         version = model.version_text
         self.batch_size.observe(size)
         if result.scored:
-            self.events_scored.labels(model_version=version).inc(result.scored)
+            ours = result.scored - len(result.canary_predictions)
+            if ours:
+                self.events_scored.labels(model_version=version).inc(ours)
             self.record_predictions(version, model.scorer.is_classifier, result.predictions)
             now = now_ms()
             hist = self.end_to_end_seconds

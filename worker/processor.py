@@ -27,6 +27,7 @@ from worker.records import (
     fallback_headers,
     now_ms,
 )
+from worker.sampling import in_canary
 from worker.scoring import Scorer
 from worker.sizes import fitted_dead_letter, record_size
 from worker.validation import BuiltBatch, FeatureMatrixBuilder, ValidationPolicy
@@ -73,6 +74,15 @@ class ServingModel:
         self.model_ref = {"name": self.name, "version": self.version}
         self.headers = SourceHeaders(self.name, self.version_text)
 
+    def same_input(self, other: ServingModel) -> bool:
+        """True when ``other`` builds the same matrix from the same events (same feature
+        schema and validation): a shadow of such a model reuses the batch's matrix."""
+        return (
+            self.manifest.features == other.manifest.features
+            and self.builder.policy == other.builder.policy
+            and self.builder.allowed_keys == other.builder.allowed_keys
+        )
+
     def smoke_test(self) -> None:
         """Predict one row of schema defaults; raises if the model cannot score at all."""
         scores = self.scorer.score(self.builder.row_from_defaults())
@@ -81,14 +91,45 @@ class ServingModel:
             raise RuntimeError(f"{cls}: {message}")
 
 
+@dataclass(frozen=True)
+class ScoredRows:
+    """What production's one model call saw and returned, kept for a shadow to compare with:
+    the matrix of the valid events, the event index of each matrix row, and the scored rows
+    with their predictions (and class probabilities, for classifiers)."""
+
+    matrix: Any
+    event_of_row: list[int]
+    rows: list[int]  # matrix rows that scored, ascending
+    predictions: list[Any]
+    probabilities: Any  # (len(rows), n_classes) or None
+
+
+@dataclass(frozen=True)
+class Canary:
+    """The canary model and the share of event ids it scores instead of production (the ids
+    :func:`worker.sampling.in_canary` picks)."""
+
+    model: ServingModel
+    fraction: float
+
+
 @dataclass
 class BatchResult:
     records: list[OutRecord]
     scored: int = 0
     dead_letters: Counter[str] = field(default_factory=Counter)  # by stage
-    predictions: list[Any] = field(default_factory=list)
+    predictions: list[Any] = field(default_factory=list)  # production's, published
     timestamps_ms: list[int] = field(default_factory=list)  # Kafka timestamps of scored inputs
     matrix: Any = None  # the batch's feature matrix (valid events), for drift counting
+    #: The decoded events and their records, production's prediction bodies (None: not
+    #: scored by production) and its model call: what a shadow scores again and compares with.
+    #: Empty when the batch was handled record by record.
+    events: list[Any] = field(default_factory=list)
+    decoded: list[InputRecord] = field(default_factory=list)
+    bodies: list[dict[str, Any] | None] = field(default_factory=list)
+    values: list[bytes | None] = field(default_factory=list)  # production's published values
+    production: ScoredRows | None = None
+    canary_predictions: list[Any] = field(default_factory=list)  # the canary's, published
 
 
 @dataclass(frozen=True)
@@ -128,10 +169,10 @@ def _score(
     id_field: str,
     passthrough: Sequence[str],
     sources: Sequence[InputRecord] | None,
-) -> tuple[list[dict[str, Any] | None], list[tuple[int, str, str, str]], Any]:
+) -> tuple[list[dict[str, Any] | None], list[tuple[int, str, str, str]], ScoredRows]:
     """Prediction bodies (None where an event did not score), the failures as
     ``(event index, stage, error class, message)`` in event order within each stage, and the
-    feature matrix of the valid events."""
+    model call (the feature matrix of the valid events, what scored)."""
     bodies: list[dict[str, Any] | None] = [None] * len(events)
     failures: list[tuple[int, str, str, str]] = []
     built, raised = _build(model.builder, events)
@@ -174,7 +215,63 @@ def _score(
             if name in event:
                 body[name] = event[name]
         bodies[index] = body
-    return bodies, failures, built.matrix
+    return (
+        bodies,
+        failures,
+        ScoredRows(built.matrix, built.rows, scores.rows, predictions, proba),
+    )
+
+
+def _score_split(
+    events: Sequence[dict[str, Any]],
+    model: ServingModel,
+    canary: Canary,
+    id_field: str,
+    passthrough: Sequence[str],
+    sources: Sequence[InputRecord],
+) -> tuple[
+    list[dict[str, Any] | None], list[tuple[int, str, str, str]], ScoredRows, list[bool], list[Any]
+]:
+    """:func:`_score` with the canary's share of the ids scored by the canary: the bodies
+    and failures of both (by event index), production's model call, which events the canary
+    scored, and the canary's predictions."""
+    ours: list[int] = []
+    theirs: list[int] = []
+    fraction = canary.fraction
+    for index, event in enumerate(events):
+        ident = event_id(event, id_field, sources[index])
+        (theirs if in_canary(ident, fraction) else ours).append(index)
+    bodies: list[dict[str, Any] | None] = [None] * len(events)
+    failures: list[tuple[int, str, str, str]] = []
+    by_canary = [False] * len(events)
+    canary_predictions: list[Any] = []
+    scored = ScoredRows(None, [], [], [], None)
+    for indices, serving in ((ours, model), (theirs, canary.model)):
+        if not indices:
+            continue
+        part_bodies, part_failures, part = _score(
+            [events[i] for i in indices],
+            serving,
+            id_field,
+            passthrough,
+            [sources[i] for i in indices],
+        )
+        for position, body in enumerate(part_bodies):
+            bodies[indices[position]] = body
+        failures.extend((indices[i], st, cls, msg) for i, st, cls, msg in part_failures)
+        if serving is model:
+            scored = ScoredRows(
+                part.matrix,
+                [indices[i] for i in part.event_of_row],
+                part.rows,
+                part.predictions,
+                part.probabilities,
+            )
+        else:
+            canary_predictions = part.predictions
+            for i in indices:
+                by_canary[i] = True
+    return bodies, failures, scored, by_canary, canary_predictions
 
 
 def _build(
@@ -229,8 +326,17 @@ class BatchProcessor:
         #: Below this, key + value cannot make a prediction too large (headers are bounded).
         self._check_above = destinations.max_message_bytes // 2
 
-    def process(self, records: Sequence[InputRecord], model: ServingModel) -> BatchResult:
+    def process(
+        self,
+        records: Sequence[InputRecord],
+        model: ServingModel,
+        canary: Canary | None = None,
+    ) -> BatchResult:
         """Predictions and dead letters of ``records``, in their order.
+
+        With a ``canary``, the events whose id falls in its share are scored by the canary
+        instead (their predictions and dead letters carry its version); the others by
+        ``model``, one model call each.
 
         The batch is handled as one (one matrix, one model call, bisected when the model
         raises). Whatever else raises while handling it, the batch is handled again record by
@@ -239,7 +345,7 @@ class BatchProcessor:
         scored. Nothing a record holds escapes this method.
         """
         try:
-            return self._process(records, model, _Stage())
+            return self._process(records, model, _Stage(), canary)
         except Exception as exc:  # noqa: BLE001 - whatever a record makes raise: isolate it
             log.warning(
                 "a batch of %d records raised %s (%s); handling it record by record",
@@ -247,15 +353,17 @@ class BatchProcessor:
                 type(exc).__name__,
                 _short(exc),
             )
-            return self._process_each(records, model)
+            return self._process_each(records, model, canary)
 
-    def _process_each(self, records: Sequence[InputRecord], model: ServingModel) -> BatchResult:
+    def _process_each(
+        self, records: Sequence[InputRecord], model: ServingModel, canary: Canary | None
+    ) -> BatchResult:
         result = BatchResult(records=[])
         matrices = []
         for record in records:
             stage = _Stage()
             try:
-                one = self._process([record], model, stage)
+                one = self._process([record], model, stage, canary)
             except Exception as exc:  # noqa: BLE001 - this record alone raised: a dead letter
                 result.records.append(
                     self._dead(record, model, stage.name, type(exc).__name__, _short(exc))
@@ -266,6 +374,7 @@ class BatchProcessor:
             result.scored += one.scored
             result.dead_letters.update(one.dead_letters)
             result.predictions.extend(one.predictions)
+            result.canary_predictions.extend(one.canary_predictions)
             result.timestamps_ms.extend(one.timestamps_ms)
             if one.matrix is not None and len(one.matrix):
                 matrices.append(one.matrix)
@@ -273,7 +382,11 @@ class BatchProcessor:
         return result
 
     def _process(
-        self, records: Sequence[InputRecord], model: ServingModel, stage: _Stage
+        self,
+        records: Sequence[InputRecord],
+        model: ServingModel,
+        stage: _Stage,
+        canary: Canary | None = None,
     ) -> BatchResult:
         dest = self.dest
         result = BatchResult(records=[])
@@ -324,11 +437,23 @@ class BatchProcessor:
             decoded.append(record)
 
         stage.name = "schema"  # predict failures are caught by the scorer's bisection
-        bodies, failures, result.matrix = _score(
-            events, model, dest.id_field, dest.passthrough, decoded
-        )
+        by_canary: list[bool] | None = None
+        if canary is None:
+            bodies, failures, scored = _score(
+                events, model, dest.id_field, dest.passthrough, decoded
+            )
+        else:
+            bodies, failures, scored, by_canary, _ = _score_split(
+                events, model, canary, dest.id_field, dest.passthrough, decoded
+            )
+        result.matrix = scored.matrix
+        result.events, result.decoded, result.bodies = events, decoded, bodies
+        result.production = scored
         for index, failed_stage, error_class, message in failures:
-            out.append(self._dead(decoded[index], model, failed_stage, error_class, message))
+            owner = model
+            if canary is not None and by_canary is not None and by_canary[index]:
+                owner = canary.model
+            out.append(self._dead(decoded[index], owner, failed_stage, error_class, message))
             result.dead_letters[failed_stage] += 1
         stage.name = "encode"
         topic = dest.output_topic
@@ -338,30 +463,47 @@ class BatchProcessor:
         check_above = self._check_above
         predictions = result.predictions
         timestamps = result.timestamps_ms
-        for body, record in zip(bodies, decoded, strict=True):
+        canary_headers = canary.model.headers if canary is not None else headers
+        canary_published: list[Any] = []
+        values: list[bytes | None] = [None] * len(decoded)
+        result.values = values
+        for index, (body, record) in enumerate(zip(bodies, decoded, strict=True)):
             if body is None:
                 continue
+            owner = model
+            if by_canary is not None and by_canary[index]:
+                owner = canary.model if canary is not None else model
             try:
                 value = dumps(body)
             except Exception as exc:  # noqa: BLE001 - whatever one record's value raises
                 # (e.g. an integer beyond 64 bits passed through): that record alone is dead.
-                out.append(self._dead(record, model, "encode", type(exc).__name__, str(exc)))
+                out.append(self._dead(record, owner, "encode", type(exc).__name__, str(exc)))
                 result.dead_letters["encode"] += 1
                 continue
             key = record.key
             prediction = OutRecord(
-                topic, key, value, headers(record), record.partition if same else None
+                topic,
+                key,
+                value,
+                (headers if owner is model else canary_headers)(record),
+                record.partition if same else None,
             )
             if len(value) + (len(key) if key else 0) > check_above:
                 size = record_size(prediction)
                 if size > self.max_message_bytes:
-                    out.append(self.too_large(record, model, "prediction", size))
+                    out.append(self.too_large(record, owner, "prediction", size))
                     result.dead_letters["publish"] += 1
                     continue
             out.append(prediction)
-            predictions.append(body["prediction"])
+            if owner is model:
+                predictions.append(body["prediction"])
+                values[index] = value
+            else:
+                canary_published.append(body["prediction"])
             timestamps.append(record.timestamp)
-        result.scored = len(predictions)
+        if canary is not None:
+            result.canary_predictions = canary_published
+        result.scored = len(timestamps)
         return result
 
     def too_large(
@@ -458,4 +600,4 @@ def _lenient_decode(value: bytes | None) -> Any:
     return None
 
 
-__all__ = ["BatchProcessor", "BatchResult", "Destinations", "ServingModel"]
+__all__ = ["BatchProcessor", "BatchResult", "Canary", "Destinations", "ScoredRows", "ServingModel"]

@@ -4,7 +4,7 @@ A prediction or dead letter over the topic's limit (a broker whose ``message.max
 below ``[worker] max_message_bytes``) is refused on every attempt. Instead of retrying it, the
 worker publishes the dead letter of the input it came from (found by its source headers), with
 the value cut to fit; a dead letter refused again carries none of the value. Outputs of no
-input (drift counts) are dropped with an error in the log.
+input (drift counts) and a shadow's predictions are dropped with an error in the log.
 """
 
 from __future__ import annotations
@@ -44,6 +44,8 @@ class RefusedReplacer:
         for record, reason in refused:
             where = source_of(record)
             source = by_source.get(where) if where is not None else None
+            if record.topic == self.kafka.shadow_topic:
+                source = None  # a shadow's prediction never becomes a production dead letter
             if source is None:
                 log.error(
                     "%s: a record without a source input was refused for good and is dropped: %s",

@@ -72,6 +72,15 @@ class Scorer:
         except Exception:  # noqa: BLE001
             return self._bisect(matrix)
 
+    def score_once(self, matrix: npt.NDArray[Any]) -> BatchScores:
+        """One model call for the whole matrix, no bisection: raises when the model does (a
+        shadow skips such a batch instead of spending calls on finding the rows)."""
+        n = matrix.shape[0]
+        if n == 0:
+            return BatchScores([], [], None, [])
+        predictions, proba = self._call(matrix)
+        return BatchScores(list(range(n)), predictions, proba, [])
+
     def _call(self, matrix: npt.NDArray[Any]) -> tuple[list[Any], npt.NDArray[np.float64] | None]:
         X = self.model_input(matrix)
         if self.use_proba:

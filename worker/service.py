@@ -60,6 +60,7 @@ from worker.pacing import BatchPacer
 from worker.processor import BatchProcessor, BatchResult, Destinations, ServingModel
 from worker.refusals import RefusedReplacer
 from worker.reloader import ModelReloader, ReloadEvent
+from worker.shadow import Candidates
 from worker.status import WorkerStatus
 from worker.swap import swap_between_batches
 from worker.topics import TopicKeeper, ensure_worker_extras
@@ -144,6 +145,10 @@ class ScoringWorker:
         #: The reference profile of a version (None: no drift counting for it).
         self.profile_of: Callable[[int], Profile | None] = lambda v: stored_profile(self.store, v)
         self.drift: WorkerDrift | None = None
+        #: [worker] shadow_alias and canary_alias (worker.shadow).
+        self.candidates = Candidates(
+            cfg, self.store, self.metrics.registry, on_event=self._on_reload_event
+        )
 
     # ------------------------------------------------------------------ control
 
@@ -170,10 +175,12 @@ class ScoringWorker:
         # First: a worker asked for exactly-once on a broker that cannot honour it stops here.
         self.membership = plan_membership(cfg, self.index)
         ensure_topics(cfg.kafka)
-        ensure_worker_extras(cfg.kafka)
-        keeper = TopicKeeper(cfg.kafka, cfg.worker.topic_check_ms)
+        shadow = bool(cfg.worker.shadow_alias)
+        ensure_worker_extras(cfg.kafka, shadow=shadow)
+        keeper = TopicKeeper(cfg.kafka, cfg.worker.topic_check_ms, shadow=shadow)
         keeper.start()
         self.reloader.start()
+        self.candidates.start()
         control = ControlListener(cfg.kafka, self._on_notice)
         control.start()
         quality = self._start_quality_reader()
@@ -192,6 +199,7 @@ class ScoringWorker:
             control.stop()
             if quality is not None:
                 quality.stop()
+            self.candidates.stop()
             self.reloader.stop()
             log.info(
                 "worker %s stopped: %d scored, %d dead letters",
@@ -334,13 +342,14 @@ class ScoringWorker:
         model = self.model
         assert model is not None, "consuming without a model"
         started = time.perf_counter()
-        result = self.processor.process(records, model)
+        result = self.processor.process(records, model, self.candidates.canary_for(model))
         scoring_s = time.perf_counter() - started
         self.metrics.scoring_seconds.labels(model_version=model.version_text).observe(scoring_s)
         self.pacer.observe(model.version_text, len(records), scoring_s)
         if self.drift is not None and result.matrix is not None:
             self._count_drift(result)
         replace = RefusedReplacer(self.processor, model, records, result, self.cfg.kafka)
+        self.candidates.shadow_batch(model, result)  # to the shadow topic, with the batch
         if self.membership is not None and self.membership.exactly_once:
             if not publish_in_transaction(transport, result.records, records, self._stop, replace):
                 # Aborted: nothing of the batch is visible. Partitions this member keeps
@@ -351,6 +360,8 @@ class ScoringWorker:
         else:
             publish_then_commit(transport, result.records, records, self._stop, replace)
         dead = self.metrics.record_batch(model, len(records), result)
+        if result.canary_predictions and self.candidates.canary is not None:
+            self.metrics.record_canary(self.candidates.canary, result)
         self.activity.record_batch(
             records,
             result,
@@ -389,7 +400,7 @@ class ScoringWorker:
 
     def member_record(self, state: str | None = None) -> dict[str, Any]:
         """This member's status record, as published for the fleet (built now)."""
-        return member_record(
+        record = member_record(
             self.identity,
             self.status,
             self.activity,
@@ -398,6 +409,13 @@ class ScoringWorker:
             interval_ms=self.cfg.worker.status_interval_ms,
             state=state,
         )
+        candidates = self.candidates.status(self.model)
+        if candidates:
+            record["candidates"] = candidates
+            canary = candidates.get("canary") or {}
+            if canary.get("fraction") and canary.get("version") is not None:
+                record["serving"][canary["alias"]] = canary["version"]  # it publishes too
+        return record
 
     def _start_reporting(self) -> StatusPublisher | None:
         interval = self.cfg.worker.status_interval_ms
@@ -428,6 +446,7 @@ class ScoringWorker:
     # ------------------------------------------------------------------ callbacks
 
     def _swap_model(self) -> None:
+        self.candidates.swap()
         swapped = swap_between_batches(self.reloader, self.model)
         if swapped is None:
             return
@@ -473,6 +492,8 @@ class ScoringWorker:
             and notice.get("alias") == self.reloader.alias
         ):
             self.reloader.wake()
+        if notice.get("type") == NOTICE_ALIAS_MOVED and notice.get("model") == self.store.name:
+            self.candidates.wake(str(notice.get("alias")))
 
     def _on_ownership(self, owned: list[Partition], joined: bool) -> None:
         """The batcher applied rebalance events (on the scoring thread, right after a poll).

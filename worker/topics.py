@@ -21,16 +21,21 @@ from streamscore.kafka_admin import ensure_topics, recreate_empty_topic
 log = logging.getLogger(__name__)
 
 
-def ensure_worker_extras(kafka: KafkaConfig, *, timeout_s: float | None = None) -> None:
+def ensure_worker_extras(
+    kafka: KafkaConfig, *, shadow: bool = False, timeout_s: float | None = None
+) -> None:
     """Topics a worker writes besides predictions and dead letters: the drift counts of a
-    version with a reference profile go to ``monitoring_topic`` (the clients never
+    version with a reference profile go to ``monitoring_topic``, a shadow's predictions
+    (``shadow``: ``[worker] shadow_alias`` is set) to ``shadow_topic`` (the clients never
     auto-create a topic, so a missing one would hold the batch that carries them)."""
-    ensure_topics(kafka, [kafka.monitoring_topic], timeout_s=timeout_s)
+    topics = [kafka.monitoring_topic, *([kafka.shadow_topic] if shadow else [])]
+    ensure_topics(kafka, topics, timeout_s=timeout_s)
 
 
 class TopicKeeper:
-    def __init__(self, kafka: KafkaConfig, interval_ms: int) -> None:
+    def __init__(self, kafka: KafkaConfig, interval_ms: int, *, shadow: bool = False) -> None:
         self.kafka = kafka
+        self.shadow = shadow
         self.interval_s = interval_ms / 1000
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="topic-keeper", daemon=True)
@@ -49,7 +54,9 @@ class TopicKeeper:
         """Create whatever topic is missing now; one log line per change of state."""
         try:
             counts = ensure_topics(self.kafka, timeout_s=min(self.interval_s, 5.0))
-            ensure_worker_extras(self.kafka, timeout_s=min(self.interval_s, 5.0))
+            ensure_worker_extras(
+                self.kafka, shadow=self.shadow, timeout_s=min(self.interval_s, 5.0)
+            )
             control = self.kafka.control_topic
             # The control topic keeps notices in order on one partition; an empty one that a
             # client's auto-creation made with more is made again (it holds nothing to lose).

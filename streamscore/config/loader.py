@@ -72,6 +72,7 @@ DERIVED_NAMES = {
     "labels_topic": "streamscore.{model}.labels",
     "quality_topic": "streamscore.{model}.quality",
     "monitoring_topic": "streamscore.{model}.monitoring",
+    "shadow_topic": "streamscore.{model}.shadow",
     "group_id": "streamscore-{model}",
 }
 
@@ -169,7 +170,7 @@ def _check_dependent(cfg: Config, where: str) -> None:
 
 def _check_monitor(cfg: Config, where: str) -> None:
     k, m = cfg.kafka, cfg.monitor
-    for key in ("labels_topic", "quality_topic", "monitoring_topic"):
+    for key in ("labels_topic", "quality_topic", "monitoring_topic", "shadow_topic"):
         topic = getattr(k, key)
         if not _TOPIC.match(topic) or topic in (".", ".."):
             raise ConfigError(
@@ -184,12 +185,14 @@ def _check_monitor(cfg: Config, where: str) -> None:
         k.labels_topic,
         k.quality_topic,
         k.monitoring_topic,
+        k.shadow_topic,
     ]
     if len(set(topics)) != len(topics):
         raise ConfigError(
             f"{where}: [kafka] labels_topic ({k.labels_topic!r}), quality_topic "
-            f"({k.quality_topic!r}) and monitoring_topic ({k.monitoring_topic!r}) must differ "
-            f"from each other and from the input, output, dead-letter and control topics"
+            f"({k.quality_topic!r}), monitoring_topic ({k.monitoring_topic!r}) and shadow_topic "
+            f"({k.shadow_topic!r}) must differ from each other and from the input, output, "
+            f"dead-letter and control topics"
         )
     if m.group_id == k.group_id:
         raise ConfigError(
@@ -295,6 +298,20 @@ def _check_worker(cfg: Config, where: str) -> None:
             f"\"group\": a transaction's offsets are fenced by the consumer group's generation, "
             f"which processes that assign partitions to themselves do not join; set assignment "
             f'= "group" (on a real Kafka cluster) or delivery = "at-least-once"'
+        )
+    alias = cfg.model_store.alias
+    for key in ("shadow_alias", "canary_alias"):
+        value = getattr(w, key)
+        if value and value == alias:
+            raise ConfigError(
+                f"{where}: [worker] {key} = {value!r} is [model_store] alias, the production "
+                f"model itself; name the candidate's alias (e.g. 'candidate') or set it to ''"
+            )
+    if w.shadow_alias and w.shadow_alias == w.canary_alias:
+        raise ConfigError(
+            f"{where}: [worker] shadow_alias and canary_alias are both {w.shadow_alias!r}: a "
+            f"version is either shadowed (its predictions to [kafka] shadow_topic only) or a "
+            f"canary (on the output topic); use two aliases or set one to ''"
         )
 
 

@@ -79,6 +79,9 @@ class KafkaConfig:
         "", doc="monitor's live metrics; '' = streamscore.<model_name>.quality"
     )
     monitoring_topic: str = _opt("", doc="drift counts; '' = streamscore.<model_name>.monitoring")
+    shadow_topic: str = _opt(
+        "", doc="[worker] shadow_alias's predictions; '' = streamscore.<model_name>.shadow"
+    )
     group_id: str = _opt("", doc="'' = streamscore-<model_name>")
     client_id: str = _opt("streamscore")
     partitions: int = _opt(4, min=1, max=10_000)
@@ -324,6 +327,21 @@ class WorkerConfig:
     status_interval_ms: int = _opt(
         2000, min=0, max=600_000, doc="member-status record to the control topic; 0 = off"
     )
+    shadow_alias: str = _opt(
+        "", doc="also score with this alias, to [kafka] shadow_topic only; '' = no shadow"
+    )
+    shadow_fraction: float = _opt(
+        1.0, min=0.0, max=1.0, doc="share of event ids the shadow scores (same ids everywhere)"
+    )
+    shadow_budget_ms: int = _opt(
+        250, min=1, max=600_000, doc="a batch's shadow scoring over this is skipped and counted"
+    )
+    canary_alias: str = _opt(
+        "", doc="this alias scores canary_fraction of the ids, on the output topic; '' = none"
+    )
+    canary_fraction: float = _opt(
+        0.0, min=0.0, max=1.0, doc="share of event ids the canary scores instead of production"
+    )
 
 
 @dataclass(frozen=True)
@@ -367,6 +385,15 @@ class MonitorConfig:
     log_loss_margin: float = _opt(0.10, min=0.0, max=100.0, doc="relative (0.10 = +10 %)")
     mae_margin: float = _opt(0.10, min=0.0, max=100.0, doc="relative (0.10 = +10 %)")
     cooldown_s: int = _opt(3600, min=0, max=30 * 86_400)
+    auto_promote: bool = _opt(
+        False, doc="promote the shadow/canary when it beats production (else only reported)"
+    )
+    promote_margin: float = _opt(
+        0.01, min=0.0, max=1.0, doc="accuracy higher by this (absolute), MAE lower (relative)"
+    )
+    auto_end_canary: bool = _opt(
+        False, doc="point [worker] canary_alias at production when the canary is worse"
+    )
     evaluate_interval_ms: int = _opt(10_000, min=10, max=3_600_000)
     max_poll_records: int = _opt(5000, min=1, max=1_000_000)
     host: str = _opt("127.0.0.1", doc="/metrics binds to loopback by default")

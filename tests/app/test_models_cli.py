@@ -209,6 +209,27 @@ def test_show_prints_live_metrics_beside_held_out_from_the_monitor_state(config,
     assert "live: -" in run(config, "show", "1").output
 
 
+def test_show_prints_the_shadows_live_metrics_beside_productions_on_the_same_ids(config, store):
+    from monitor.joinstate import JoinState, Label, Prediction
+
+    config.write_text(
+        config.read_text() + '\n[worker]\nshadow_alias = "candidate"\nshadow_fraction = 0.5\n'
+    )
+    store.promote(1)
+    labels = [Label(f"p{i}", 1, 2_000) for i in range(4)]
+    for name, version, predicted in (("shadow", 2, 1), ("paired", 1, 0)):
+        state = JoinState(config.parent / f"var/monitor/join.{name}.sqlite")
+        state.apply([Prediction(f"p{i}", version, 1_000, predicted) for i in range(4)], labels, {})
+        state.close()
+    for ref in ("2", "1"):  # on the candidate's page and on production's
+        result = run(config, "show", ref)
+        assert result.exit_code == 0, result.output
+        assert (
+            "shadow: shadow v2 (candidate, 50% of ids): accuracy=1.0000 on 4 labelled; "
+            "production v1 on the same ids: accuracy=0.0000 on 4 labelled"
+        ) in " ".join(result.output.split())
+
+
 def test_promote_whose_notice_is_not_acknowledged_exits_2_naming_the_wait(tmp_path, config, store):
     import socket
 

@@ -34,6 +34,7 @@ def monitor_config(config_factory: Callable[..., Config], kafka_section: dict[st
             "labels_topic": f"{run}.labels",
             "quality_topic": f"{run}.quality",
             "monitoring_topic": f"{run}.monitoring",
+            "shadow_topic": f"{run}.shadow",
             **sections.pop("kafka", {}),
         }
         keys = {

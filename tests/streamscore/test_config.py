@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from streamscore.config import Config, Secret, derive_names, load_config
+from streamscore.config import Config, Secret, config_from_dict, derive_names, load_config
 from streamscore.exceptions import ConfigError
 
 REPO_CONFIG = Path(__file__).resolve().parents[2] / "config.toml"
@@ -601,3 +601,33 @@ def test_demo_monitor_knobs_out_of_range_name_the_key_and_the_range(tmp_path):
         load_config(write(tmp_path, "[demo]\nlabel_delay_ms = -1\n"), environ={})
     demo = load_config(write(tmp_path, "[demo]\n"), environ={}).demo
     assert (demo.label_delay_ms, demo.monitor_window_s, demo.monitor_min_labels) == (1000, 3, 50)
+
+
+def test_shadow_and_canary_knobs_out_of_range_or_inconsistent_name_the_key_and_the_fix(tmp_path):
+    with pytest.raises(ConfigError, match=r"\[worker\] shadow_fraction = 1\.5.*<= 1"):
+        load_config(write(tmp_path, "[worker]\nshadow_fraction = 1.5\n"))
+    with pytest.raises(ConfigError, match=r"\[worker\] canary_fraction = -0\.1.*>= 0"):
+        load_config(write(tmp_path, "[worker]\ncanary_fraction = -0.1\n"))
+    with pytest.raises(ConfigError, match=r"\[worker\] shadow_budget_ms = 0.*>= 1"):
+        load_config(write(tmp_path, "[worker]\nshadow_budget_ms = 0\n"))
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, '[worker]\nshadow_alias = "production"\n'))
+    assert "[worker] shadow_alias = 'production' is [model_store] alias" in str(err.value)
+    assert "name the candidate's alias" in str(err.value)
+    with pytest.raises(ConfigError, match="a version is either shadowed"):
+        load_config(write(tmp_path, '[worker]\nshadow_alias = "c"\ncanary_alias = "c"\n'))
+    with pytest.raises(ConfigError, match=r"shadow_topic \('streamscore\.demo\.predictions'\)"):
+        load_config(
+            write(
+                tmp_path,
+                '[model_store]\nmodel_name = "demo"\n'
+                '[kafka]\nshadow_topic = "streamscore.demo.predictions"\n',
+            )
+        )
+
+
+def test_shadow_topic_follows_the_model_name():
+    cfg = config_from_dict({"model_store": {"model_name": "fraud"}}, environ={})
+    assert cfg.kafka.shadow_topic == "streamscore.fraud.shadow"
+    assert cfg.worker.shadow_alias == "" and cfg.worker.canary_fraction == 0.0
+    assert cfg.monitor.auto_promote is False and cfg.monitor.auto_end_canary is False

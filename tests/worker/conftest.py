@@ -81,6 +81,26 @@ class SlowPerRow:
         return self.inner.predict_proba(X)
 
 
+class FailsOnBatches:
+    """A model that scores one row (its smoke test passes) and raises on any larger batch."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.classes_ = inner.classes_
+
+    def _check(self, X: np.ndarray) -> None:
+        if len(X) > 1:
+            raise RuntimeError(f"this model cannot score {len(X)} rows at once")
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        self._check(X)
+        return self.inner.predict(X)
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        self._check(X)
+        return self.inner.predict_proba(X)
+
+
 class NeedsPandas:
     """A model that imports pandas to predict (as a pipeline with pandas output would)."""
 

@@ -14,6 +14,7 @@ from tests.worker.test_processor import DEST, records, serving
 from worker.commit import publish_in_transaction, publish_then_commit
 from worker.processor import BatchProcessor
 from worker.refusals import RefusedReplacer
+from worker.sizes import record_size
 
 
 def test_refused_prediction_is_replaced_by_its_publish_dead_letter_then_committed(
@@ -91,3 +92,37 @@ def test_exactly_once_a_record_refused_whatever_replaces_it_is_dropped_and_the_r
 
     assert transport.aborted == 1 and transport.published == []
     assert transport.commits == [{("in", 0): 3}]  # the partition goes on
+
+
+def test_refused_shadow_prediction_is_dropped_never_a_production_dead_letter(
+    register, model_store, demo_set
+):
+    from prometheus_client import CollectorRegistry
+
+    from worker.shadow import ShadowMetrics, ShadowScorer
+
+    register()
+    model = serving(model_store)
+    values = [jsonio.dumps(demo_set.event(i)) for i in range(4)]
+    batch = records(values)
+    processor = BatchProcessor(DEST)
+    result = processor.process(batch, model)
+    # a shadow (here a copy of production under another version number) with records too large
+    # for the shadow topic's limit
+    register(promote=False)
+    shadow = type(model)(
+        model_store.load(2), model.builder.policy, alias="candidate", seq=1, allowed_extra=("id",)
+    )
+    scorer = ShadowScorer("shadow", 1.0, 10_000, ShadowMetrics(CollectorRegistry()))
+    shadowed = scorer.score(shadow, model, result)
+    result.records.extend(shadowed)
+    transport = FakeTransport({("in", 0): values})
+    longest = max(record_size(r) for r in result.records if r.topic == "out")
+    assert len(shadowed) == 4 and min(record_size(r) for r in shadowed) > longest
+    transport.refuse_over_bytes = longest  # predictions fit, shadow records do not
+    kafka = KafkaConfig(dead_letter_topic="dlq", shadow_topic="shadow")
+    replace = RefusedReplacer(processor, model, batch, result, kafka)
+    assert publish_then_commit(transport, result.records, batch, threading.Event(), replace)
+    assert sorted(r.topic for r in transport.published) == ["out"] * 4
+    assert result.scored == 4 and not result.dead_letters
+    assert transport.commits == [{("in", 0): 4}]

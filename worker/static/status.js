@@ -184,6 +184,13 @@ function el(tag, text, cls) {
 function servingText(record) {
   const serving = record.serving || {};
   const parts = Object.entries(serving).map(([alias, v]) => `${record.model} v${v} (${alias})`);
+  // a shadow scores beside production (shadow topic only): its agreement with production
+  const shadow = (record.candidates || {}).shadow;
+  if (shadow && shadow.version != null) {
+    const agree = shadow.agreement != null ? `, agreement ${(100 * shadow.agreement).toFixed(1)} %` : "";
+    const mae = shadow.mae != null ? `, MAE between the two ${fmt(shadow.mae, 4)}` : "";
+    parts.push(`shadow v${shadow.version} (${shadow.alias}${agree}${mae})`);
+  }
   return parts.join(", ") || "nothing";
 }
 
