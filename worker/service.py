@@ -323,6 +323,10 @@ class ScoringWorker:
             cap = self.pacer.cap(model.version_text) if model is not None else None
             batch = self.batcher.gather(transport, cap)
             if batch:
+                # A version loaded while this batch was gathered (an idle poll waits up to
+                # idle_wait_ms) scores it: an event sent after the swap was logged is never
+                # scored by the version before.
+                self._swap_model()
                 self._handle_batch(transport, batch)
             self._update_lag(transport)
             if not self._joined and time.monotonic() - self._waiting_since > self.join_timeout_s:
