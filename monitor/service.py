@@ -469,6 +469,9 @@ class MonitorService:
             if producer is not None:
                 self._send(producer, {"type": "decision", **_decision_dict(fresh), "at": now})
                 producer.flush(timeout=10)
+        if producer is not None:
+            for record in self.candidate_records(now):
+                self._send(producer, record)
         self._summary_snapshot = self.summary()
         return decision
 
@@ -592,6 +595,42 @@ class MonitorService:
             elif decision.action == END_CANARY:
                 self._move(alias, production, decision)
         return fresh
+
+    def candidate_records(self, now: int) -> list[dict[str, Any]]:
+        """One quality record per candidate (type ``candidate``): its live metrics next to
+        production's, cumulative; for the shadow on the same ids (the shadow's join states),
+        for the canary on the other ids of the same stream. Workers show them on the status
+        page (worker.live_quality)."""
+        current = self.store.alias_state(self.alias)
+        if current is None:
+            return []
+        production = current[0]
+        w = self.cfg.worker
+        roles: list[tuple[str, str, JoinState, JoinState]] = []
+        if self.shadow_join is not None:
+            roles.append(
+                (SHADOW, w.shadow_alias, self.shadow_join.shadow, self.shadow_join.production)
+            )
+        if w.canary_alias:
+            roles.append((CANARY, w.canary_alias, self.state, self.state))
+        out: list[dict[str, Any]] = []
+        for role, alias, theirs, ours in roles:
+            state = self.store.alias_state(alias)
+            if state is None or state[0] == production or state[0] not in theirs.versions():
+                continue
+            out.append(
+                {
+                    "type": "candidate",
+                    "role": role,
+                    "alias": alias,
+                    "model": {"name": self.cfg.model_store.model_name, "version": state[0]},
+                    "production_version": production,
+                    "cumulative": theirs.cumulative(state[0]).metrics(),
+                    "production_cumulative": ours.cumulative(production).metrics(),
+                    "at": now,
+                }
+            )
+        return out
 
     def _move(self, alias: str, version: int, decision: Decision) -> None:
         """Point ``alias`` at ``version`` for a candidate decision, and tell the workers."""

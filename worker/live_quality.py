@@ -42,6 +42,7 @@ class LiveQualityBook:
         self._cumulative: dict[int, tuple[int, dict[str, Any]]] = {}  # version -> (at, metrics)
         self._windows: dict[int, dict[int, tuple[int, int, dict[str, Any]]]] = {}
         self._decision: dict[str, Any] | None = None
+        self._candidates: dict[str, dict[str, Any]] = {}  # role -> the newest candidate record
         self._held_out: dict[int, dict[str, float]] = {}
 
     def add(self, record: Mapping[str, Any]) -> None:
@@ -54,6 +55,14 @@ class LiveQualityBook:
                     last = self._decision
                     if last is None or int(record.get("at", 0)) >= int(last.get("at", 0)):
                         self._decision = dict(record)
+                return
+            if kind == "candidate" and (record.get("model") or {}).get("name") == self.model:
+                role = str(record["role"])
+                int(record["model"]["version"]), int(record["production_version"])  # shaped?
+                with self._lock:
+                    last = self._candidates.get(role)
+                    if last is None or int(record.get("at", 0)) >= int(last.get("at", 0)):
+                        self._candidates[role] = dict(record)
                 return
             if kind != "window" or (record.get("model") or {}).get("name") != self.model:
                 return
@@ -80,13 +89,16 @@ class LiveQualityBook:
         return self._held_out[version]
 
     def to_dict(self) -> dict[str, Any]:
-        """``{"versions": {"7": {"held_out", "live", "window", "updated_ms"}}, "last_decision"}``;
-        ``window`` is the newest closed window (``None`` before one closes)."""
+        """``{"versions": {"7": {"held_out", "live", "window", "updated_ms"}}, "last_decision",
+        "candidates": {"shadow": {"version", "production_version", "live", "production_live"}}}``;
+        ``window`` is the newest closed window (``None`` before one closes); a candidate's
+        ``production_live`` is production's on the same ids (shadow) or the rest (canary)."""
         now = self.clock_ms()
         with self._lock:
             cumulative = dict(self._cumulative)
             windows = {v: dict(w) for v, w in self._windows.items()}
             decision = self._decision
+            candidates = {role: dict(r) for role, r in self._candidates.items()}
         versions: dict[str, Any] = {}
         for version in sorted(cumulative):
             at, live = cumulative[version]
@@ -101,4 +113,15 @@ class LiveQualityBook:
                 "window": window,
                 "updated_ms": at,
             }
-        return {"versions": versions, "last_decision": decision}
+        shown = {
+            role: {
+                "alias": r.get("alias"),
+                "version": int(r["model"]["version"]),
+                "production_version": int(r["production_version"]),
+                "live": dict(r.get("cumulative") or {}),
+                "production_live": dict(r.get("production_cumulative") or {}),
+                "updated_ms": int(r.get("at", 0)),
+            }
+            for role, r in sorted(candidates.items())
+        }
+        return {"versions": versions, "last_decision": decision, "candidates": shown}

@@ -48,30 +48,7 @@ def test_monitor_compares_the_shadow_with_production_on_the_same_ids_and_promote
         auto_promote=True,
     )
     k = cfg.kafka
-    ensure_topics(k, [k.labels_topic, k.shadow_topic])
-    store = ModelStore.from_config(cfg)
-    production = register(store, cancer)
-    store.promote(production.version)
-    shadow = register(store, cancer)
-    store.promote(shadow.version, "candidate")
-    start = _closed_windows_start()
-    # production scored every id (wrong); the shadow the half of the ids it sampled (right)
-    produce_json(
-        k,
-        k.output_topic,
-        [_body(i, production.version, 0.2, start + i * 25) for i in range(400)],
-        key_field="id",
-    )
-    produce_json(
-        k,
-        k.shadow_topic,
-        [
-            _shadow_record(i, shadow.version, production.version, start + i * 25)
-            for i in range(0, 400, 2)
-        ],
-        key_field="id",
-    )
-    produce_json(k, k.labels_topic, [{"id": f"p-{i}", "label": 1} for i in range(400)])
+    store, production, shadow = _shadowed_stream(cfg, cancer)
     service = run_monitor(cfg)
 
     def promoted() -> bool:
@@ -94,6 +71,66 @@ def test_monitor_compares_the_shadow_with_production_on_the_same_ids_and_promote
         r.value for r in read(k, k.quality_topic, expected=3) if r.value["type"] == "decision"
     ]
     assert any(d["action"] == "promote" for d in published)
+
+
+def _shadowed_stream(cfg, cancer) -> tuple[ModelStore, Any, Any]:
+    """Production scored 400 ids (wrong), the shadow the half it sampled (right), all labelled."""
+    k = cfg.kafka
+    ensure_topics(k, [k.labels_topic, k.shadow_topic])
+    store = ModelStore.from_config(cfg)
+    production = register(store, cancer)
+    store.promote(production.version)
+    shadow = register(store, cancer)
+    store.promote(shadow.version, "candidate")
+    start = _closed_windows_start()
+    produce_json(
+        k,
+        k.output_topic,
+        [_body(i, production.version, 0.2, start + i * 25) for i in range(400)],
+        key_field="id",
+    )
+    produce_json(
+        k,
+        k.shadow_topic,
+        [
+            _shadow_record(i, shadow.version, production.version, start + i * 25)
+            for i in range(0, 400, 2)
+        ],
+        key_field="id",
+    )
+    produce_json(k, k.labels_topic, [{"id": f"p-{i}", "label": 1} for i in range(400)])
+    return store, production, shadow
+
+
+def _candidate_records(k, role: str) -> list[dict[str, Any]]:
+    return [
+        r.value
+        for r in read(k, k.quality_topic, expected=10, timeout_s=5)
+        if r.value["type"] == "candidate" and r.value["role"] == role
+    ]
+
+
+def test_monitor_publishes_the_shadows_live_metrics_next_to_productions_on_the_same_ids(
+    monitor_config, run_monitor, cancer
+):
+    cfg = monitor_config(
+        {"worker": {"shadow_alias": "candidate"}}, window_s=1, min_labels_per_window=20
+    )
+    k = cfg.kafka
+    _, production, shadow = _shadowed_stream(cfg, cancer)
+    run_monitor(cfg)
+
+    def labelled() -> list[dict[str, Any]]:
+        return [r for r in _candidate_records(k, "shadow") if r["cumulative"]["labelled"] == 200]
+
+    wait_until(lambda: bool(labelled()), 30, "the shadow's candidate record with 200 labels")
+    record = labelled()[-1]
+    assert record["model"]["version"] == shadow.version
+    assert record["production_version"] == production.version
+    assert record["alias"] == "candidate"
+    assert record["cumulative"]["accuracy"] == 1.0
+    assert record["production_cumulative"]["accuracy"] == 0.0  # production on the same ids
+    assert record["production_cumulative"]["labelled"] == 200
 
 
 @pytest.mark.parametrize("auto_end", [False, True])
@@ -136,6 +173,13 @@ def test_monitor_reports_a_worse_canary_and_ends_it_only_when_asked(
         assert decision["numbers"]["production_per_window"] == [1.0, 1.0, 1.0]
         time.sleep(1)
         assert store.alias_state("canary")[0] == canary.version  # not moved
+        [*_, record] = _candidate_records(k, "canary")  # shown beside production's
+        assert (record["model"]["version"], record["production_version"]) == (
+            canary.version,
+            production.version,
+        )
+        assert record["cumulative"]["accuracy"] == 0.0
+        assert record["production_cumulative"]["accuracy"] == 1.0
     else:
         wait_until(
             lambda: store.alias_state("canary")[0] == production.version,

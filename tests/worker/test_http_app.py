@@ -108,6 +108,7 @@ def test_http_app_fleet_carries_live_quality_per_version_next_to_held_out(client
     assert client(worker).get("/fleet").json()["quality"] == {
         "versions": {},
         "last_decision": None,
+        "candidates": {},
     }
     worker.live_quality.add(
         {

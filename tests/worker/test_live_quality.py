@@ -63,7 +63,7 @@ def test_records_of_another_model_or_of_no_known_shape_are_ignored():
     b.add({"type": "window", "model": {"name": "demo"}})  # no version
     b.add({"type": "member-status", "worker": "w"})
     b.add({"type": "window", "model": "demo", "window_start_ms": "x"})
-    assert b.to_dict() == {"versions": {}, "last_decision": None}
+    assert b.to_dict() == {"versions": {}, "last_decision": None, "candidates": {}}
 
 
 def test_the_newest_decision_is_kept():
@@ -108,3 +108,37 @@ def test_the_book_reads_the_records_the_monitor_publishes(tmp_path):
     assert shown["live"]["labelled"] == 40 and shown["live"]["accuracy"] == pytest.approx(0.5)
     assert shown["window"]["start_ms"] == start
     assert shown["window"]["metrics"]["accuracy"] == pytest.approx(0.5)
+
+
+def candidate(role: str, version: int, at: int, accuracy: float, production: float) -> dict:
+    return {
+        "type": "candidate",
+        "role": role,
+        "alias": "candidate",
+        "model": {"name": "demo", "version": version},
+        "production_version": 1,
+        "cumulative": {"accuracy": accuracy, "labelled": 200},
+        "production_cumulative": {"accuracy": production, "labelled": 200},
+        "at": at,
+    }
+
+
+def test_a_candidate_shows_its_live_metrics_next_to_productions_newest_first():
+    b = book()
+    b.add(candidate("shadow", 2, at=NOW - 1000, accuracy=0.96, production=0.91))
+    b.add(candidate("shadow", 2, at=NOW - 5000, accuracy=0.10, production=0.10))  # older
+    b.add({**candidate("canary", 3, at=NOW, accuracy=0.5, production=0.9), "model": {}})  # bad
+    b.add(
+        {**candidate("canary", 3, at=NOW, accuracy=0.5, production=0.9), "production_version": "x"}
+    )
+    shown = b.to_dict()["candidates"]
+    assert shown == {
+        "shadow": {
+            "alias": "candidate",
+            "version": 2,
+            "production_version": 1,
+            "live": {"accuracy": 0.96, "labelled": 200},
+            "production_live": {"accuracy": 0.91, "labelled": 200},
+            "updated_ms": NOW - 1000,
+        }
+    }

@@ -235,6 +235,18 @@ def test_status_page_shows_live_quality_per_version_next_to_held_out(
             "at": int(time.time() * 1000),
         }
     )
+    records.append(  # the monitor's record for a shadow: live next to production, same ids
+        {
+            "type": "candidate",
+            "role": "shadow",
+            "alias": "candidate",
+            "model": {"name": cfg.model_store.model_name, "version": first.version},
+            "production_version": second.version,
+            "cumulative": {"accuracy": 0.95, "log_loss": 0.12, "labelled": 1200},
+            "production_cumulative": {"accuracy": 0.15, "log_loss": 2.5, "labelled": 1200},
+            "at": int(time.time() * 1000),
+        }
+    )
     process = WorkerProcess(cfg)
     thread = threading.Thread(target=process.run, daemon=True)
     thread.start()
@@ -244,6 +256,7 @@ def test_status_page_shows_live_quality_per_version_next_to_held_out(
         wait_until(lambda: process.worker.ready, 60, "a ready worker")
         before = headless(browser, f"{base}/", tmp_path / "profile0", "--dump-dom")
         assert "no live quality yet" in inner(before, "quality-rows")
+        assert "no shadow or canary judged yet" in inner(before, "candidate-rows")
         produce_json(cfg.kafka, quality_topic, records)
         wait_until(
             lambda: len(httpx.get(f"{base}/fleet").json()["quality"]["versions"]) == 2,
@@ -275,6 +288,14 @@ def test_status_page_shows_live_quality_per_version_next_to_held_out(
             "0.970",
             "0.100",
             "0.100",
+        ]
+        shadow_row = re.search(r'<tr data-role="shadow">(.*?)</tr>', dom, re.S).group(1)
+        assert re.findall(r"<td[^>]*>([^<]*)</td>", shadow_row)[:5] == [
+            f"shadow v{first.version} (candidate)",
+            f"production v{second.version}, same ids",
+            "1,200",
+            "0.950",  # accuracy: the shadow's, then production's on the same ids
+            "0.150",
         ]
         decision = text_of(dom, "quality-decision")
         assert f"rollback v{second.version} → v{first.version}" in decision

@@ -75,4 +75,43 @@ function drawQuality(fleet) {
     ? `last decision of the monitor: ${d.action} v${d.version}${d.target ? " → v" + d.target : ""} at ${new Date(d.at).toLocaleTimeString()}: ${d.reason}`
     : "no rollback decision published yet";
   document.body.dataset.qualityVersions = String(numbers.length);
+  drawCandidates(quality.candidates || {}, metrics);
+}
+
+// Shadow and canary (issue 17): the candidate's live metrics next to production's, from the
+// monitor's "candidate" records: the shadow on the same ids, the canary on its share of ids.
+function drawCandidates(candidates, metrics) {
+  const head = document.getElementById("candidate-head");
+  head.replaceChildren(qualityCell("th", "candidate"), qualityCell("th", "against"),
+    qualityCell("th", "labelled", "num"));
+  for (const [, title] of metrics) {
+    head.append(qualityCell("th", `${title} candidate`, "num"), qualityCell("th", `${title} production`, "num"));
+  }
+  const rows = document.getElementById("candidate-rows");
+  rows.replaceChildren();
+  const roles = Object.keys(candidates).sort();
+  for (const role of roles) {
+    const c = candidates[role];
+    const live = c.live || {};
+    const prod = c.production_live || {};
+    const tr = document.createElement("tr");
+    tr.dataset.role = role;
+    tr.append(
+      qualityCell("td", `${role} v${c.version}${c.alias ? " (" + c.alias + ")" : ""}`),
+      qualityCell("td", `production v${c.production_version}${role === "shadow" ? ", same ids" : ", other ids"}`),
+      qualityCell("td", `${(live.labelled || 0).toLocaleString("en-US")}`, "num"),
+    );
+    for (const [name] of metrics) {
+      tr.append(qualityCell("td", qualityValue(live[name]), "num"), qualityCell("td", qualityValue(prod[name]), "num"));
+    }
+    rows.append(tr);
+  }
+  if (!roles.length) {
+    const tr = document.createElement("tr");
+    const td = qualityCell("td", "no shadow or canary judged yet ([worker] shadow_alias / canary_alias)", "empty");
+    td.colSpan = 3 + 2 * metrics.length;
+    tr.append(td);
+    rows.append(tr);
+  }
+  document.body.dataset.qualityCandidates = String(roles.length);
 }
