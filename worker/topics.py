@@ -62,7 +62,9 @@ class TopicKeeper:
             # client's auto-creation made with more is made again (it holds nothing to lose).
             if counts.get(control, 1) != 1 and recreate_empty_topic(self.kafka, control, 1):
                 log.info("recreated %s with 1 partition (it had %d)", control, counts[control])
-        except StreamscoreError as exc:
+        except Exception as exc:  # any failure: the keeper itself must live on
+            if not isinstance(exc, StreamscoreError):
+                log.debug("topic check raised", exc_info=True)
             if not self._failing:
                 log.warning(
                     "cannot check the topics (%s); trying again every %gs", exc, self.interval_s

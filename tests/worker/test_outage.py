@@ -93,7 +93,7 @@ def test_worker_recreates_its_topics_with_their_partition_counts_after_an_empty_
         broker.start()  # memory-only: comes back with no topics at all
         assert counts() != wanted
         # Nobody but the worker creates them: not the test, not auto-creation.
-        wait_until(lambda: counts() == wanted, 30, "the worker to recreate its topics")
+        wait_until(lambda: counts() == wanted, 60, "the worker to recreate its topics")
         produce(k, [demo_set.event(i, id=f"back-{i}") for i in range(10)])
         outputs = read(k, k.output_topic, expected=10, timeout_s=60)
         assert {r.value["id"] for r in outputs} >= {f"back-{i}" for i in range(10)}
@@ -101,3 +101,26 @@ def test_worker_recreates_its_topics_with_their_partition_counts_after_an_empty_
         worker.stop()
         thread.join(timeout=60)
         broker.stop()
+
+
+def test_the_topic_keeper_outlives_a_check_that_raises_anything(monkeypatch):
+    import worker.topics as topics
+    from streamscore.config import KafkaConfig
+
+    calls: list[int] = []
+
+    def flaky(kafka, timeout_s=None, **_):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("a client error no rule foresaw")
+        return {}
+
+    monkeypatch.setattr(topics, "ensure_topics", flaky)
+    monkeypatch.setattr(topics, "ensure_worker_extras", lambda *a, **k: None)
+    keeper = topics.TopicKeeper(KafkaConfig(), 20)
+    keeper.start()
+    try:
+        wait_until(lambda: len(calls) >= 3, 5, "checks after the one that raised")
+    finally:
+        keeper.stop()
+    assert keeper._failing is False
