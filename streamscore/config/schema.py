@@ -319,6 +319,13 @@ class WorkerConfig:
     status_interval_ms: int = _opt(
         2000, min=0, max=600_000, doc="member-status record to the control topic; 0 = off"
     )
+    max_batches_in_flight: int = _opt(
+        2,
+        min=1,
+        max=16,
+        doc="batches published and not yet acknowledged; 1 = wait for each batch's acks "
+        "before the next poll (exactly-once always 1)",
+    )
 
 
 @dataclass(frozen=True)
