@@ -488,8 +488,8 @@ class ScoringWorker:
         """The batcher applied rebalance events (on the scoring thread, right after a poll).
 
         The rebalance callbacks themselves only queue their partitions in the batcher
-        (kafka-python 3 runs them on its network thread); every handled batch is already
-        committed when they arrive (commits happen before the next poll), the batcher drops
+        (kafka-python 3 runs them on its network thread), after a revoke has finished the
+        batches in flight (acknowledged, committed: :mod:`worker.pipeline`); the batcher drops
         what it gathered of revoked partitions, and their new owner scores those events from
         the committed offset: nothing is lost and nothing is scored twice.
         """
