@@ -358,8 +358,8 @@ def stored_batches(results: dict[str, Any]) -> str:
     low, high = (min(per_batch), max(per_batch)) if per_batch else (0, 0)
     spread = f"{low:,.0f}" if low == high else f"{low:,.0f}–{high:,.0f}"
     shape = (
-        f"backlogs stored as {spread} records per batch (mean per run) "
-        f"(published with batch.num.messages {BACKLOG_BATCH_RECORDS}, linger 50 ms)"
+        f"backlogs stored as {spread} records per batch (mean per run; published with "
+        f"batch.num.messages {BACKLOG_BATCH_RECORDS}, linger 50 ms)"
         if per_batch
         else "records per stored batch not measured"
     )
