@@ -590,3 +590,9 @@ def test_max_message_bytes_and_poll_budget_out_of_range_name_the_key_and_the_ran
     assert ">= 16384" in str(err.value)
     with pytest.raises(ConfigError, match=r"\[worker\] poll_budget_fraction = 1\.5.*<= 0\.9"):
         load_config(write(tmp_path, "[worker]\npoll_budget_fraction = 1.5\n"))
+
+
+def test_max_batches_in_flight_defaults_to_two_and_out_of_range_names_the_key(tmp_path):
+    assert load_config(write(tmp_path, "")).worker.max_batches_in_flight == 2
+    with pytest.raises(ConfigError, match=r"\[worker\] max_batches_in_flight = 0.*>= 1"):
+        load_config(write(tmp_path, "[worker]\nmax_batches_in_flight = 0\n"))
