@@ -31,9 +31,15 @@ REPO = HERE.parent
 QUIX_VENV = HERE / ".venv-quix"
 RESULTS = HERE / "results"
 
-THROUGHPUT_ROWS = (
+#: The client ceilings: pipelined passthroughs (the ceiling) and their synchronous variants.
+CEILINGS = (
     "ceiling-kafka-python",
+    "ceiling-kafka-python-sync",
     "ceiling-confluent",
+    "ceiling-confluent-sync",
+)
+THROUGHPUT_ROWS = (
+    *CEILINGS,
     "baseline",
     "quix",
     "worker-1",
@@ -56,7 +62,7 @@ SHADOW_ROWS = {
 EXACTLY_ONCE = ("worker-1-eos", "worker-1-confluent-eos", "latency-eos")
 #: --only names → rows / sections
 ONLY = {
-    "ceiling": ("ceiling-kafka-python", "ceiling-confluent"),
+    "ceiling": CEILINGS,
     "baseline": ("baseline",),
     "quix": ("quix",),
     "worker": ("worker-1",),
@@ -80,7 +86,7 @@ NOT_QUICK = ("shadow",)
 IDLE_S = 20.0
 #: Throughput runs ignore the events done in the first WARMUP_S seconds (or first 10 %).
 WARMUP_S = 2.0
-MODEL_FREE = ("ceiling-kafka-python", "ceiling-confluent")
+MODEL_FREE = CEILINGS
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -246,7 +252,10 @@ class Bench:
         names = kafkautil.Names.fresh(kind)
         kafkautil.create_topics(self.bootstrap, names)
         try:
-            kafkautil.publish(self.bootstrap, names.input, self.backlog.values, self.backlog.keys)
+            stored: dict[str, Any] = {}
+            kafkautil.publish(
+                self.bootstrap, names.input, self.backlog.values, self.backlog.keys, stats=stored
+            )
             spec: dict[str, Any] = {
                 "kind": kind,
                 "bootstrap": self.bootstrap,
@@ -277,6 +286,7 @@ class Bench:
         rate = warmup_rate([tuple(c) for c in result["checkpoints"]], self.args.events, WARMUP_S)
         return {
             **rate,
+            "stored_backlog": stored,
             "peak_rss_kib": [result.get("rss_kib")],
             **{k: v for k, v in result.items() if k not in ("checkpoints", "rss_kib")},
         }
@@ -325,7 +335,7 @@ class Bench:
                 say(f"{label} ...")
                 started = time.monotonic()
                 try:
-                    if row == "ceiling-kafka-python" or row == "ceiling-confluent":
+                    if row in CEILINGS:
                         result = self._client_run(
                             row, None, sys.executable, ["-m", "bench.runners"]
                         )

@@ -7,6 +7,7 @@ fastest client here, so it never bounds what is being measured.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import time
@@ -152,6 +153,12 @@ def producer(bootstrap: str, **extra: Any) -> ck.Producer:
     return ck.Producer(settings)
 
 
+#: Records per stored batch of a published backlog (librdkafka ``batch.num.messages``): the
+#: embedded broker's speed depends on it (bench/README.md), so the benchmark sets it, and
+#: measures what it got (:func:`publish`'s ``stats``).
+BACKLOG_BATCH_RECORDS = 1000
+
+
 def publish(
     bootstrap: str,
     topic: str,
@@ -159,15 +166,23 @@ def publish(
     keys: Sequence[bytes],
     *,
     timeout_s: float = 120.0,
+    stats: dict[str, Any] | None = None,
 ) -> float:
-    """Publish a backlog and wait for every acknowledgement; returns the seconds it took."""
+    """Publish a backlog and wait for every acknowledgement; returns the seconds it took.
+
+    ``stats`` (when given) receives ``records_per_batch``: the mean records per produced
+    batch, from librdkafka's statistics (each produced batch is one stored batch)."""
     errors: list[Any] = []
+    last_stats: list[str] = []
 
     def on_delivery(err: Any, _msg: Any) -> None:
         if err is not None:
             errors.append(err)
 
-    p = producer(bootstrap)
+    extra: dict[str, Any] = {"batch.num.messages": BACKLOG_BATCH_RECORDS, "linger.ms": 50}
+    if stats is not None:
+        extra |= {"statistics.interval.ms": 100, "stats_cb": last_stats.append}
+    p = producer(bootstrap, **extra)
     started = time.monotonic()
     deadline = started + timeout_s
     produce = p.produce
@@ -188,7 +203,22 @@ def publish(
             f"publishing to {topic}: {left} unacknowledged, {len(errors)} failed "
             f"({errors[0] if errors else ''})"
         )
-    return time.monotonic() - started
+    elapsed = time.monotonic() - started
+    if stats is not None:
+        p.poll(0.25)  # one more statistics report, after the last batch
+        stats.update(_batch_stats(last_stats, topic))
+    return elapsed
+
+
+def _batch_stats(reports: list[str], topic: str) -> dict[str, Any]:
+    """Mean records per produced batch of ``topic`` over librdkafka's statistics reports (each
+    report's ``batchcnt`` histogram covers the batches of its own interval)."""
+    total = count = 0
+    for text in reports:
+        counts = json.loads(text).get("topics", {}).get(topic, {}).get("batchcnt", {})
+        total += counts.get("sum", 0)
+        count += counts.get("cnt", 0)
+    return {"records_per_batch": round(total / count, 1), "batches": count} if count else {}
 
 
 class OutputCollector:

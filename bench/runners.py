@@ -3,8 +3,14 @@
 ``python -m bench.runners SPEC.json RESULT.json`` where the spec's ``kind`` is
 
 * ``ceiling-kafka-python`` / ``ceiling-confluent``: consume the backlog and re-produce the raw
-  bytes (no parsing, no model): per poll of up to 1000 records, send all, flush (wait for the
-  acknowledgements), commit synchronously. Client settings as the streamscore worker's.
+  bytes (no parsing, no model) with the worker's delivery guarantee (acks=all, a batch's offsets
+  committed only once each of its records is acknowledged, batches committed in order),
+  pipelined: the next poll overlaps the previous batches' acknowledgements (at most
+  ``PIPELINE_BATCHES`` batches of up to 1000 records unacknowledged), commits asynchronous.
+  The fastest passthrough each client allows under that guarantee: the ceiling.
+* ``ceiling-kafka-python-sync`` / ``ceiling-confluent-sync``: the same, synchronous: per poll
+  send all, flush (wait for the acknowledgements), commit synchronously (the worker's loop with
+  ``max_batches_in_flight = 1``). Client settings as the streamscore worker's.
 * ``baseline``: the per-message worker a data scientist writes first, on kafka-python with its
   defaults: ``json.loads``, ``predict_proba`` on one row, ``json.dumps``, ``send``, auto-commit.
 * ``model-alone``: no Kafka: the interpreter, the model's libraries and the artifact, scoring one
@@ -16,17 +22,22 @@ The result holds ``checkpoints``: ``(time, events done)`` pairs, from the first 
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any
 
 SESSION = {"session_timeout_ms": 3000, "heartbeat_interval_ms": 1000}
+#: Unacknowledged batches a pipelined passthrough may hold (bounded, as the worker's memory).
+PIPELINE_BATCHES = 4
 
 
-def _ceiling_kafka_python(spec: dict[str, Any]) -> dict[str, Any]:
+def _ceiling_kafka_python(spec: dict[str, Any], *, pipelined: bool = True) -> dict[str, Any]:
     from kafka import KafkaConsumer, KafkaProducer
+    from kafka.structs import OffsetAndMetadata, TopicPartition
 
     consumer = KafkaConsumer(
         spec["input"],
@@ -41,8 +52,32 @@ def _ceiling_kafka_python(spec: dict[str, Any]) -> dict[str, Any]:
         **SESSION,
     )
     producer = KafkaProducer(
-        bootstrap_servers=spec["bootstrap"], acks="all", linger_ms=5, batch_size=262_144
+        bootstrap_servers=spec["bootstrap"],
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=5,
+        batch_size=262_144,
     )
+    #: ``(futures, next offsets)`` of each unacknowledged batch, oldest first.
+    in_flight: deque[tuple[list[Any], dict[Any, Any]]] = deque()
+
+    def settle(block: bool) -> None:
+        """Commit (asynchronously) every acknowledged batch at the head, in order."""
+        offsets: dict[Any, Any] = {}
+        while in_flight:
+            futures, next_offsets = in_flight[0]
+            if block:
+                for f in futures:
+                    f.get(timeout=30)  # raises if the broker refused it: the run fails
+            elif not all(f.is_done for f in futures):
+                break
+            elif not all(f.succeeded() for f in futures):
+                raise RuntimeError(f"a record was not acknowledged: {futures[0].exception}")
+            in_flight.popleft()
+            offsets.update(next_offsets)
+        if offsets:
+            consumer.commit_async({tp: OffsetAndMetadata(o, "", -1) for tp, o in offsets.items()})
+
     out_topic = spec["output"]
     planned, budget = spec["events"], spec["warmup_s"] + spec["max_seconds"]
     checkpoints: list[tuple[float, int]] = []
@@ -65,22 +100,36 @@ def _ceiling_kafka_python(spec: dict[str, Any]) -> dict[str, Any]:
                 checkpoints.append((now, 0))
                 cpu0 = (time.process_time(), time.monotonic())
             send = producer.send
-            for records in polled.values():
+            futures = []
+            next_offsets = {}
+            for tp, records in polled.items():
                 for r in records:
-                    send(out_topic, value=r.value, key=r.key)
-                    done += 1
-            producer.flush()
-            consumer.commit()
-            checkpoints.append((time.time(), done))
+                    futures.append(send(out_topic, value=r.value, key=r.key))
+                next_offsets[TopicPartition(tp.topic, tp.partition)] = records[-1].offset + 1
+                done += len(records)
+            if pipelined:
+                in_flight.append((futures, next_offsets))
+                settle(block=len(in_flight) > PIPELINE_BATCHES)
+                # records count once acknowledged and committed: what left the pipeline
+                acked = done - sum(len(f) for f, _ in in_flight)
+                checkpoints.append((time.time(), acked))
+            else:
+                producer.flush()
+                consumer.commit()
+                checkpoints.append((time.time(), done))
             if time.time() > stop_at:
                 break
+        if pipelined:
+            settle(block=True)
+            consumer.commit()  # synchronous: every consumed offset, all acknowledged now
+            checkpoints.append((time.time(), done))
     finally:
         producer.close(timeout=5)
         consumer.close(autocommit=False)
     return {"checkpoints": checkpoints, "cpu_cores": _cores(cpu0)}
 
 
-def _ceiling_confluent(spec: dict[str, Any]) -> dict[str, Any]:
+def _ceiling_confluent(spec: dict[str, Any], *, pipelined: bool = True) -> dict[str, Any]:
     import confluent_kafka as ck
 
     consumer = ck.Consumer(
@@ -98,12 +147,36 @@ def _ceiling_confluent(spec: dict[str, Any]) -> dict[str, Any]:
         {
             "bootstrap.servers": spec["bootstrap"],
             "acks": "all",
+            "enable.idempotence": True,
             "linger.ms": 5,
             "batch.size": 262_144,
             "queue.buffering.max.messages": 1_000_000,
         }
     )
     consumer.subscribe([spec["input"]])
+    #: ``[unacknowledged records, failures, next offsets]`` of each batch, oldest first.
+    in_flight: deque[_Ticket] = deque()
+
+    def settle(block: bool) -> None:
+        """Commit (asynchronously) every acknowledged batch at the head, in order."""
+        producer.poll(0)  # serve delivery reports
+        offsets: dict[tuple[str, int], int] = {}
+        while in_flight:
+            ticket = in_flight[0]
+            while block and ticket.left:
+                producer.poll(0.05)
+            if ticket.left:
+                break
+            if ticket.failed:
+                raise RuntimeError(f"a record was not acknowledged: {ticket.failed[0]}")
+            in_flight.popleft()
+            offsets.update(ticket.offsets)
+        if offsets:
+            consumer.commit(
+                offsets=[ck.TopicPartition(t, p, o) for (t, p), o in offsets.items()],
+                asynchronous=True,
+            )
+
     out_topic = spec["output"]
     planned, budget = spec["events"], spec["warmup_s"] + spec["max_seconds"]
     checkpoints: list[tuple[float, int]] = []
@@ -127,23 +200,53 @@ def _ceiling_confluent(spec: dict[str, Any]) -> dict[str, Any]:
                 checkpoints.append((now, 0))
                 cpu0 = (time.process_time(), time.monotonic())
             produce = producer.produce
+            ticket = _Ticket(len(messages))
+            reports = {"on_delivery": ticket.report} if pipelined else {}
             for m in messages:
                 while True:
                     try:
-                        produce(out_topic, m.value(), m.key())
+                        produce(out_topic, m.value(), m.key(), **reports)
                         break
                     except BufferError:
                         producer.poll(0.01)
+                ticket.offsets[(m.topic(), m.partition())] = m.offset() + 1
             done += len(messages)
-            producer.flush(30)
-            consumer.commit(asynchronous=False)
-            checkpoints.append((time.time(), done))
+            if pipelined:
+                in_flight.append(ticket)
+                settle(block=len(in_flight) > PIPELINE_BATCHES)
+                acked = done - sum(t.size for t in in_flight)
+                checkpoints.append((time.time(), acked))
+            else:
+                producer.flush(30)
+                consumer.commit(asynchronous=False)
+                checkpoints.append((time.time(), done))
             if time.time() > stop_at:
                 break
+        if pipelined:
+            settle(block=True)
+            consumer.commit(asynchronous=False)
+            checkpoints.append((time.time(), done))
     finally:
         producer.flush(5)
         consumer.close()
     return {"checkpoints": checkpoints, "cpu_cores": _cores(cpu0)}
+
+
+class _Ticket:
+    """One pipelined batch on confluent-kafka: its records' delivery reports count it down."""
+
+    __slots__ = ("failed", "left", "offsets", "size")
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.left = size
+        self.failed: list[Any] = []
+        self.offsets: dict[tuple[str, int], int] = {}
+
+    def report(self, error: Any, _message: Any) -> None:
+        self.left -= 1
+        if error is not None:
+            self.failed.append(error)
 
 
 def _baseline(spec: dict[str, Any]) -> dict[str, Any]:
@@ -237,6 +340,8 @@ def _cores(start: tuple[float, float] | None) -> float | None:
 KINDS = {
     "ceiling-kafka-python": _ceiling_kafka_python,
     "ceiling-confluent": _ceiling_confluent,
+    "ceiling-kafka-python-sync": functools.partial(_ceiling_kafka_python, pipelined=False),
+    "ceiling-confluent-sync": functools.partial(_ceiling_confluent, pipelined=False),
     "baseline": _baseline,
     "model-alone": _model_alone,
 }

@@ -211,7 +211,10 @@ def throughput(
             "shadow_budget_ms": 600_000,
         }
     with fresh_topics(setup, label) as names:
-        published_s = kafkautil.publish(setup.bootstrap, names.input, backlog.values, backlog.keys)
+        stored: dict[str, Any] = {}
+        published_s = kafkautil.publish(
+            setup.bootstrap, names.input, backlog.values, backlog.keys, stats=stored
+        )
         config, log_dir = write_config(
             setup,
             names,
@@ -279,6 +282,7 @@ def throughput(
         "complete": complete,
         "outputs": collector.count,
         "backlog": n,
+        "stored_backlog": stored,
         "publish_s": round(published_s, 2),
         "startup_to_first_output_s": round(first_output_s, 2),
         "peak_rss_kib": rss,

@@ -6,7 +6,9 @@
   returns it (the batcher is empty again);
 - :meth:`Batcher.revoke` and :meth:`Batcher.assign` are called by the rebalance callbacks
   (on any thread: kafka-python 3 runs them on its network thread, confluent-kafka inside
-  ``poll``). They only append the event to a queue under a lock. Everything the rebalance
+  ``poll``). They only append the event to a queue under a lock (a revoke first lets
+  ``before_revoke`` finish the batches in flight: :mod:`worker.pipeline`; what it returns,
+  work left for the callback's transport or None, is the callback's). Everything the rebalance
   changes (the batch being gathered, the rewind map, the partitions owned, what the worker
   reports through ``on_change``) is changed by the scoring thread, which drains the queue
   right after each poll, applying the events in the order they arrived;
@@ -35,7 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from streamscore.config import WorkerConfig
-from worker.transport import Partition, Transport
+from worker.transport import Partition, RevokeWork, Transport
 
 log = logging.getLogger(__name__)
 
@@ -82,10 +84,13 @@ class Batcher:
         limits: BatchLimits,
         stop: threading.Event,
         on_change: OwnershipChanged | None = None,
+        *,
+        before_revoke: Callable[[list[Partition]], RevokeWork | None] | None = None,
     ) -> None:
         self.limits = limits
         self._stop = stop
         self._on_change = on_change
+        self._before_revoke = before_revoke
         self._batch: list[Any] = []
         self._events: list[RebalanceEvent] = []
         self._events_lock = threading.Lock()
@@ -100,9 +105,13 @@ class Batcher:
 
     # ------------------------------------------------------------------ any thread
 
-    def revoke(self, partitions: Iterable[Partition]) -> None:
-        """Partitions leave this member (any thread): queued for the scoring thread."""
-        self._queue(RebalanceEvent(False, frozenset(partitions)))
+    def revoke(self, partitions: Iterable[Partition]) -> RevokeWork | None:
+        """Partitions leave this member (any thread): queued for the scoring thread, after
+        ``before_revoke`` (the work it returns, if any, is left to the callback)."""
+        gone = sorted(partitions)
+        waiting = self._before_revoke(gone) if self._before_revoke is not None else None
+        self._queue(RebalanceEvent(False, frozenset(gone)))
+        return waiting
 
     def assign(self, partitions: Iterable[Partition]) -> None:
         """Partitions are (again) this member's (any thread): queued for the scoring thread."""

@@ -17,7 +17,7 @@ from typing import Any
 from streamscore.wire import OutRecord
 from worker.batcher import next_offsets
 from worker.refusals import source_of
-from worker.transport import Refused, TransactionRefused, Transport
+from worker.transport import CommitOffsets, Refused, Sending, TransactionRefused, Transport
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,23 @@ def publish_then_commit(
     Raises :class:`worker.transport.DeliveryFailed` at shutdown when outputs are still
     unacknowledged: nothing is committed then, and the next owner scores those records again.
     """
-    refused = transport.publish(outputs, stop)
+    return settle_then_commit(transport, transport.send(outputs), records, stop, replace)
+
+
+def settle_then_commit(
+    transport: Transport,
+    sending: Sending,
+    records: Sequence[Any],
+    stop: threading.Event,
+    replace: ReplaceRefused | None = None,
+    commit: CommitOffsets | None = None,
+) -> bool:
+    """:func:`publish_then_commit` for outputs already handed to the producer
+    (``transport.send``): wait until each one is acknowledged, publish the replacements of
+    those refused for good, then commit the offsets after ``records`` (with ``commit`` when
+    given: a revoke on the consumer's network thread). The pipelined loop
+    (:mod:`worker.pipeline`) calls it for its oldest batch while the next one is scored."""
+    refused = transport.settle(sending, stop)
     for _ in range(_REPLACEMENT_ROUNDS):
         if not refused or replace is None:
             break
@@ -60,6 +76,8 @@ def publish_then_commit(
             (record.key or b"")[:40],
             reason,
         )
+    if commit is not None:
+        return commit(next_offsets(records))
     return transport.commit(next_offsets(records), stop)
 
 

@@ -4,7 +4,8 @@ the client throughput. The retry rules are in :mod:`worker.transport`, the setti
 :mod:`worker.client_settings`; this module keeps what is librdkafka's own.
 
 Chosen with ``[kafka] transport = "confluent-kafka"``. Delivery is checked per record through
-delivery reports; offsets are committed synchronously after every report of the batch arrived.
+delivery reports, counted per batch (:meth:`ConfluentTransport.send` returns the batch's
+ticket); offsets are committed synchronously after every report of the batch arrived.
 
 After losing its brokers, the consumer resumes every assigned partition from the offset the
 broker has committed for the group (the beginning when it has none), as a restarted worker
@@ -40,8 +41,10 @@ from worker.transport import (
     Backoff,
     ClientsBroken,
     InstanceFenced,
+    OnRevoke,
     Partition,
     Refused,
+    Sending,
     TransactionRefused,
     commit_until_done,
     publish_until_acknowledged,
@@ -103,17 +106,6 @@ def _refused_for_good(error: Any) -> bool:
     )
 
 
-def _originals(
-    failed: list[tuple[Any, OutRecord]], sent: Sequence[OutRecord]
-) -> list[tuple[Any, OutRecord]]:
-    """The records as sent (source headers included) for those a delivery report rebuilt:
-    a report may come without the message's headers."""
-    if not failed:
-        return failed
-    by_identity = {record_identity(r): r for r in sent}
-    return [(error, by_identity.get(record_identity(r), r)) for error, r in failed]
-
-
 class Record:
     """A consumed message in the shape the processor reads (like kafka-python's record)."""
 
@@ -127,6 +119,56 @@ class Record:
         self.key: bytes | None = message.key()
         self.value: bytes | None = message.value()
         self.headers = message.headers()
+
+
+def _originals(
+    failed: list[tuple[Any, OutRecord]], sent: Sequence[OutRecord]
+) -> list[tuple[Any, OutRecord]]:
+    """The records as sent (source headers included) for those a delivery report rebuilt:
+    a report may come without the message's headers."""
+    if not failed:
+        return failed
+    by_identity = {record_identity(r): r for r in sent}
+    return [(error, by_identity.get(record_identity(r), r)) for error, r in failed]
+
+
+class _Ticket:
+    """One batch produced by :meth:`ConfluentTransport.send`: its records' delivery reports
+    count it down; the failed ones are kept to be produced again."""
+
+    __slots__ = ("error", "failed", "left", "producer", "records", "refused", "unsent")
+
+    def __init__(self, records: Sequence[OutRecord], producer: Any) -> None:
+        self.records = records
+        self.producer = producer  # reports come from the producer that sent them
+        self.left = 0
+        self.failed: list[tuple[Any, OutRecord]] = []
+        self.refused: list[Refused] = []
+        self.unsent: list[OutRecord] = []
+        self.error: Any = None
+
+    def report(self, error: Any, message: Any) -> None:
+        """librdkafka's delivery report for one record (served by ``poll``/``flush``)."""
+        self.left -= 1
+        if error is not None:
+            partition = message.partition()
+            self.failed.append(
+                (
+                    error,
+                    OutRecord(
+                        message.topic(),
+                        message.key(),
+                        message.value(),
+                        list(message.headers() or ()),
+                        partition if partition >= 0 else None,
+                    ),
+                )
+            )
+
+    def acknowledged(self) -> bool:
+        if self.left > 0:
+            self.producer.poll(0)  # serve the reports that arrived
+        return self.left <= 0
 
 
 class ConfluentTransport:
@@ -146,14 +188,10 @@ class ConfluentTransport:
         self.consumer = Consumer(
             {**confluent_consumer(cfg, client_id, membership), "error_cb": self._on_client_error}
         )
-        self._producer_settings: dict[str, Any] = {
-            **confluent_producer(cfg, client_id, membership),
-            "on_delivery": self._on_delivery_error,
-        }
+        self._producer_settings: dict[str, Any] = confluent_producer(cfg, client_id, membership)
         self._producer_class = Producer
         self._txn_timeout_s = max(cfg.kafka.request_timeout_ms / 1000, 10.0)
         self._abort_pending = False
-        self._failed: list[tuple[Any, OutRecord]] = []
         self._refused: list[Refused] = []
         #: Why these clients cannot go on (a fatal consumer, a stuck call); None while healthy.
         self._broken: str | None = None
@@ -178,13 +216,18 @@ class ConfluentTransport:
         self,
         topic: str,
         on_assign: Callable[[list[Partition]], None],
-        on_revoke: Callable[[list[Partition]], None],
+        on_revoke: OnRevoke,
     ) -> None:
         def assigned(_consumer: Any, partitions: list[Any]) -> None:
             on_assign(sorted((p.topic, p.partition) for p in partitions))
 
         def revoked(_consumer: Any, partitions: list[Any]) -> None:
-            on_revoke(sorted((p.topic, p.partition) for p in partitions))
+            # Inside poll, on the scoring thread: the batches in flight are finished (acked,
+            # committed) before this returns and librdkafka gives the partitions up.
+            work = on_revoke(sorted((p.topic, p.partition) for p in partitions))
+            if work is not None:  # (not expected: librdkafka calls back on the polling thread)
+                while not work.try_finish(lambda offsets: self.commit(offsets, threading.Event())):
+                    time.sleep(0.002)
 
         self.consumer.subscribe([topic], on_assign=assigned, on_revoke=revoked)
 
@@ -324,36 +367,25 @@ class ConfluentTransport:
         """Produce every record; return when the broker acknowledged each one (retried as
         :func:`worker.transport.publish_until_acknowledged` says), with the records refused for
         good (``MSG_SIZE_TOO_LARGE`` and the like, from ``produce`` or the broker), which are
-        not retried.
+        not retried. Failed records are produced again (at-least-once)."""
+        return self.settle(self.send(records), stop)
 
-        The producer reports only failed deliveries (``delivery.report.only.error``): after
-        ``flush`` returns with nothing left in the queue, every record without an error report
-        was written. Failed records are produced again (at-least-once).
-        """
+    def send(self, records: Sequence[OutRecord]) -> _Ticket:
+        """Produce every record, not waiting: each one's delivery report counts the returned
+        ticket down (reports are served by ``poll``/``flush``, on this thread)."""
+        from confluent_kafka import KafkaException
+
         if self._producer_stale:
             self._producer_stale = False
             self._renew_producer()
-        return refused_alone(self._publish(records, stop), lambda r: self._publish([r], stop))
-
-    def _publish(self, records: Sequence[OutRecord], stop: threading.Event) -> list[Refused]:
-        self._refused = []
-        publish_until_acknowledged(
-            records, self._send_round, self._renew_producer, self.backoff, stop
-        )
-        refused, self._refused = self._refused, []
-        return refused
-
-    def _send_round(self, pending: list[OutRecord]) -> tuple[list[OutRecord], Any]:
-        """Produce ``pending``, flush: ``(the records not written, the first error)``."""
-        from confluent_kafka import KafkaException
-
-        self._failed = []
-        unsent: list[OutRecord] = []
-        reason: Any = None
-        produce = self.producer.produce
-        for index, record in enumerate(pending):
+        producer = self.producer
+        ticket = _Ticket(records, producer)
+        report = ticket.report
+        produce = producer.produce
+        for index, record in enumerate(records):
             partition = record.partition
             while True:
+                ticket.left += 1
                 try:
                     produce(
                         record.topic,
@@ -361,33 +393,80 @@ class ConfluentTransport:
                         key=record.key,
                         headers=record.headers,
                         partition=-1 if partition is None else partition,
+                        on_delivery=report,
                     )
                     break
                 except BufferError:  # local queue full: serve delivery reports, retry
-                    self.producer.poll(0.05)
+                    ticket.left -= 1
+                    producer.poll(0.05)
                 except KafkaException as exc:  # e.g. the producer went fatal
+                    ticket.left -= 1
                     if _refused_for_good(exc.args[0] if exc.args else None):
-                        self._refused.append(Refused(record, str(exc)))  # too large to send
+                        ticket.refused.append(Refused(record, str(exc)))  # too large to send
                         break
-                    unsent = pending[index:]
-                    reason = exc
-                    break
-            if unsent:
+                    ticket.unsent = list(records[index:])
+                    ticket.error = exc
+                    return ticket
+        return ticket
+
+    def settle(self, sending: Sending, stop: threading.Event) -> list[Refused]:
+        """Wait for the delivery reports of a batch :meth:`send` produced, retried as
+        :meth:`publish`; returns the records refused for good."""
+        assert isinstance(sending, _Ticket), "a batch sent by another transport"
+        self._refused = list(sending.refused)
+        publish_until_acknowledged(
+            sending.records,
+            self._send_round,
+            self._renew_producer,
+            self.backoff,
+            stop,
+            first_round=lambda: self._outcome(sending),
+        )
+        refused, self._refused = self._refused, []
+        return refused_alone(refused, lambda r: self._publish_alone(r, stop))
+
+    def _publish_alone(self, record: OutRecord, stop: threading.Event) -> list[Refused]:
+        """``record`` in a message set of its own: what the producer holds (the next batch in
+        flight included) is flushed first, so nothing shares its batch."""
+        self.producer.flush(self.delivery_timeout_s)
+        ticket = self.send([record])
+        self.producer.flush(self.delivery_timeout_s)
+        return self.settle(ticket, stop)
+
+    def _send_round(self, pending: list[OutRecord]) -> tuple[list[OutRecord], Any]:
+        """Produce ``pending``, wait: ``(the records not written, the first error)``."""
+        ticket = self.send(pending)
+        self._refused += ticket.refused
+        return self._outcome(ticket)
+
+    def _outcome(self, ticket: _Ticket) -> tuple[list[OutRecord], Any]:
+        """Wait (up to the delivery timeout) for every report of ``ticket``: ``(the records
+        not written, the first error)``. Only this batch is waited for (a ``flush`` would wait
+        for the next batch too, in flight)."""
+        producer = ticket.producer
+        deadline = time.monotonic() + self.delivery_timeout_s
+        while ticket.left > 0:
+            left_s = deadline - time.monotonic()
+            if left_s <= 0:
                 break
-        if self.producer.flush(self.delivery_timeout_s):
-            # Still queued after the delivery timeout: purge them, which reports each one
-            # as failed, so they are produced again (duplicates possible, losses not).
-            self.producer.purge(in_queue=True, in_flight=True)
-            self.producer.flush(0)
-        failed: list[OutRecord] = []
-        for error, record in _originals(self._failed, pending):
+            producer.poll(min(left_s, 0.1))
+        if ticket.left > 0:
+            # Still queued after the delivery timeout: purge the producer's queue, which
+            # reports each record as failed, so they are produced again (duplicates possible,
+            # losses not; a later batch's purged records are retried when it is settled).
+            producer.purge(in_queue=True, in_flight=True)
+            producer.flush(0)
+        failed: list[OutRecord] = list(ticket.unsent)
+        reason: Any = ticket.error
+        if ticket.left > 0:  # reports that never came: send the whole batch again
+            return list(ticket.records), reason or "no delivery report before the timeout"
+        for error, record in _originals(ticket.failed, ticket.records):
             if _refused_for_good(error):
                 self._refused.append(Refused(record, str(error)))
                 continue
             failed.append(record)
             if reason is None:
                 reason = error
-        failed += unsent
         return failed, reason
 
     def _renew_producer(self) -> None:
@@ -400,7 +479,6 @@ class ConfluentTransport:
             old.flush(0)
         except Exception:  # the old producer is being discarded anyway
             log.debug("discarding the failed producer raised", exc_info=True)
-        self._failed = []
         self.producer = self._new_producer()
 
     def _new_producer(self) -> Any:
@@ -434,7 +512,8 @@ class ConfluentTransport:
                 producer.abort_transaction(self._txn_timeout_s)
                 self._abort_pending = False
             producer.begin_transaction()
-            self._failed = []
+            ticket = _Ticket(records, producer)
+            report = ticket.report
             refused: list[Refused] = []
             produce = producer.produce
             for r in records:
@@ -449,6 +528,7 @@ class ConfluentTransport:
                             key=r.key,
                             headers=r.headers,
                             partition=-1 if r.partition is None else r.partition,
+                            on_delivery=report,
                         )
                         break
                     except BufferError:  # local queue full: serve delivery reports, retry
@@ -464,7 +544,7 @@ class ConfluentTransport:
             # broker refused for good makes the transaction abortable, and retrying it as is
             # would be refused forever.
             producer.flush(self.delivery_timeout_s)
-            failed = _originals(self._failed, records)
+            failed = _originals(ticket.failed, records)
             refused += [Refused(rec, str(err)) for err, rec in failed if _refused_for_good(err)]
             if refused:
                 raise TransactionRefused(refused)
@@ -480,7 +560,6 @@ class ConfluentTransport:
             self._bounded(
                 "commit_transaction", lambda: producer.commit_transaction(timeout_s), timeout_s
             )
-            self._failed = []
 
         def moved_on(exc: BaseException) -> bool:
             error = exc.args[0] if exc.args else None
@@ -518,7 +597,6 @@ class ConfluentTransport:
         """Abort the open transaction; a producer that cannot (fenced, fatal) is replaced."""
         from confluent_kafka import KafkaException
 
-        self._failed = []
         try:
             self.producer.abort_transaction(self._txn_timeout_s)
             self._abort_pending = False
@@ -539,22 +617,6 @@ class ConfluentTransport:
             self._renew_producer()
         except Exception as exc:  # noqa: BLE001 - broker away: the next attempt retries
             log.warning("could not renew the transactional producer yet: %s", exc)
-
-    def _on_delivery_error(self, error: Any, message: Any) -> None:
-        """Called by librdkafka (from ``poll``/``flush``) for each record it could not write."""
-        partition = message.partition()
-        self._failed.append(
-            (
-                error,
-                OutRecord(
-                    message.topic(),
-                    message.key(),
-                    message.value(),
-                    list(message.headers() or ()),
-                    partition if partition >= 0 else None,
-                ),
-            )
-        )
 
     # ------------------------------------------------------------------ committing
 

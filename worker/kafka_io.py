@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer
+from kafka import KafkaConsumer, KafkaProducer
 from kafka import errors as kerrors
+from kafka.consumer.subscription_state import AsyncConsumerRebalanceListener
 from kafka.errors import CommitFailedError, KafkaError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
@@ -22,8 +24,10 @@ from worker.membership import Membership
 from worker.transport import (
     Backoff,
     InstanceFenced,
+    OnRevoke,
     Partition,
     Refused,
+    Sending,
     TransactionRefused,
     commit_until_done,
     publish_until_acknowledged,
@@ -58,19 +62,69 @@ REFUSED_FOR_GOOD = (
 )
 
 
-class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+_UNFINISHED = (
+    "revoke: the batches in flight were not finished within %.0fs; their events may be "
+    "scored again by the partitions' next owner"
+)
+
+
+class _Listener(AsyncConsumerRebalanceListener):  # type: ignore[misc]
+    """kafka-python 3 runs the listener on its network thread, inside the group join. Async, so
+    that a revoke can finish the batches in flight (their acks, their commits, which need this
+    very network loop) before the member rejoins (:mod:`worker.pipeline`)."""
+
     def __init__(
         self,
+        consumer: Any,
         on_assign: Callable[[list[Partition]], None],
-        on_revoke: Callable[[list[Partition]], None],
+        on_revoke: OnRevoke,
+        wait_s: float,
     ) -> None:
+        self._consumer = consumer
         self._on_assign = on_assign
         self._on_revoke = on_revoke
+        self._wait_s = wait_s
 
-    def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
-        self._on_revoke(sorted((tp.topic, tp.partition) for tp in revoked))
+    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        work = self._on_revoke(sorted((tp.topic, tp.partition) for tp in revoked))
+        if work is None:
+            return
+        # This network loop serves the commits, so they are sent, not waited for, here; its
+        # own sleep lets it go on (and the scoring thread's commits through it) meanwhile.
+        net = self._consumer._coordinator._net  # noqa: SLF001 - kafka-python 3.0.12
+        commits: list[Any] = []
 
-    def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        def commit(offsets: dict[Partition, int]) -> bool:
+            payload = {
+                TopicPartition(topic, partition): OffsetAndMetadata(offset, "", -1)
+                for (topic, partition), offset in offsets.items()
+            }
+            commits.append(self._consumer.commit_async(payload))
+            return True
+
+        deadline = time.monotonic() + self._wait_s
+        while not work.try_finish(commit):
+            if time.monotonic() > deadline:
+                log.warning(_UNFINISHED, self._wait_s)
+                return
+            await net.sleep(0.002)
+        for future in commits:
+            while not future.is_done:
+                if time.monotonic() > deadline:
+                    log.warning(_UNFINISHED, self._wait_s)
+                    return
+                await net.sleep(0.002)
+            if future.failed():
+                log.warning(
+                    "revoke: a commit of the batches in flight failed (%s); their events "
+                    "will be scored again by the partitions' next owner",
+                    future.exception,
+                )
+
+    async def on_partitions_lost(self, lost: Iterable[TopicPartition]) -> None:
+        await self.on_partitions_revoked(lost)
+
+    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
         self._on_assign(sorted((tp.topic, tp.partition) for tp in assigned))
 
 
@@ -101,6 +155,22 @@ class _FenceSpy(logging.Handler):
 
     def remove(self) -> None:
         logging.getLogger(self.LOGGER).removeHandler(self)
+
+
+class _Sending:
+    """One batch handed to kafka-python's producer (:meth:`KafkaPythonTransport.send`)."""
+
+    __slots__ = ("error", "records", "refused", "sent", "unsent")
+
+    def __init__(self, records: Sequence[OutRecord]) -> None:
+        self.records = records
+        self.sent: list[tuple[OutRecord, Any]] = []  # (record, its future)
+        self.unsent: list[OutRecord] = []  # send() raised: sent again in the next round
+        self.error: Any = None
+        self.refused: list[Refused] = []
+
+    def acknowledged(self) -> bool:
+        return all(future.is_done for _, future in self.sent)
 
 
 class KafkaPythonTransport:
@@ -136,9 +206,12 @@ class KafkaPythonTransport:
         self,
         topic: str,
         on_assign: Callable[[list[Partition]], None],
-        on_revoke: Callable[[list[Partition]], None],
+        on_revoke: OnRevoke,
     ) -> None:
-        self.consumer.subscribe([topic], listener=_Listener(on_assign, on_revoke))
+        # Long enough for the scoring thread to finish its batch and wait out the acks.
+        wait_s = self.delivery_timeout_s + self.cfg.kafka.request_timeout_ms / 1000
+        listener = _Listener(self.consumer, on_assign, on_revoke, wait_s)
+        self.consumer.subscribe([topic], listener=listener)
 
     def assign(self, topic: str, partitions: list[int]) -> None:
         """Consume these partitions without joining the group; positions start at the group's
@@ -209,51 +282,79 @@ class KafkaPythonTransport:
         """Send every record and wait until the broker acknowledged each one (retried as
         :func:`worker.transport.publish_until_acknowledged` says); the records refused for good
         are returned, not retried."""
-        return refused_alone(self._publish(records, stop), lambda r: self._publish([r], stop))
+        return self.settle(self.send(records), stop)
 
-    def _publish(self, records: Sequence[OutRecord], stop: threading.Event) -> list[Refused]:
-        self._refused = []
-        publish_until_acknowledged(
-            records, self._send_round, self._renew_producer, self.backoff, stop
-        )
-        refused, self._refused = self._refused, []
-        return refused
-
-    def _send_round(self, pending: list[OutRecord]) -> tuple[list[OutRecord], Any]:
-        """Send ``pending``, flush: ``(the records without an ack, the first error)``; those
-        refused for good go to ``self._refused``."""
+    def send(self, records: Sequence[OutRecord]) -> _Sending:
+        """Hand every record to the producer (its sender thread writes them), not waiting."""
+        sending = _Sending(records)
         send = self.producer.send
-        futures: list[Any] = []
-        first_error: Any = None
-        for r in pending:
+        for r in records:
             try:
                 future = send(
                     r.topic, value=r.value, key=r.key, headers=r.headers, partition=r.partition
                 )
             except REFUSED_FOR_GOOD as exc:  # over max_request_size: checked before sending
-                self._refused.append(Refused(r, f"{type(exc).__name__}: {exc}"))
-                future = None
+                sending.refused.append(Refused(r, f"{type(exc).__name__}: {exc}"))
+                continue
             except KafkaError as exc:  # no metadata in time, say: sent again next round
-                future = exc
-            futures.append(future)
-        try:
-            self.producer.flush(timeout=self.delivery_timeout_s)
-        except KafkaError as exc:  # KafkaTimeoutError: unfinished ones count as failed
-            log.debug("flush: %s", exc)
-        failed: list[OutRecord] = []
-        for record, future in zip(pending, futures, strict=True):
-            if future is None:
+                sending.unsent.append(r)
+                if sending.error is None:
+                    sending.error = exc
                 continue
-            if isinstance(future, KafkaError):
-                error: Any = future
-            elif future.is_done and future.succeeded():
+            sending.sent.append((r, future))
+        return sending
+
+    def settle(self, sending: Sending, stop: threading.Event) -> list[Refused]:
+        """Wait for the acknowledgements of a batch :meth:`send` gave the producer, retried as
+        :meth:`publish`; returns the records refused for good."""
+        assert isinstance(sending, _Sending), "a batch sent by another transport"
+        self._refused = list(sending.refused)
+        publish_until_acknowledged(
+            sending.records,
+            self._send_round,
+            self._renew_producer,
+            self.backoff,
+            stop,
+            first_round=lambda: self._outcome(sending),
+        )
+        refused, self._refused = self._refused, []
+        return refused_alone(refused, lambda r: self._publish_alone(r, stop))
+
+    def _publish_alone(self, record: OutRecord, stop: threading.Event) -> list[Refused]:
+        """``record`` in a record batch of its own: what the producer holds (the next batch
+        in flight included) is flushed first, so nothing shares its batch."""
+        self.producer.flush(timeout=self.delivery_timeout_s)
+        sending = self.send([record])
+        self.producer.flush(timeout=self.delivery_timeout_s)
+        return self.settle(sending, stop)
+
+    def _send_round(self, pending: list[OutRecord]) -> tuple[list[OutRecord], Any]:
+        """Send ``pending``, wait: ``(the records without an ack, the first error)``; those
+        refused for good go to ``self._refused``."""
+        sending = self.send(pending)
+        self._refused += sending.refused
+        return self._outcome(sending)
+
+    def _outcome(self, sending: _Sending) -> tuple[list[OutRecord], Any]:
+        """Wait (up to the delivery timeout) for each future of ``sending``: ``(the records
+        without an ack, the first error)``. Only this batch's futures are waited for, not the
+        producer's whole queue (a flush would also wait for the next batch, in flight)."""
+        deadline = time.monotonic() + self.delivery_timeout_s
+        failed = list(sending.unsent)
+        first_error: Any = sending.error
+        for record, future in sending.sent:
+            if not future.is_done:
+                try:
+                    future.get(timeout=max(deadline - time.monotonic(), 0.0))
+                except Exception:  # judged from the future below
+                    log.debug("waiting for an ack", exc_info=True)
+            if future.is_done and future.succeeded():
                 continue
-            elif future.is_done and isinstance(future.exception, REFUSED_FOR_GOOD):
+            if future.is_done and isinstance(future.exception, REFUSED_FOR_GOOD):
                 refusal = future.exception
                 self._refused.append(Refused(record, f"{type(refusal).__name__}: {refusal}"))
                 continue
-            else:
-                error = future.exception if future.is_done else "no ack before timeout"
+            error = future.exception if future.is_done else "no ack before timeout"
             failed.append(record)
             if first_error is None:
                 first_error = error

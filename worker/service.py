@@ -9,6 +9,8 @@ named for what it does:
 - :mod:`worker.processor`: score the batch;
 - :mod:`worker.commit`: publish predictions and dead letters, wait for the broker to
   acknowledge each one, then commit the batch's offsets;
+- :mod:`worker.pipeline`: the batches in flight (published, acks awaited while the next batch
+  is polled and scored, committed in order; a revoke or a stop finishes them first);
 - :mod:`worker.transport`: the Kafka client pair behind all of that;
 - :mod:`worker.metrics` and :mod:`worker.status`: what the worker reports;
 - :mod:`worker.fleet`: its last minute, published for the fleet (``streamscore status``),
@@ -16,7 +18,7 @@ named for what it does:
 
 An offset is committed only after its output is acknowledged, so a worker killed at any point
 loses nothing: its partitions move to another member, which resumes from the last commit
-(at-least-once). ``stop()`` (SIGTERM/SIGINT) ends polling, finishes the batch in flight,
+(at-least-once). ``stop()`` (SIGTERM/SIGINT) ends polling, finishes the batches in flight,
 commits, leaves the group and returns. The HTTP side is started by whoever runs the worker
 (:mod:`worker.runner`).
 """
@@ -43,7 +45,7 @@ from streamscore.exceptions import StreamscoreError
 from streamscore.kafka_admin import ensure_topics
 from streamscore.wire import OutRecord
 from worker.batcher import Batcher, BatchLimits
-from worker.commit import publish_in_transaction, publish_then_commit
+from worker.commit import publish_in_transaction
 from worker.fleet import (
     MEMBER_STATUS,
     MemberIdentity,
@@ -57,6 +59,7 @@ from worker.live_quality import LiveQualityBook
 from worker.membership import FenceWatch, Membership, instance_name, plan_membership
 from worker.metrics import WorkerMetrics
 from worker.pacing import BatchPacer
+from worker.pipeline import InFlight, Pipeline
 from worker.processor import BatchProcessor, BatchResult, Destinations, ServingModel
 from worker.refusals import RefusedReplacer
 from worker.reloader import ModelReloader, ReloadEvent
@@ -80,6 +83,16 @@ log = logging.getLogger(__name__)
 _SCORED_AGAIN = "shutdown: %s; they will be scored again by the next owner"
 
 __all__ = ["ScoringWorker", "WorkerStatus", "make_transport"]
+
+
+class _Settled:
+    """The ``sending`` of a batch published in a transaction: acknowledged already."""
+
+    def acknowledged(self) -> bool:
+        return True
+
+
+_SETTLED = _Settled()
 
 
 class ScoringWorker:
@@ -129,7 +142,15 @@ class ScoringWorker:
         )
         self.model: ServingModel | None = None
         self._stop = threading.Event()
-        self.batcher = Batcher(BatchLimits.from_config(w), self._stop, self._on_ownership)
+        #: Batches published and not yet committed; exactly-once stays one batch at a time.
+        depth = 1 if w.delivery == "exactly-once" else w.max_batches_in_flight
+        self.pipeline = Pipeline(depth, self._stop, self._record_batch)
+        self.batcher = Batcher(
+            BatchLimits.from_config(w),
+            self._stop,
+            self._on_ownership,
+            before_revoke=self.pipeline.before_revoke,
+        )
         #: Caps batches so that scoring one takes at most poll_budget_fraction of the poll
         #: interval (measured per model version).
         self.pacer = BatchPacer.from_config(cfg)
@@ -224,6 +245,7 @@ class ScoringWorker:
         self.processor.follow_partitions = inputs is not None and inputs == outputs
         serving = self.model.label if self.model else "nothing"
         self.batcher.reset()
+        self.pipeline.start(transport)
         if cfg.worker.assignment == "supervisor":
             self._assign_own_share(transport, inputs or cfg.kafka.partitions, serving)
         else:
@@ -264,6 +286,7 @@ class ScoringWorker:
         finally:
             if drain:
                 self._drain(transport)
+            self.pipeline.end()  # (after a failure: what is in flight stays uncommitted)
             transport.close()
             self._transport = None
         return stuck
@@ -328,21 +351,26 @@ class ScoringWorker:
                 # scored by the version before.
                 self._swap_model()
                 self._handle_batch(transport, batch)
+            else:  # nothing new: commit what is in flight now
+                self.pipeline.finish()
             self._update_lag(transport)
             if not self._joined and time.monotonic() - self._waiting_since > self.join_timeout_s:
                 return True
         return False
 
     def _drain(self, transport: Transport) -> None:
+        """At shutdown: score what was gathered, finish every batch in flight (acks, commit)."""
         batch = self.batcher.take()
-        if batch:
-            try:
+        try:
+            if batch:
                 self._handle_batch(transport, batch)
-            except (DeliveryFailed, ClientsBroken) as exc:
-                log.error(_SCORED_AGAIN, exc)
+            self.pipeline.finish()
+        except (DeliveryFailed, ClientsBroken) as exc:
+            log.error(_SCORED_AGAIN, exc)
 
     def _handle_batch(self, transport: Transport, records: list[Any]) -> None:
-        """Score, publish, wait for acks, then commit."""
+        """Score, publish; the batch's acks are awaited, then its offsets committed, while the
+        next batch is polled and scored (:mod:`worker.pipeline`)."""
         model = self.model
         assert model is not None, "consuming without a model"
         started = time.perf_counter()
@@ -361,8 +389,14 @@ class ScoringWorker:
                 # the committed offsets, which are the same.
                 self.batcher.rewind_to(records)
                 return
+            self._record_batch(InFlight(records, result, model, _SETTLED, None, committed=True))
         else:
-            publish_then_commit(transport, result.records, records, self._stop, replace)
+            sending = transport.send(result.records)
+            self.pipeline.add(InFlight(records, result, model, sending, replace))
+
+    def _record_batch(self, batch: InFlight) -> None:
+        """A batch is finished (acknowledged, committed): count it."""
+        model, records, result = batch.model, batch.records, batch.result
         dead = self.metrics.record_batch(model, len(records), result)
         if result.canary_predictions and self.candidates.canary is not None:
             self.metrics.record_canary(self.candidates.canary, result)
@@ -503,8 +537,8 @@ class ScoringWorker:
         """The batcher applied rebalance events (on the scoring thread, right after a poll).
 
         The rebalance callbacks themselves only queue their partitions in the batcher
-        (kafka-python 3 runs them on its network thread); every handled batch is already
-        committed when they arrive (commits happen before the next poll), the batcher drops
+        (kafka-python 3 runs them on its network thread), after a revoke has finished the
+        batches in flight (acknowledged, committed: :mod:`worker.pipeline`); the batcher drops
         what it gathered of revoked partitions, and their new owner scores those events from
         the committed offset: nothing is lost and nothing is scored twice.
         """

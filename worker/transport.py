@@ -10,7 +10,10 @@ wait between attempts, when to give up and what is logged live here, once:
   records again on a new producer after a backoff, for as long as the broker is away; at
   shutdown raise :class:`DeliveryFailed` so their offsets are not committed. A record refused
   for good (too large: ``MESSAGE_TOO_LARGE``, ``RECORD_LIST_TOO_LARGE``, ``INVALID_RECORD``) is
-  not retried: each client's round sets it aside and ``publish`` returns it (:class:`Refused`);
+  not retried: each client's round sets it aside and ``publish`` returns it (:class:`Refused`).
+  Sending is split in two for the pipelined loop: ``send`` hands a batch to the producer and
+  returns at once (a :class:`Sending`), ``settle`` waits for that batch's acknowledgements
+  (the first round) and retries as above; ``publish`` is the two in a row;
 - :func:`commit_until_done`: commit, retry transient failures after a backoff, give up when the
   group rebalanced (the new owner resumes from the last commit) or at shutdown;
 - :class:`ClientsBroken`: raised by a transport whose clients cannot go on; the loop replaces
@@ -40,6 +43,24 @@ log = logging.getLogger(__name__)
 #: ``(topic, partition number)``.
 Partition = tuple[str, int]
 
+#: ``commit(offsets)``: commit ``partition -> next offset`` (False: refused).
+CommitOffsets = Callable[[dict[Partition, int]], bool]
+
+
+class RevokeWork(Protocol):
+    """What a revoke must finish before its partitions are given up, when its callback runs
+    off the scoring thread (kafka-python 3: on the consumer's network thread)."""
+
+    def try_finish(self, commit: CommitOffsets) -> bool:
+        """Finish it now, committing with ``commit``; False when the scoring thread is busy
+        finishing batches itself (call again shortly, without blocking the network loop)."""
+        ...
+
+
+#: The revoke callback, called before the partitions are given up: None, or the work the
+#: transport must get done (:meth:`RevokeWork.try_finish`) before the member rejoins.
+OnRevoke = Callable[[list[Partition]], "RevokeWork | None"]
+
 
 class Transport(Protocol):
     """What the scoring loop needs of a Kafka client pair (kafka-python or confluent-kafka)."""
@@ -48,7 +69,7 @@ class Transport(Protocol):
         self,
         topic: str,
         on_assign: Callable[[list[Partition]], None],
-        on_revoke: Callable[[list[Partition]], None],
+        on_revoke: OnRevoke,
     ) -> None: ...
 
     def assign(self, topic: str, partitions: list[int]) -> None: ...
@@ -67,6 +88,10 @@ class Transport(Protocol):
 
     def publish(self, records: Sequence[OutRecord], stop: threading.Event) -> list[Refused]: ...
 
+    def send(self, records: Sequence[OutRecord]) -> Sending: ...
+
+    def settle(self, sending: Sending, stop: threading.Event) -> list[Refused]: ...
+
     def commit(self, offsets: dict[Partition, int], stop: threading.Event) -> bool: ...
 
     def publish_transaction(
@@ -74,6 +99,14 @@ class Transport(Protocol):
     ) -> bool: ...
 
     def close(self) -> None: ...
+
+
+class Sending(Protocol):
+    """A batch of records handed to the producer by ``Transport.send``, not waited for."""
+
+    def acknowledged(self) -> bool:
+        """Every record answered by the broker (acknowledged or failed), without waiting."""
+        ...
 
 
 class Refused(NamedTuple):
@@ -207,9 +240,12 @@ def publish_until_acknowledged(
     renew_producer: Callable[[], None],
     backoff: Backoff,
     stop: threading.Event,
+    first_round: Callable[[], tuple[list[OutRecord], Any]] | None = None,
 ) -> None:
     """Send ``records`` until the broker acknowledged each one.
 
+    ``first_round`` (when given) is the outcome of the first round, ``records`` already sent
+    (``Transport.send``): it waits for their acknowledgements instead of sending them again.
     After a round with failures: raise :class:`DeliveryFailed` if ``stop`` is set (the caller
     then does not commit their offsets), else wait the backoff (or until ``stop``), replace the
     producer (one that lost its broker may refuse every record from then on) and send the
@@ -217,7 +253,11 @@ def publish_until_acknowledged(
     """
     pending = list(records)
     for delay_s in backoff.delays_s():
-        failed, reason = send_round(pending)
+        if first_round is not None:
+            failed, reason = first_round()
+            first_round = None
+        else:
+            failed, reason = send_round(pending)
         if not failed:
             return
         if stop.is_set():

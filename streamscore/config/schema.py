@@ -342,6 +342,13 @@ class WorkerConfig:
     canary_fraction: float = _opt(
         0.0, min=0.0, max=1.0, doc="share of event ids the canary scores instead of production"
     )
+    max_batches_in_flight: int = _opt(
+        2,
+        min=1,
+        max=16,
+        doc="batches published and not yet acknowledged; 1 = wait for each batch's acks "
+        "before the next poll (exactly-once always 1)",
+    )
 
 
 @dataclass(frozen=True)

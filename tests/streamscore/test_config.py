@@ -631,3 +631,9 @@ def test_shadow_topic_follows_the_model_name():
     assert cfg.kafka.shadow_topic == "streamscore.fraud.shadow"
     assert cfg.worker.shadow_alias == "" and cfg.worker.canary_fraction == 0.0
     assert cfg.monitor.auto_promote is False and cfg.monitor.auto_end_canary is False
+
+
+def test_max_batches_in_flight_defaults_to_two_and_out_of_range_names_the_key(tmp_path):
+    assert load_config(write(tmp_path, "")).worker.max_batches_in_flight == 2
+    with pytest.raises(ConfigError, match=r"\[worker\] max_batches_in_flight = 0.*>= 1"):
+        load_config(write(tmp_path, "[worker]\nmax_batches_in_flight = 0\n"))

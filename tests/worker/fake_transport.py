@@ -2,7 +2,8 @@
 
 :class:`FakeTransport` implements :class:`worker.transport.Transport` over a few in-memory
 partition logs: ``poll`` hands out records from each assigned partition's position, ``commit``
-stores offsets, ``publish`` keeps what was published. A rebalance is scripted with
+stores offsets, ``publish`` (or ``send`` then ``settle``) keeps what was published, and
+``history`` lists the calls in order. A rebalance is scripted with
 :meth:`FakeTransport.rebalance_on_next_poll` and runs inside the next ``poll``, as it does in a
 real consumer: the revoke callback first, then positions reset to the committed offsets, then
 the assign callback. Integration tests use the real broker instead.
@@ -33,6 +34,17 @@ class FakeRecord:
     headers: list[tuple[str, bytes]] = field(default_factory=list)
 
 
+@dataclass
+class FakeSending:
+    """A batch handed to :meth:`FakeTransport.send`; written when it is settled."""
+
+    records: list[OutRecord]
+    transport: FakeTransport
+
+    def acknowledged(self) -> bool:
+        return self.transport.acks_at_once
+
+
 class FakeTransport:
     """``logs`` maps each partition to the values written to it, oldest first."""
 
@@ -57,6 +69,10 @@ class FakeTransport:
         self.commits: list[dict[Partition, int]] = []
         self.seeks: list[tuple[Partition, int]] = []
         self.polls: list[tuple[int, int]] = []
+        #: ``("poll", records) / ("send", n) / ("settle", n) / ("commit", offsets)`` in order.
+        self.history: list[tuple[str, Any]] = []
+        #: False: a sent batch is not acknowledged until it is settled (a slow broker).
+        self.acks_at_once = True
         self.closed = False
         #: Refuse records larger than this for good, as a broker with a lower limit does.
         self.refuse_over_bytes: int | None = None
@@ -111,6 +127,7 @@ class FakeTransport:
             out.extend(taken)
             if len(out) >= max_records:
                 break
+        self.history.append(("poll", len(out)))
         if not out and self.on_empty is not None:
             self.on_empty()
         return out
@@ -131,6 +148,16 @@ class FakeTransport:
         self.seeks.append(((topic, partition), offset))
         if (topic, partition) in self.positions:
             self.positions[(topic, partition)] = offset
+
+    def send(self, records: Sequence[OutRecord]) -> FakeSending:
+        """Nothing is written yet: :meth:`settle` writes the batch (as its acks arrive)."""
+        self.history.append(("send", len(records)))
+        return FakeSending(list(records), self)
+
+    def settle(self, sending: Any, stop: threading.Event) -> list[Refused]:
+        assert isinstance(sending, FakeSending)
+        self.history.append(("settle", len(sending.records)))
+        return self.publish(sending.records, stop)
 
     def publish(self, records: Sequence[OutRecord], stop: threading.Event) -> list[Refused]:
         """Keeps ``records``; those over ``refuse_over_bytes`` (when set) are refused, as a
@@ -160,6 +187,7 @@ class FakeTransport:
         return True
 
     def commit(self, offsets: dict[Partition, int], stop: threading.Event) -> bool:
+        self.history.append(("commit", dict(offsets)))
         self.commits.append(dict(offsets))
         self.committed.update(offsets)
         return True

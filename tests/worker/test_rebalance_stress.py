@@ -169,11 +169,18 @@ def scored(cfg, expected: int) -> Counter[str]:
     return Counter(r.value["id"] for r in outputs)
 
 
+#: The producer holds each batch 100 ms (linger) and a poll waits up to 50 ms: a rebalance
+#: nearly always finds batches in flight (published, unacknowledged, uncommitted), which the
+#: revoke must finish before the partitions are given up (worker.pipeline).
+IN_FLIGHT = {"linger_ms": 100, "max_wait_ms": 50, "max_batches_in_flight": 3}
+
+
 @pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("worker", [{}, IN_FLIGHT], ids=["defaults", "batches-in-flight"])
 def test_clean_joins_and_leaves_under_load_score_every_event_exactly_once(
-    config_factory, register, demo_set, transport
+    config_factory, register, demo_set, transport, worker
 ):
-    cfg = config_factory(kafka={"transport": transport})
+    cfg = config_factory(kafka={"transport": transport}, worker=worker)
     register()
     members = ThreadMembers(cfg)
     try:
