@@ -197,7 +197,10 @@ class ScoringWorker:
         self.membership = plan_membership(cfg, self.index)
         ensure_topics(cfg.kafka)
         shadow = bool(cfg.worker.shadow_alias)
-        ensure_worker_extras(cfg.kafka, shadow=shadow)
+        try:
+            ensure_worker_extras(cfg.kafka, shadow=shadow)
+        except StreamscoreError as exc:  # the brokers went away since: the keeper makes them
+            log.warning("monitoring/shadow topics not checked yet (%s); the topic keeper will", exc)
         keeper = TopicKeeper(cfg.kafka, cfg.worker.topic_check_ms, shadow=shadow)
         keeper.start()
         self.reloader.start()

@@ -89,6 +89,7 @@ def test_worker_recreates_its_topics_with_their_partition_counts_after_an_empty_
 
     try:
         wait_until(lambda: counts() == wanted, 30, "the topics at start")
+        wait_until(lambda: worker.ready, 60, "the worker ready")  # past its start-up checks
         broker.stop()
         broker.start()  # memory-only: comes back with no topics at all
         assert counts() != wanted
