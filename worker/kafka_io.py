@@ -212,6 +212,31 @@ class KafkaPythonTransport:
         wait_s = self.delivery_timeout_s + self.cfg.kafka.request_timeout_ms / 1000
         listener = _Listener(self.consumer, on_assign, on_revoke, wait_s)
         self.consumer.subscribe([topic], listener=listener)
+        self._learn_partitions(topic)
+
+    def _learn_partitions(self, topic: str) -> None:
+        """Wait (bounded by the request timeout) until the consumer's own metadata holds
+        ``topic``'s partitions, before the first poll sends the group join.
+
+        The group leader assigns from its own metadata. A join answered before the consumer's
+        first metadata response assigns nothing of the topic; the leader's later rejoin does
+        not always run the assignment again (a static member rejoining is handed its old,
+        empty one), so the member sat ready-to-score with no partition until the join
+        watchdog replaced it (seen on Apache Kafka).
+        """
+        cluster = self.consumer._client.cluster  # noqa: SLF001 - kafka-python 3.0.12
+        net = self.consumer._net  # noqa: SLF001
+        manager = self.consumer._manager  # noqa: SLF001
+        deadline = time.monotonic() + self.cfg.kafka.request_timeout_ms / 1000
+        while not cluster.partitions_for_topic(topic):
+            left_ms = (deadline - time.monotonic()) * 1000
+            if left_ms <= 0:
+                log.warning("no metadata for topic %r yet: joining the group anyway", topic)
+                return
+            try:
+                net.run(manager.wait_for, cluster.request_update(), min(left_ms, 1000))
+            except KafkaError:
+                time.sleep(0.05)
 
     def assign(self, topic: str, partitions: list[int]) -> None:
         """Consume these partitions without joining the group; positions start at the group's

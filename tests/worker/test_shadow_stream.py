@@ -54,6 +54,9 @@ def test_shadow_predictions_go_to_the_shadow_topic_only_with_the_same_ids_on_eve
     model_store.promote(candidate.version, "candidate")
     workers = [start_worker(cfg, index=0), start_worker(cfg, index=1)]
     wait_until(lambda: all(w.candidates.shadow is not None for w in workers), 30, "shadow loaded")
+    # Both members own partitions before the events go out (the second may join after the
+    # first scored all 400 otherwise): each samples its own share of ids.
+    wait_until(lambda: all(w.ready for w in workers), 30, "both members assigned")
     events = [demo_set.event(i) for i in range(400)]
     produce(cfg.kafka, events)
     expected = sorted(e["id"] for e in events if in_shadow(e["id"], 0.4))
