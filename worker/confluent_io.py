@@ -38,6 +38,7 @@ from streamscore.wire import OutRecord
 from worker.client_settings import confluent_consumer, confluent_producer
 from worker.membership import Membership
 from worker.transport import (
+    Alone,
     Backoff,
     ClientsBroken,
     InstanceFenced,
@@ -50,7 +51,6 @@ from worker.transport import (
     publish_until_acknowledged,
     record_identity,
     refused_alone,
-    transact_refusing_alone,
     transact_until_done,
 )
 
@@ -506,7 +506,7 @@ class ConfluentTransport:
             KafkaError.FENCED_INSTANCE_ID,
         )
 
-        def attempt(alone: frozenset[Any]) -> None:
+        def attempt(alone: Alone) -> None:
             producer = self.producer
             if self._abort_pending:  # librdkafka: a timed-out abort is resumed by calling again
                 producer.abort_transaction(self._txn_timeout_s)
@@ -565,16 +565,14 @@ class ConfluentTransport:
             error = exc.args[0] if exc.args else None
             return error is not None and error.code() in moved_on_codes
 
-        return transact_refusing_alone(
-            lambda alone: transact_until_done(
-                lambda: attempt(alone),
-                self._abort_or_renew,
-                transient=(KafkaException,),
-                moved_on=moved_on,
-                backoff=self.backoff,
-                stop=stop,
-                size=len(records),
-            )
+        return transact_until_done(
+            attempt,
+            self._abort_or_renew,
+            transient=(KafkaException,),
+            moved_on=moved_on,
+            backoff=self.backoff,
+            stop=stop,
+            size=len(records),
         )
 
     def _bounded(self, name: str, call: Callable[[], T], timeout_s: float) -> T:

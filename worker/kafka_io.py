@@ -22,6 +22,7 @@ from streamscore.wire import OutRecord
 from worker.client_settings import kafka_python_consumer, kafka_python_producer
 from worker.membership import Membership
 from worker.transport import (
+    Alone,
     Backoff,
     InstanceFenced,
     OnRevoke,
@@ -33,7 +34,6 @@ from worker.transport import (
     publish_until_acknowledged,
     record_identity,
     refused_alone,
-    transact_refusing_alone,
     transact_until_done,
 )
 
@@ -431,7 +431,7 @@ class KafkaPythonTransport:
             for (topic, partition), offset in offsets.items()
         }
 
-        def attempt(alone: frozenset[Any]) -> None:
+        def attempt(alone: Alone) -> None:
             producer = self.producer
             producer.begin_transaction()
             send = producer.send
@@ -463,16 +463,14 @@ class KafkaPythonTransport:
             producer.send_offsets_to_transaction(payload, self.consumer.group_metadata())
             producer.commit_transaction()
 
-        return transact_refusing_alone(
-            lambda alone: transact_until_done(
-                lambda: attempt(alone),
-                self._abort_or_renew,
-                transient=(KafkaError,),
-                moved_on=lambda exc: isinstance(exc, GROUP_MOVED_ON),
-                backoff=self.backoff,
-                stop=stop,
-                size=len(records),
-            )
+        return transact_until_done(
+            attempt,
+            self._abort_or_renew,
+            transient=(KafkaError,),
+            moved_on=lambda exc: isinstance(exc, GROUP_MOVED_ON),
+            backoff=self.backoff,
+            stop=stop,
+            size=len(records),
         )
 
     def _check_transaction(

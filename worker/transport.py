@@ -118,6 +118,10 @@ class Refused(NamedTuple):
     reason: str
 
 
+#: Records to send one per record batch, by :func:`record_identity`.
+Alone = frozenset[tuple[str, bytes | None, bytes | None]]
+
+
 def record_identity(record: OutRecord) -> tuple[str, bytes | None, bytes | None]:
     """What finds a record again in a client's report, which may hold a copy of it."""
     return (record.topic, record.key, record.value)
@@ -144,14 +148,12 @@ def refused_alone(
     return out
 
 
-def transact_refusing_alone(
-    attempt: Callable[[frozenset[tuple[str, bytes | None, bytes | None]]], bool],
-) -> bool:
+def transact_refusing_alone(attempt: Callable[[Alone], bool]) -> bool:
     """``attempt(alone)`` (a whole transaction; the records in ``alone`` are sent one per batch)
     until it commits or returns False. A transaction refused with several records is built
     again with those records alone (see :func:`refused_alone`); one refused alone raises
     :class:`TransactionRefused` for the caller to replace."""
-    alone: frozenset[tuple[str, bytes | None, bytes | None]] = frozenset()
+    alone: Alone = frozenset()
     while True:
         try:
             return attempt(alone)
@@ -277,7 +279,7 @@ def publish_until_acknowledged(
 
 
 def transact_until_done(
-    attempt: Callable[[], None],
+    attempt: Callable[[Alone], None],
     abort: Callable[[], None],
     *,
     transient: tuple[type[BaseException], ...],
@@ -292,9 +294,34 @@ def transact_until_done(
     read_committed readers). False when the group moved on (``moved_on(exc)``: a rebalance, or
     this member was fenced as a zombie): the caller rewinds, the new owner redoes the batch.
     A transient failure is retried after a backoff; at shutdown it raises
-    :class:`DeliveryFailed`. Records refused for good abort it too and raise
-    :class:`TransactionRefused` (retrying them would loop forever).
+    :class:`DeliveryFailed`. Records refused for good abort it too: refused together, the
+    transaction is built again with them alone (``attempt(alone)``, see
+    :func:`transact_refusing_alone`); one refused alone raises :class:`TransactionRefused`
+    (retrying it would loop forever).
     """
+    return transact_refusing_alone(
+        lambda alone: _retry_transaction(
+            lambda: attempt(alone),
+            abort,
+            transient=transient,
+            moved_on=moved_on,
+            backoff=backoff,
+            stop=stop,
+            size=size,
+        )
+    )
+
+
+def _retry_transaction(
+    attempt: Callable[[], None],
+    abort: Callable[[], None],
+    *,
+    transient: tuple[type[BaseException], ...],
+    moved_on: Callable[[BaseException], bool],
+    backoff: Backoff,
+    stop: threading.Event,
+    size: int,
+) -> bool:
     for delay_s in backoff.delays_s():
         try:
             attempt()
