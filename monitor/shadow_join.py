@@ -1,7 +1,8 @@
 """The shadow's predictions joined with the labels, beside production's on the same ids.
 
-Each record of ``[kafka] shadow_topic`` holds a shadow prediction and production's prediction of
-the same event (:mod:`worker.shadow`). Two join states, files next to the monitor's own
+Each record of ``[kafka] shadow_topic`` holds a batch's shadow predictions and production's
+predictions of the same events, by column (:class:`worker.shadow.ShadowColumns`; a record of one
+event, as workers wrote them before, is read too). Two join states, files next to the monitor's own
 (``join.shadow.sqlite``, ``join.paired.sqlite``), receive them: the shadow's predictions, and
 production's predictions of the shadowed ids only. Both get every label. Their windows then
 compare the two models on exactly the same ids (:func:`monitor.candidate.judge`).
@@ -22,6 +23,7 @@ from typing import Any
 
 from monitor.joinstate import JoinState, Label, Prediction
 from streamscore import jsonio
+from streamscore.wire import shadow_rows
 
 log = logging.getLogger(__name__)
 
@@ -68,32 +70,8 @@ class ShadowJoin:
                 if model.get("name") != self.model_name:
                     out.skipped += 1
                     continue
-                ours = value["production"]
-                at = int(value.get("scored_at") or record.timestamp)
-                ident = str(value["id"])
-                version = int(model["version"])
-                out.shadow.append(
-                    Prediction(
-                        ident,
-                        version,
-                        at,
-                        value["prediction"],
-                        value.get("probabilities"),
-                        self.task_of(version, value),
-                    )
-                )
-                ours_version = int(ours["model"]["version"])
-                out.production.append(
-                    Prediction(
-                        ident,
-                        ours_version,
-                        at,
-                        ours["prediction"],
-                        ours.get("probabilities"),
-                        self.task_of(ours_version, ours),
-                    )
-                )
-            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                parsed = [self._parse_one(row, record.timestamp) for row in shadow_rows(value)]
+            except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
                 out.skipped += 1
                 log.warning(
                     "%s[%d] offset %d skipped: not a shadow prediction (%s: %s)",
@@ -103,6 +81,35 @@ class ShadowJoin:
                     type(exc).__name__,
                     exc,
                 )
+                continue
+            for shadow, paired in parsed:  # all of a record or nothing
+                out.shadow.append(shadow)
+                out.production.append(paired)
+
+    def _parse_one(self, value: dict[str, Any], timestamp: int) -> tuple[Prediction, Prediction]:
+        """One event's shadow prediction and production's (:func:`streamscore.wire.shadow_rows`)."""
+        ours = value["production"]
+        at = int(value.get("scored_at") or timestamp)
+        ident = str(value["id"])
+        version = int(value["model"]["version"])
+        shadow = Prediction(
+            ident,
+            version,
+            at,
+            value["prediction"],
+            value.get("probabilities"),
+            self.task_of(version, value),
+        )
+        ours_version = int(ours["model"]["version"])
+        paired = Prediction(
+            ident,
+            ours_version,
+            at,
+            ours["prediction"],
+            ours.get("probabilities"),
+            self.task_of(ours_version, ours),
+        )
+        return shadow, paired
 
     def apply(self, batch: ShadowBatch, labels: Sequence[Label]) -> set[tuple[str, int, int]]:
         """Both states, each in its transaction; the (state, version, window) keys touched."""

@@ -20,10 +20,12 @@ skipped (``failed``), and it scores at most as many rows as its measured cost pe
 ``[worker] shadow_budget_ms`` (a version's first batch is a probe of ``PROBE_ROWS``); the rest
 are skipped (``budget``). Everything skipped is counted by reason.
 
-Each shadow prediction carries the production prediction of the same event as it was published
-(``"production": {...}``, embedded without encoding it again), so the monitor compares both on
-the same ids from the shadow topic alone. Metrics by version pair: agreement and mean absolute
-probability difference (classifiers), MAE between the two (regressors), scoring time.
+The shadow's predictions of a batch go out by column in one record (:class:`ShadowColumns`;
+more only when ``max_message_bytes`` needs), with production's predictions of the same events
+beside them, so the monitor compares both on the same ids from the shadow topic alone; one
+record per batch, because a second record per event cost kafka-python's producer as much as
+the prediction. Metrics by version pair: agreement and mean absolute probability difference
+(classifiers), MAE between the two (regressors), scoring time.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from model_store import ModelStore
 from streamscore import jsonio
 from streamscore.config import Config
-from streamscore.wire import OutRecord
+from streamscore.wire import H_MODEL_NAME, H_MODEL_VERSION, OutRecord
 from worker.processor import BatchResult, Canary, ScoredRows, ServingModel
 from worker.records import now_ms
 from worker.reloader import ModelReloader, ReloadEvent
@@ -54,6 +56,8 @@ log = logging.getLogger(__name__)
 PROBE_ROWS = 32
 #: Weight of the latest batch in the shadow's mean cost per row.
 _ALPHA = 0.3
+#: Room for a record's headers and framing under ``max_message_bytes``.
+_RECORD_MARGIN = 1024
 SHADOW_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
 
 
@@ -149,6 +153,90 @@ def _rounded(value: float | None) -> float | None:
     return None if value is None else round(value, 6)
 
 
+@dataclass
+class ShadowColumns:
+    """The shadow's predictions of one batch beside production's, published by column: one
+    record holds many events (``ids``, ``predictions``, ``probabilities``, and the same of
+    production under ``"production"``), split into as many records as ``max_message_bytes``
+    needs. One record per batch, not per event: a producer's cost per record (kafka-python
+    encodes each in Python) made a second record per event dearer than the shadow's model call.
+    """
+
+    shadow: ServingModel
+    production: ServingModel
+    ids: list[Any]
+    theirs: list[Any]
+    ours: list[Any]
+    theirs_proba: Any  # (rows, classes) or None
+    ours_proba: Any
+    scored_at: int
+
+    @classmethod
+    def joined(cls, parts: Sequence[ShadowColumns]) -> ShadowColumns:
+        """The chunks of one batch (same models) as one."""
+        if len(parts) == 1:
+            return parts[0]
+        first = parts[0]
+
+        def stacked(matrices: list[Any]) -> Any:
+            return None if matrices[0] is None else np.vstack(matrices)
+
+        return cls(
+            shadow=first.shadow,
+            production=first.production,
+            ids=[i for p in parts for i in p.ids],
+            theirs=[v for p in parts for v in p.theirs],
+            ours=[v for p in parts for v in p.ours],
+            theirs_proba=stacked([p.theirs_proba for p in parts]),
+            ours_proba=stacked([p.ours_proba for p in parts]),
+            scored_at=first.scored_at,
+        )
+
+    def records(self, topic: str, limit: int) -> tuple[list[OutRecord], int]:
+        """The records, and how many events fitted in none (an id too large on its own)."""
+        headers = [
+            (H_MODEL_NAME, self.shadow.name.encode()),
+            (H_MODEL_VERSION, self.shadow.version_text.encode()),
+        ]
+        out: list[OutRecord] = []
+        too_large = 0
+        spans = [(0, len(self.ids))] if self.ids else []
+        while spans:
+            lo, hi = spans.pop()
+            value = self.value(lo, hi)
+            if len(value) + _RECORD_MARGIN <= limit:
+                out.append(OutRecord(topic, None, value, headers))
+            elif hi - lo > 1:
+                mid = (lo + hi) // 2
+                spans += [(mid, hi), (lo, mid)]
+            else:
+                too_large += 1
+        return out, too_large
+
+    def value(self, lo: int, hi: int) -> bytes:
+        shadow, production = self.shadow, self.production
+        body: dict[str, Any] = {
+            "model": shadow.model_ref,
+            "scored_at": self.scored_at,
+            "ids": self.ids[lo:hi],
+            "predictions": self.theirs[lo:hi],
+        }
+        if self.theirs_proba is not None:
+            body["classes"] = shadow.scorer.class_keys
+            body["probabilities"] = self.theirs_proba[lo:hi]
+        ours: dict[str, Any] = {"model": production.model_ref, "predictions": self.ours[lo:hi]}
+        if self.ours_proba is not None:
+            ours["classes"] = production.scorer.class_keys
+            ours["probabilities"] = self.ours_proba[lo:hi]
+        body["production"] = ours
+        return jsonio.dumps(body)
+
+
+def _contiguous(matrix: Any) -> Any:
+    """``matrix`` as a C-contiguous float array (what orjson encodes), None kept."""
+    return None if matrix is None else np.ascontiguousarray(matrix, dtype=np.float64)
+
+
 class ShadowScorer:
     """Scores the shadow's share of a scored batch; see the module docstring."""
 
@@ -184,7 +272,7 @@ class ShadowScorer:
         picked = self._sampled(scored, result)
         if not picked:
             return []
-        out: list[OutRecord] = []
+        parts: list[ShadowColumns] = []
         spent = 0.0
         start = 0
         while start < len(picked):
@@ -194,18 +282,18 @@ class ShadowScorer:
                 break
             chunk = picked[start : start + fit]
             started = self.clock()
-            records = self._score_chunk(shadow, production, result, scored, chunk)
+            part = self._score_chunk(shadow, production, result, scored, chunk)
             took = self.clock() - started
             spent += took
-            if records is None:  # failed: counted; the rest of the batch is not tried
+            if part is None:  # failed: counted; the rest of the batch is not tried
                 self._skip(shadow, "failed", len(picked) - start - len(chunk))
                 break
             self._observe(shadow.version, len(chunk), took)
-            out.extend(records)
+            parts.append(part)
             start += fit
         if spent:
             self.metrics.seconds.labels(shadow_version=shadow.version_text).observe(spent)
-        return out
+        return self._publish(ShadowColumns.joined(parts)) if parts else []
 
     # ------------------------------------------------------------------ internals
 
@@ -250,7 +338,7 @@ class ShadowScorer:
         result: BatchResult,
         scored: ScoredRows,
         chunk: Sequence[int],
-    ) -> list[OutRecord] | None:
+    ) -> ShadowColumns | None:
         """Score ``chunk`` (positions into ``scored.rows``); None when the shadow raised."""
         try:
             matrix_rows = [scored.rows[p] for p in chunk]
@@ -287,7 +375,8 @@ class ShadowScorer:
         scored: ScoredRows,
         positions: list[int],
         scores: Any,
-    ) -> list[OutRecord]:
+    ) -> ShadowColumns:
+        """Compare with production (tallies, metrics) and keep the columns to publish."""
         key = (production.version, shadow.version)
         tally = self.tallies.get(key)
         if tally is None:
@@ -320,42 +409,58 @@ class ShadowScorer:
             )
             tally.abs_error_sum += float(errors.sum())
             tally.value_rows += n
-        # records: the shadow's prediction with production's of the same event
-        out: list[OutRecord] = []
-        bodies, event_of_row, decoded = result.bodies, scored.event_of_row, result.decoded
+        # records: the shadow's predictions with production's of the same events, by column
+        bodies, event_of_row = result.bodies, scored.event_of_row
         published = result.values
-        fragment = jsonio.fragment
-        keys = shadow.scorer.class_keys
-        proba_rows = proba.tolist() if proba is not None else None
-        at = now_ms()
-        ref = shadow.model_ref
-        dumps = jsonio.dumps
-        limit = self.max_message_bytes
-        too_large = 0
+        ids: list[Any] = []
+        kept: list[int] = []  # into positions / theirs
         unpublished = 0
         for i, position in enumerate(positions):
             index = event_of_row[scored.rows[position]]
-            ours_value = published[index]
             ours_body = bodies[index]
-            if ours_value is None or ours_body is None:  # production's was not published
+            if published[index] is None or ours_body is None:  # production's not published
                 unpublished += 1
                 continue
-            body: dict[str, Any] = {"id": ours_body["id"], "prediction": theirs[i]}
-            if proba_rows is not None:
-                body["probabilities"] = dict(zip(keys, proba_rows[i], strict=True))
-            body["model"] = ref
-            body["scored_at"] = at
-            body["production"] = fragment(ours_value)  # as published, not encoded again
-            value = dumps(body)
-            record = decoded[index]
-            if len(value) + 1024 > limit:
-                too_large += 1
-                continue
-            out.append(OutRecord(self.topic, record.key, value, shadow.headers(record)))
-        self._skip(shadow, "too_large", too_large)
+            ids.append(ours_body["id"])
+            kept.append(i)
         self._skip(shadow, "unpublished", unpublished)
-        tally.scored += len(out)
-        m.scored.labels(**pair).inc(len(out))
+        if len(kept) == n:  # the common case: production published every one
+            their_rows, our_rows, their_proba, our_proba = theirs, ours, proba, None
+            if scored.probabilities is not None:
+                our_proba = scored.probabilities[positions]
+        else:
+            their_rows = [theirs[i] for i in kept]
+            our_rows = [ours[i] for i in kept]
+            their_proba = proba[kept] if proba is not None else None
+            our_proba = None
+            if scored.probabilities is not None:
+                our_proba = scored.probabilities[[positions[i] for i in kept]]
+        columns = ShadowColumns(
+            shadow=shadow,
+            production=production,
+            ids=ids,
+            theirs=their_rows,
+            ours=our_rows,
+            theirs_proba=_contiguous(their_proba),
+            ours_proba=_contiguous(our_proba),
+            scored_at=now_ms(),
+        )
+        return columns
+
+    def _publish(self, columns: ShadowColumns) -> list[OutRecord]:
+        """The batch's records; the counts of what they hold."""
+        shadow, production = columns.shadow, columns.production
+        tally = self.tallies[(production.version, shadow.version)]
+        out, too_large = columns.records(self.topic, self.max_message_bytes)
+        self._skip(shadow, "too_large", too_large)
+        published = len(columns.ids) - too_large
+        tally.scored += published
+        pair = {
+            "production_version": production.version_text,
+            "shadow_version": shadow.version_text,
+        }
+        m = self.metrics
+        m.scored.labels(**pair).inc(published)
         if tally.agreement is not None:
             m.agreement.labels(**pair).set(tally.agreement)
         if tally.probability_diff is not None:

@@ -26,9 +26,28 @@ def _body(i: int, version: int, p1: float, at_ms: int) -> dict[str, Any]:
     }
 
 
-def _shadow_record(i: int, shadow: int, production: int, at_ms: int) -> dict[str, Any]:
-    """As a worker writes it: the shadow's prediction (right: label 1) with production's
-    (wrong) of the same event."""
+def _shadow_record(ids: list[int], shadow: int, production: int, at_ms: int) -> dict[str, Any]:
+    """As a worker writes a batch of them, by column: the shadow's predictions (right: label 1)
+    with production's (wrong) of the same events."""
+
+    def side(version: int, p1: float) -> dict[str, Any]:
+        return {
+            "model": {"name": "demo", "version": version},
+            "predictions": [int(p1 >= 0.5)] * len(ids),
+            "classes": ["0", "1"],
+            "probabilities": [[round(1 - p1, 4), p1]] * len(ids),
+        }
+
+    return {
+        **side(shadow, 0.9),
+        "scored_at": at_ms,
+        "ids": [f"p-{i}" for i in ids],
+        "production": side(production, 0.2),
+    }
+
+
+def _one_event_shadow_record(i: int, shadow: int, production: int, at_ms: int) -> dict[str, Any]:
+    """As workers wrote them before the columns: one event per record."""
     body = _body(i, shadow, 0.9, at_ms)
     body["production"] = _body(i, production, 0.2, at_ms)
     return body
@@ -89,15 +108,19 @@ def _shadowed_stream(cfg, cancer) -> tuple[ModelStore, Any, Any]:
         [_body(i, production.version, 0.2, start + i * 25) for i in range(400)],
         key_field="id",
     )
-    produce_json(
-        k,
-        k.shadow_topic,
-        [
-            _shadow_record(i, shadow.version, production.version, start + i * 25)
-            for i in range(0, 400, 2)
-        ],
-        key_field="id",
-    )
+    # the shadow sampled the even ids: batches of ten, half a second each, and the last
+    # second's as an older worker wrote them (one event per record)
+    batches = [
+        _shadow_record(
+            list(range(i, i + 20, 2)), shadow.version, production.version, start + i * 25
+        )
+        for i in range(0, 360, 20)
+    ]
+    singles = [
+        _one_event_shadow_record(i, shadow.version, production.version, start + i * 25)
+        for i in range(360, 400, 2)
+    ]
+    produce_json(k, k.shadow_topic, [*batches, *singles])
     produce_json(k, k.labels_topic, [{"id": f"p-{i}", "label": 1} for i in range(400)])
     return store, production, shadow
 

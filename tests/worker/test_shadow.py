@@ -10,7 +10,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from streamscore import jsonio
-from streamscore.wire import headers_dict
+from streamscore.wire import headers_dict, shadow_rows
 from tests.worker.conftest import FailsOnBatches, SlowPerRow
 from worker.processor import BatchProcessor, Canary, Destinations, ServingModel
 from worker.sampling import id_share, in_canary, in_shadow
@@ -48,6 +48,11 @@ def scorer(fraction=1.0, budget_ms=10_000, clock=None):
     metrics = ShadowMetrics(CollectorRegistry())
     kwargs = {"clock": clock} if clock is not None else {}
     return ShadowScorer("shadow", fraction, budget_ms, metrics, **kwargs)
+
+
+def rows(records) -> list[dict]:
+    """The shadow's records as one prediction per event (:func:`streamscore.wire.shadow_rows`)."""
+    return [row for r in records for row in shadow_rows(jsonio.loads(r.value))]
 
 
 def sample_value(metrics: ShadowMetrics, name: str, **labels) -> float | None:
@@ -108,20 +113,56 @@ def test_shadow_scores_the_sampled_ids_and_leaves_production_records_as_they_wer
 
     assert [(r.topic, r.key, jsonio.loads(r.value)["prediction"]) for r in alone.records] == before
     assert {r.topic for r in records} == {"shadow"}
-    ids = [jsonio.loads(r.value)["id"] for r in records]
+    assert len(records) == 1  # the batch's shadow predictions, by column, in one record
+    assert all(headers_dict(r.headers)["streamscore.model.version"] == "2" for r in records)
+    assert all(r.key is None for r in records)
+    ids = [row["id"] for row in rows(records)]
     assert ids == [f"e-{i}" for i in range(200) if in_shadow(f"e-{i}", 0.3)]
     assert 30 < len(ids) < 90
     by_id = {jsonio.loads(r.value)["id"]: jsonio.loads(r.value) for r in result.records}
-    for record in records:
-        body = jsonio.loads(record.value)
+    for body in rows(records):
         assert body["model"] == {"name": "demo", "version": 2}
-        assert headers_dict(record.headers)["streamscore.model.version"] == "2"
-        assert record.key == body["id"].encode()
-        assert body["production"] == by_id[body["id"]]  # production's prediction as published
+        published = by_id[body["id"]]  # production's prediction of the event, as published
+        assert body["production"]["model"] == published["model"]
+        assert body["production"]["prediction"] == published["prediction"]
+        assert body["production"]["probabilities"] == published["probabilities"]
         expected = shadow.loaded.model.predict_proba(
             [[demo_set.event(int(body["id"][2:]))[n] for n in demo_set.names]]
         )[0]
         assert body["probabilities"]["1"] == pytest.approx(expected[1])
+
+
+def test_shadow_records_are_split_to_fit_max_message_bytes_and_lose_no_event(
+    two_versions, demo_set
+):
+    production, shadow = two_versions
+    result = BatchProcessor(DEST).process(batch_of(demo_set, 300), production)
+    metrics = ShadowMetrics(CollectorRegistry())
+    small = ShadowScorer("shadow", 1.0, 10_000, metrics, max_message_bytes=8 * 1024)
+    records = small.score(shadow, production, result)
+    assert len(records) > 1
+    assert all(len(r.value) + 1024 <= 8 * 1024 for r in records)
+    assert sorted(row["id"] for row in rows(records)) == sorted(f"e-{i}" for i in range(300))
+    assert small.tallies[(1, 2)].scored == 300 and small.skipped == {}
+
+
+def test_shadow_record_of_one_event_too_large_for_any_record_is_skipped_and_counted(
+    register, model_store, demo_set
+):
+    register()
+    register(promote=False)
+    production, shadow = serving(model_store, 1), serving(model_store, 2, "candidate")
+    big = [
+        Rec("in", 0, i, 1_700_000_000_000 + i, None, jsonio.dumps(demo_set.event(i, id=ident)))
+        for i, ident in enumerate(["small", "x" * 3000, "also-small"])
+    ]
+    result = BatchProcessor(DEST).process(big, production)
+    metrics = ShadowMetrics(CollectorRegistry())
+    small = ShadowScorer("shadow", 1.0, 10_000, metrics, max_message_bytes=3 * 1024)
+    records = small.score(shadow, production, result)
+    assert sorted(row["id"] for row in rows(records)) == ["also-small", "small"]
+    assert small.skipped == {"too_large": 1}
+    assert sample_value(metrics, "skipped_total", shadow_version="2", reason="too_large") == 1
 
 
 def test_two_workers_shadow_the_same_ids(two_versions, demo_set):
@@ -130,7 +171,7 @@ def test_two_workers_shadow_the_same_ids(two_versions, demo_set):
     for _worker in range(2):
         result = BatchProcessor(DEST).process(batch_of(demo_set, 300), production)
         records = scorer(fraction=0.25).score(shadow, production, result)
-        picked.append([jsonio.loads(r.value)["id"] for r in records])
+        picked.append([row["id"] for row in rows(records)])
     assert picked[0] == picked[1] and picked[0]
 
 
@@ -141,7 +182,7 @@ def test_shadow_compares_with_production_by_version_pair(two_versions, demo_set)
     records = shadowing.score(shadow, production, result)
     tally = shadowing.tallies[(1, 2)]
     ours = {jsonio.loads(r.value)["id"]: jsonio.loads(r.value) for r in result.records}
-    theirs = [jsonio.loads(r.value) for r in records]
+    theirs = rows(records)
     agreed = sum(1 for t in theirs if t["prediction"] == ours[t["id"]]["prediction"])
     diff = sum(
         abs(t["probabilities"]["1"] - ours[t["id"]]["probabilities"]["1"]) for t in theirs
@@ -161,7 +202,7 @@ def test_shadow_of_the_same_schema_reuses_productions_matrix(two_versions, demo_
     calls = []
     shadow.builder.build = lambda events: calls.append(events)  # type: ignore[method-assign]
     records = scorer().score(shadow, production, result)
-    assert len(records) == 50 and calls == []
+    assert len(rows(records)) == 50 and calls == []
 
 
 def test_failing_shadow_is_skipped_and_counted_and_production_is_untouched(
@@ -186,11 +227,11 @@ def test_shadow_over_its_budget_is_skipped_and_counted(register, model_store, de
     shadowing = scorer(budget_ms=100)
     # first batch: a probe of PROBE_ROWS (64 ms), then what fits in the remaining 36 ms
     result = BatchProcessor(DEST).process(batch_of(demo_set, 400), production)
-    first = shadowing.score(shadow, production, result)
+    first = rows(shadowing.score(shadow, production, result))
     assert PROBE_ROWS <= len(first) <= PROBE_ROWS + 20
     # next batches: about 50 rows fit in 100 ms; the rest of the 400 is skipped, counted
     result = BatchProcessor(DEST).process(batch_of(demo_set, 400), production)
-    second = shadowing.score(shadow, production, result)
+    second = rows(shadowing.score(shadow, production, result))
     assert 25 <= len(second) <= 55
     skipped = sample_value(shadowing.metrics, "skipped_total", shadow_version="2", reason="budget")
     assert skipped == 800 - len(first) - len(second)

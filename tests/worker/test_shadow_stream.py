@@ -4,12 +4,15 @@ back (worker.shadow)."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
 
 from model_store.release import promote_and_announce
-from tests.kafka_helpers import produce, read, wait_until
+from streamscore import jsonio
+from streamscore.wire import shadow_rows
+from tests.kafka_helpers import ConsumedRecord, consume_all, produce, read, wait_until
 from tests.worker.conftest import TEST_TYPES, FailsOnBatches, SlowPerRow
 from worker.sampling import in_canary, in_shadow
 from worker.service import ScoringWorker
@@ -33,6 +36,22 @@ def start_worker() -> Iterator[Callable[..., ScoringWorker]]:
         worker.stop()
         thread.join(timeout=30)
         assert not thread.is_alive(), "worker did not stop"
+
+
+def read_shadow(
+    kafka, expected: int, timeout_s: float = 60, **options
+) -> tuple[list[dict], list[ConsumedRecord]]:
+    """The shadow topic's predictions, one per event (:func:`streamscore.wire.shadow_rows`),
+    once ``expected`` arrived (or what came within ``timeout_s``), and its records."""
+    deadline = time.monotonic() + timeout_s
+    while True:  # each read starts from the beginning: long enough to see what is there
+        records = consume_all(
+            kafka, kafka.shadow_topic, 1, 5, settle_s=0.5, strict=False, **options
+        )
+        rows = [row for r in records for row in shadow_rows(jsonio.loads(r.raw))]
+        if len(rows) >= expected or time.monotonic() >= deadline:
+            return rows, records
+        time.sleep(0.2)
 
 
 def shadow_config(config_factory, kafka_section, **worker):
@@ -62,15 +81,20 @@ def test_shadow_predictions_go_to_the_shadow_topic_only_with_the_same_ids_on_eve
     expected = sorted(e["id"] for e in events if in_shadow(e["id"], 0.4))
 
     outputs = read(cfg.kafka, cfg.kafka.output_topic, expected=400)
-    shadowed = read(cfg.kafka, cfg.kafka.shadow_topic, expected=len(expected))
+    shadowed, records = read_shadow(cfg.kafka, expected=len(expected))
     assert sorted(r.value["id"] for r in outputs) == sorted(e["id"] for e in events)
     assert {r.value["model"]["version"] for r in outputs} == {1}
-    assert sorted(r.value["id"] for r in shadowed) == expected
-    assert {r.value["model"]["version"] for r in shadowed} == {candidate.version}
-    assert {r.value["production"]["model"]["version"] for r in shadowed} == {1}
+    assert sorted(r["id"] for r in shadowed) == expected
+    assert {r["model"]["version"] for r in shadowed} == {candidate.version}
+    assert {r["production"]["model"]["version"] for r in shadowed} == {1}
     by_id = {r.value["id"]: r.value for r in outputs}
-    assert all(r.value["production"] == by_id[r.value["id"]] for r in shadowed)
-    assert {r.headers["streamscore.model.version"] for r in shadowed} == {str(candidate.version)}
+    assert all(
+        r["production"]["prediction"] == by_id[r["id"]]["prediction"]
+        and r["production"]["probabilities"] == by_id[r["id"]]["probabilities"]
+        for r in shadowed
+    )
+    assert {r.headers["streamscore.model.version"] for r in records} == {str(candidate.version)}
+    assert len(records) < len(shadowed)  # a batch's predictions per record, not one per event
     assert all(w.status.scored > 0 for w in workers), "both members scored a share"
     status = workers[0].member_record()
     assert status["serving"] == {"production": 1}  # the shadow publishes no prediction
@@ -92,7 +116,7 @@ def test_shadow_alias_is_hot_swapped_between_batches(
     worker = start_worker(cfg)
     wait_until(lambda: worker.candidates.shadow is not None, 30, "shadow loaded")
     produce(cfg.kafka, [demo_set.event(i) for i in range(50)])
-    read(cfg.kafka, cfg.kafka.shadow_topic, expected=50)
+    read_shadow(cfg.kafka, expected=50)
     second = register(C=0.1, promote=False)
     ensure_topics(cfg.kafka)
     promote_and_announce(model_store, cfg.kafka, second.version, "candidate")
@@ -105,8 +129,8 @@ def test_shadow_alias_is_hot_swapped_between_batches(
         "shadow swapped",
     )
     produce(cfg.kafka, [demo_set.event(i) for i in range(50, 100)])
-    shadowed = read(cfg.kafka, cfg.kafka.shadow_topic, expected=100)
-    versions = {r.value["id"]: r.value["model"]["version"] for r in shadowed}
+    shadowed, _ = read_shadow(cfg.kafka, expected=100)
+    versions = {r["id"]: r["model"]["version"] for r in shadowed}
     assert {versions[f"e-{i}"] for i in range(50)} == {first.version}
     assert {versions[f"e-{i}"] for i in range(50, 100)} == {second.version}
     outputs = read(cfg.kafka, cfg.kafka.output_topic, expected=100)
@@ -133,7 +157,7 @@ def test_failing_shadow_does_not_touch_production_outputs(
     )
     # batches of one event score (the model fails on more): every sampled event is either
     # shadowed or counted as skipped
-    shadowed = read(cfg.kafka, cfg.kafka.shadow_topic, expected=300, timeout_s=3)
+    shadowed, _ = read_shadow(cfg.kafka, expected=300, timeout_s=3)
     assert skipped is not None and skipped > 0
     assert skipped + len(shadowed) == 300
 
@@ -154,7 +178,7 @@ def test_shadow_over_its_budget_is_skipped_and_counted_and_production_scores_eve
     skipped = worker.metrics.registry.get_sample_value(
         "streamscore_shadow_skipped_total", {"shadow_version": "2", "reason": "budget"}
     )
-    shadowed = read(cfg.kafka, cfg.kafka.shadow_topic, expected=600, timeout_s=3)
+    shadowed, _ = read_shadow(cfg.kafka, expected=600, timeout_s=3)
     # about 10 rows fit in 50 ms a batch (a first probe of 32): most of the 600 are skipped
     assert skipped is not None and skipped > 300
     assert skipped + len(shadowed) == 600
@@ -190,8 +214,6 @@ def test_canary_scores_its_share_of_ids_on_the_output_topic(
 def test_shadow_predictions_commit_with_the_batch_in_exactly_once_mode(
     config_factory, kafka_section, register, model_store, demo_set, start_worker, broker_engine
 ):
-    from tests.kafka_helpers import consume_all
-
     if broker_engine == "tansu":
         pytest.skip("exactly-once needs Apache Kafka (--broker-engine kafka)")
     cfg = shadow_config(config_factory, kafka_section, delivery="exactly-once")
@@ -201,11 +223,9 @@ def test_shadow_predictions_commit_with_the_batch_in_exactly_once_mode(
     worker = start_worker(cfg)
     wait_until(lambda: worker.candidates.shadow is not None, 30, "shadow loaded")
     produce(cfg.kafka, [demo_set.event(i) for i in range(200)])
-    shadowed = consume_all(
-        cfg.kafka, cfg.kafka.shadow_topic, 200, isolation_level="read_committed", settle_s=1
-    )
+    shadowed, _ = read_shadow(cfg.kafka, 200, isolation_level="read_committed")
     outputs = consume_all(
         cfg.kafka, cfg.kafka.output_topic, 200, isolation_level="read_committed", settle_s=1
     )
-    assert sorted(r.value["id"] for r in shadowed) == sorted(r.value["id"] for r in outputs)
+    assert sorted(r["id"] for r in shadowed) == sorted(r.value["id"] for r in outputs)
     assert len(shadowed) == 200
