@@ -30,6 +30,8 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
+from bench.peak_rss import vm_hwm_kib
+
 SESSION = {"session_timeout_ms": 3000, "heartbeat_interval_ms": 1000}
 #: Unacknowledged batches a pipelined passthrough may hold (bounded, as the worker's memory).
 PIPELINE_BATCHES = 4
@@ -361,21 +363,10 @@ KINDS = {
 }
 
 
-def _vm_hwm_kib() -> int | None:
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
 def main(argv: list[str]) -> int:
     spec = json.loads(Path(argv[0]).read_text())
     result = KINDS[spec["kind"]](spec)
-    result["rss_kib"] = _vm_hwm_kib()
+    result["rss_kib"] = vm_hwm_kib()
     Path(argv[1]).write_text(json.dumps(result))
     return 0
 
