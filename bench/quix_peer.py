@@ -18,6 +18,7 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
 
 import importlib.metadata  # noqa: E402
+import importlib.util  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
 import tempfile  # noqa: E402
@@ -116,14 +117,13 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def _vm_hwm_kib() -> int | None:
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
+    """bench/peak_rss.py's, loaded by its path (this script runs outside the bench package)."""
+    spec = importlib.util.spec_from_file_location("peak_rss", os.path.join(_HERE, "peak_rss.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    kib: int | None = module.vm_hwm_kib()
+    return kib
 
 
 def main(argv: list[str]) -> int:

@@ -30,6 +30,8 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
+from bench.peak_rss import vm_hwm_kib
+
 SESSION = {"session_timeout_ms": 3000, "heartbeat_interval_ms": 1000}
 #: Unacknowledged batches a pipelined passthrough may hold (bounded, as the worker's memory).
 PIPELINE_BATCHES = 4
@@ -79,26 +81,19 @@ def _ceiling_kafka_python(spec: dict[str, Any], *, pipelined: bool = True) -> di
             consumer.commit_async({tp: OffsetAndMetadata(o, "", -1) for tp, o in offsets.items()})
 
     out_topic = spec["output"]
-    planned, budget = spec["events"], spec["warmup_s"] + spec["max_seconds"]
-    checkpoints: list[tuple[float, int]] = []
-    cpu0: tuple[float, float] | None = None
+    planned = spec["events"]
+    run = _Clock(spec)
+    checkpoints = run.checkpoints
     done = 0
-    join_deadline = time.monotonic() + spec["join_timeout_s"]
-    stop_at = None
     try:
         while done < planned:
             polled = consumer.poll(timeout_ms=500, max_records=1000)
             now = time.time()
             if not polled:
-                if stop_at is None and time.monotonic() > join_deadline:
-                    raise TimeoutError("no records within the join timeout")
-                if stop_at is not None and now > stop_at:
+                if run.over_while_idle(now):
                     break
                 continue
-            if stop_at is None:
-                stop_at = now + budget
-                checkpoints.append((now, 0))
-                cpu0 = (time.process_time(), time.monotonic())
+            run.start(now)
             send = producer.send
             futures = []
             next_offsets = {}
@@ -117,7 +112,7 @@ def _ceiling_kafka_python(spec: dict[str, Any], *, pipelined: bool = True) -> di
                 producer.flush()
                 consumer.commit()
                 checkpoints.append((time.time(), done))
-            if time.time() > stop_at:
+            if time.time() > run.stop_at:
                 break
         if pipelined:
             settle(block=True)
@@ -126,7 +121,7 @@ def _ceiling_kafka_python(spec: dict[str, Any], *, pipelined: bool = True) -> di
     finally:
         producer.close(timeout=5)
         consumer.close(autocommit=False)
-    return {"checkpoints": checkpoints, "cpu_cores": _cores(cpu0)}
+    return {"checkpoints": checkpoints, "cpu_cores": _cores(run.cpu0)}
 
 
 def _ceiling_confluent(spec: dict[str, Any], *, pipelined: bool = True) -> dict[str, Any]:
@@ -178,27 +173,20 @@ def _ceiling_confluent(spec: dict[str, Any], *, pipelined: bool = True) -> dict[
             )
 
     out_topic = spec["output"]
-    planned, budget = spec["events"], spec["warmup_s"] + spec["max_seconds"]
-    checkpoints: list[tuple[float, int]] = []
-    cpu0: tuple[float, float] | None = None
+    planned = spec["events"]
+    run = _Clock(spec)
+    checkpoints = run.checkpoints
     done = 0
-    join_deadline = time.monotonic() + spec["join_timeout_s"]
-    stop_at = None
     try:
         while done < planned:
             messages = consumer.consume(num_messages=1000, timeout=0.5)
             messages = [m for m in messages if m.error() is None]
             now = time.time()
             if not messages:
-                if stop_at is None and time.monotonic() > join_deadline:
-                    raise TimeoutError("no records within the join timeout")
-                if stop_at is not None and now > stop_at:
+                if run.over_while_idle(now):
                     break
                 continue
-            if stop_at is None:
-                stop_at = now + budget
-                checkpoints.append((now, 0))
-                cpu0 = (time.process_time(), time.monotonic())
+            run.start(now)
             produce = producer.produce
             ticket = _Ticket(len(messages))
             reports = {"on_delivery": ticket.report} if pipelined else {}
@@ -220,7 +208,7 @@ def _ceiling_confluent(spec: dict[str, Any], *, pipelined: bool = True) -> dict[
                 producer.flush(30)
                 consumer.commit(asynchronous=False)
                 checkpoints.append((time.time(), done))
-            if time.time() > stop_at:
+            if time.time() > run.stop_at:
                 break
         if pipelined:
             settle(block=True)
@@ -229,7 +217,35 @@ def _ceiling_confluent(spec: dict[str, Any], *, pipelined: bool = True) -> dict[
     finally:
         producer.flush(5)
         consumer.close()
-    return {"checkpoints": checkpoints, "cpu_cores": _cores(cpu0)}
+    return {"checkpoints": checkpoints, "cpu_cores": _cores(run.cpu0)}
+
+
+class _Clock:
+    """A passthrough's run: it starts at the first record and lasts ``warmup_s +
+    max_seconds``; until then, waiting for records is bounded by ``join_timeout_s``."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        self.budget_s = spec["warmup_s"] + spec["max_seconds"]
+        self.join_deadline = time.monotonic() + spec["join_timeout_s"]
+        self.stop_at: float = float("inf")  # set by the first record
+        self.started = False
+        self.checkpoints: list[tuple[float, int]] = []
+        self.cpu0: tuple[float, float] | None = None
+
+    def over_while_idle(self, now: float) -> bool:
+        """A poll brought nothing at ``now``: whether the run is over; raises when no record
+        came within the join timeout."""
+        if not self.started and time.monotonic() > self.join_deadline:
+            raise TimeoutError("no records within the join timeout")
+        return self.started and now > self.stop_at
+
+    def start(self, now: float) -> None:
+        """Records came at ``now``: the first ones start the run (and its CPU count)."""
+        if not self.started:
+            self.started = True
+            self.stop_at = now + self.budget_s
+            self.checkpoints.append((now, 0))
+            self.cpu0 = (time.process_time(), time.monotonic())
 
 
 class _Ticket:
@@ -347,21 +363,10 @@ KINDS = {
 }
 
 
-def _vm_hwm_kib() -> int | None:
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
 def main(argv: list[str]) -> int:
     spec = json.loads(Path(argv[0]).read_text())
     result = KINDS[spec["kind"]](spec)
-    result["rss_kib"] = _vm_hwm_kib()
+    result["rss_kib"] = vm_hwm_kib()
     Path(argv[1]).write_text(json.dumps(result))
     return 0
 

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from monitor.rollback import HOLD, REPORT, Decision, WindowQuality
+from monitor.rollback import HOLD, REPORT, Decision, WindowQuality, too_thin
 
 PROMOTE = "promote"
 END_CANARY = "end_canary"
@@ -100,20 +100,10 @@ def judge(policy: CandidatePolicy, given: CandidateInput) -> Decision:
     recent = paired[-n:]
     for cand, prod in recent:
         for who, w in (("candidate", cand), ("production", prod)):
-            if w.labelled < policy.min_labels_per_window:
-                return hold(
-                    f"window {w.start_ms}: {who} has {w.labelled:,} labelled predictions, "
-                    f"{policy.min_labels_per_window:,} are needed",
-                    window=w.start_ms,
-                    labelled=w.labelled,
-                )
-            if w.coverage < policy.min_coverage:
-                return hold(
-                    f"window {w.start_ms}: {who} has {w.coverage:.0%} of its predictions "
-                    f"labelled, {policy.min_coverage:.0%} are needed",
-                    window=w.start_ms,
-                    coverage=w.coverage,
-                )
+            subject = f"window {w.start_ms}: {who}"
+            thin = too_thin(w, subject, policy.min_labels_per_window, policy.min_coverage)
+            if thin is not None:
+                return hold(thin[0], **thin[1])
     metric = "mae" if given.task == "regression" else "accuracy"
     theirs = [cand.metrics.get(metric) for cand, _ in recent]
     ours = [prod.metrics.get(metric) for _, prod in recent]

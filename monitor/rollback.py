@@ -109,6 +109,34 @@ def _worse(metric: str, live: float, ref: float, policy: RollbackPolicy) -> bool
     return live > ref + (abs(ref) * margin if relative else margin)
 
 
+def too_thin(
+    w: WindowQuality,
+    subject: str,
+    min_labels: int,
+    min_coverage: float,
+    *,
+    count_predictions: bool = False,
+) -> tuple[str, dict[str, Any]] | None:
+    """Why window ``w`` is not evidence enough to judge on, with its numbers: fewer than
+    ``min_labels`` labelled predictions, or less than ``min_coverage`` of its predictions
+    labelled (``min_labels_per_window`` / ``min_coverage``, for the rollback rule and for the
+    candidate rules alike). ``subject`` starts the reason; ``count_predictions`` names the
+    window's number of predictions in it. None when the window is evidence enough."""
+    if w.labelled < min_labels:
+        return (
+            f"{subject} has {w.labelled:,} labelled predictions, {min_labels:,} are needed",
+            {"window": w.start_ms, "labelled": w.labelled},
+        )
+    if w.coverage < min_coverage:
+        predictions = f"{w.predictions:,} predictions" if count_predictions else "predictions"
+        return (
+            f"{subject} has {w.coverage:.0%} of its {predictions} labelled, "
+            f"{min_coverage:.0%} are needed",
+            {"window": w.start_ms, "coverage": w.coverage},
+        )
+    return None
+
+
 def decide(policy: RollbackPolicy, given: RollbackInput) -> Decision:
     """The decision for the production version now, with its numbers."""
     v = given.version
@@ -136,20 +164,15 @@ def decide(policy: RollbackPolicy, given: RollbackInput) -> Decision:
         return hold(f"v{v} has {len(closed)} closed window(s), {n} are needed", windows=len(closed))
     recent = closed[-n:]
     for w in recent:
-        if w.labelled < policy.min_labels_per_window:
-            return hold(
-                f"window {w.start_ms} of v{v} has {w.labelled:,} labelled predictions, "
-                f"{policy.min_labels_per_window:,} are needed",
-                window=w.start_ms,
-                labelled=w.labelled,
-            )
-        if w.coverage < policy.min_coverage:
-            return hold(
-                f"window {w.start_ms} of v{v} has {w.coverage:.0%} of its {w.predictions:,} "
-                f"predictions labelled, {policy.min_coverage:.0%} are needed",
-                window=w.start_ms,
-                coverage=w.coverage,
-            )
+        thin = too_thin(
+            w,
+            f"window {w.start_ms} of v{v}",
+            policy.min_labels_per_window,
+            policy.min_coverage,
+            count_predictions=True,
+        )
+        if thin is not None:
+            return hold(thin[0], **thin[1])
     labels = sum(w.labelled for w in recent)
     references: list[tuple[str, Mapping[str, Any]]] = []
     if given.previous_labelled >= policy.min_labels_per_window:

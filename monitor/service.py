@@ -23,10 +23,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.errors import KafkaError
@@ -121,6 +121,16 @@ class _Parsed:
     latest_ms: int
     skipped: int
     shadow: ShadowBatch = field(default_factory=ShadowBatch)
+
+
+class _Candidate(NamedTuple):
+    """A candidate version (shadow or canary) and the join states it is judged on."""
+
+    role: str  # shadow | canary
+    alias: str
+    version: int
+    theirs: JoinState  # the candidate's predictions joined with labels
+    ours: JoinState  # production's: on the same ids (shadow), on the other ids (canary)
 
 
 class MonitorMetrics:
@@ -540,15 +550,11 @@ class MonitorService:
             self._roll_back(decision, now)
         return decision
 
-    def _candidate_rules(self, now: int) -> list[Decision]:
-        """The shadow and canary rules (monitor.candidate); returns the fresh decisions (not
-        hold, new windows) that were recorded, and acts on promote / end_canary."""
-        current = self.store.alias_state(self.alias)
-        if current is None:
-            return []
-        production = current[0]
+    def _scored_candidates(self) -> Iterator[_Candidate]:
+        """The shadow (when it is joined) and the canary (when configured) whose alias points
+        at a version with joined predictions. Each alias is read as the loop reaches it (after
+        what the loop did for the one before: a promote moves an alias)."""
         w = self.cfg.worker
-        fresh: list[Decision] = []
         roles: list[tuple[str, str, JoinState, JoinState]] = []
         if self.shadow_join is not None:
             roles.append(
@@ -558,9 +564,18 @@ class MonitorService:
             roles.append((CANARY, w.canary_alias, self.state, self.state))
         for role, alias, theirs, ours in roles:
             state = self.store.alias_state(alias)
-            if state is None or state[0] not in theirs.versions():
-                continue
-            version = state[0]
+            if state is not None and state[0] in theirs.versions():
+                yield _Candidate(role, alias, state[0], theirs, ours)
+
+    def _candidate_rules(self, now: int) -> list[Decision]:
+        """The shadow and canary rules (monitor.candidate); returns the fresh decisions (not
+        hold, new windows) that were recorded, and acts on promote / end_canary."""
+        current = self.store.alias_state(self.alias)
+        if current is None:
+            return []
+        production = current[0]
+        fresh: list[Decision] = []
+        for role, alias, version, theirs, ours in self._scored_candidates():
             given = CandidateInput(
                 role=role,
                 version=version,
@@ -605,27 +620,18 @@ class MonitorService:
         if current is None:
             return []
         production = current[0]
-        w = self.cfg.worker
-        roles: list[tuple[str, str, JoinState, JoinState]] = []
-        if self.shadow_join is not None:
-            roles.append(
-                (SHADOW, w.shadow_alias, self.shadow_join.shadow, self.shadow_join.production)
-            )
-        if w.canary_alias:
-            roles.append((CANARY, w.canary_alias, self.state, self.state))
         out: list[dict[str, Any]] = []
-        for role, alias, theirs, ours in roles:
-            state = self.store.alias_state(alias)
-            if state is None or state[0] == production or state[0] not in theirs.versions():
+        for role, alias, version, theirs, ours in self._scored_candidates():
+            if version == production:
                 continue
             out.append(
                 {
                     "type": "candidate",
                     "role": role,
                     "alias": alias,
-                    "model": {"name": self.cfg.model_store.model_name, "version": state[0]},
+                    "model": {"name": self.cfg.model_store.model_name, "version": version},
                     "production_version": production,
-                    "cumulative": theirs.cumulative(state[0]).metrics(),
+                    "cumulative": theirs.cumulative(version).metrics(),
                     "production_cumulative": ours.cumulative(production).metrics(),
                     "at": now,
                 }

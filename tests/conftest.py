@@ -14,6 +14,8 @@
 * ``config_factory``: writes ``config.toml`` into ``tmp_path`` and loads it, so subprocesses
   (workers) can be started with ``--config cfg.source``.
 * ``tansu_binary``: for tests that start brokers of their own (skipped on an external cluster).
+* ``python_processes``: starts ``python ... --config cfg.source`` subprocesses (workers, the
+  supervisor) and ends them after the test: SIGTERM, then kill after 30 s.
 * ``s3_server`` / ``s3_root``: a real S3 server (SeaweedFS) and a test's own prefix in it
   (:mod:`tests.object_storage`).
 
@@ -24,6 +26,9 @@ from __future__ import annotations
 
 import os
 import re
+import signal
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -285,6 +290,46 @@ def kafka_config(kafka_section: dict[str, Any]) -> KafkaConfig:
     kafka = config_from_dict({"kafka": kafka_section}, environ={}).kafka
     ensure_topics(kafka)
     return kafka
+
+
+# --------------------------------------------------------------------------- subprocesses
+
+
+class PythonProcesses:
+    """The ``python ARGS --config CFG`` processes a test started (:func:`python_processes`)."""
+
+    def __init__(self) -> None:
+        self.started: list[subprocess.Popen[bytes]] = []
+
+    def start(self, cfg: Config, *args: str) -> subprocess.Popen[bytes]:
+        process = subprocess.Popen([sys.executable, *args, "--config", str(cfg.source)])
+        self.started.append(process)
+        return process
+
+    def stop_all(self) -> None:
+        """SIGTERM every one still running, then wait for each (30 s) or kill it."""
+        for process in self.started:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.started:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@pytest.fixture
+def python_processes() -> Iterator[PythonProcesses]:
+    """Start subprocesses with ``.start(cfg, *args)``; they are ended after the test."""
+    processes = PythonProcesses()
+    yield processes
+    processes.stop_all()
+
+
+def worker_run(index: int) -> tuple[str, ...]:
+    """The arguments of ``python -m worker run --index INDEX``."""
+    return ("-m", "worker", "run", "--index", str(index))
 
 
 # --------------------------------------------------------------------------- config files

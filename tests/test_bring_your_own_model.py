@@ -10,11 +10,10 @@ a model fitted on a DataFrame loads pandas in its worker by itself.
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 import textwrap
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import joblib
@@ -24,6 +23,7 @@ import pytest
 
 from model_store import ModelStore
 from streamscore.wire import H_ERROR_MESSAGE, H_STAGE
+from tests.conftest import PythonProcesses, worker_run
 from tests.kafka_helpers import produce, read
 from tests.notebook_models import (
     FEATURES,
@@ -41,26 +41,13 @@ GATE = {"min": {"roc_auc": 0.7}, "max": {}, "compare_metric": "roc_auc", "tolera
 
 
 @pytest.fixture
-def spawn() -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
+def spawn(python_processes: PythonProcesses) -> Callable[..., subprocess.Popen[bytes]]:
     """Start ``python -m worker run`` processes; SIGTERM (then kill) them at the end."""
-    processes: list[subprocess.Popen[bytes]] = []
 
     def start(cfg: Any) -> subprocess.Popen[bytes]:
-        command = [sys.executable, "-m", "worker", "run", "--index", str(len(processes))]
-        process = subprocess.Popen([*command, "--config", str(cfg.source)])
-        processes.append(process)
-        return process
+        return python_processes.start(cfg, *worker_run(len(python_processes.started)))
 
-    yield start
-    for process in processes:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-    for process in processes:
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    return start
 
 
 @pytest.fixture

@@ -48,9 +48,8 @@ from worker.transport import (
     Sending,
     TransactionRefused,
     commit_until_done,
-    publish_until_acknowledged,
     record_identity,
-    refused_alone,
+    settle_until_acknowledged,
     transact_until_done,
 )
 
@@ -192,7 +191,6 @@ class ConfluentTransport:
         self._producer_class = Producer
         self._txn_timeout_s = max(cfg.kafka.request_timeout_ms / 1000, 10.0)
         self._abort_pending = False
-        self._refused: list[Refused] = []
         #: Why these clients cannot go on (a fatal consumer, a stuck call); None while healthy.
         self._broken: str | None = None
         #: The consumer went fatal because the coordinator fenced its group.instance.id.
@@ -411,38 +409,23 @@ class ConfluentTransport:
 
     def settle(self, sending: Sending, stop: threading.Event) -> list[Refused]:
         """Wait for the delivery reports of a batch :meth:`send` produced, retried as
-        :meth:`publish`; returns the records refused for good."""
+        :meth:`publish`; returns the records refused for good (see
+        :func:`worker.transport.settle_until_acknowledged`)."""
         assert isinstance(sending, _Ticket), "a batch sent by another transport"
-        self._refused = list(sending.refused)
-        publish_until_acknowledged(
-            sending.records,
-            self._send_round,
-            self._renew_producer,
-            self.backoff,
-            stop,
-            first_round=lambda: self._outcome(sending),
+        return settle_until_acknowledged(
+            sending,
+            send=self.send,
+            outcome=self._outcome,
+            flush=lambda: self.producer.flush(self.delivery_timeout_s),
+            renew_producer=self._renew_producer,
+            backoff=self.backoff,
+            stop=stop,
         )
-        refused, self._refused = self._refused, []
-        return refused_alone(refused, lambda r: self._publish_alone(r, stop))
 
-    def _publish_alone(self, record: OutRecord, stop: threading.Event) -> list[Refused]:
-        """``record`` in a message set of its own: what the producer holds (the next batch in
-        flight included) is flushed first, so nothing shares its batch."""
-        self.producer.flush(self.delivery_timeout_s)
-        ticket = self.send([record])
-        self.producer.flush(self.delivery_timeout_s)
-        return self.settle(ticket, stop)
-
-    def _send_round(self, pending: list[OutRecord]) -> tuple[list[OutRecord], Any]:
-        """Produce ``pending``, wait: ``(the records not written, the first error)``."""
-        ticket = self.send(pending)
-        self._refused += ticket.refused
-        return self._outcome(ticket)
-
-    def _outcome(self, ticket: _Ticket) -> tuple[list[OutRecord], Any]:
+    def _outcome(self, ticket: _Ticket, refused: list[Refused]) -> tuple[list[OutRecord], Any]:
         """Wait (up to the delivery timeout) for every report of ``ticket``: ``(the records
-        not written, the first error)``. Only this batch is waited for (a ``flush`` would wait
-        for the next batch too, in flight)."""
+        not written, the first error)``; those refused for good go to ``refused``. Only this
+        batch is waited for (a ``flush`` would wait for the next batch too, in flight)."""
         producer = ticket.producer
         deadline = time.monotonic() + self.delivery_timeout_s
         while ticket.left > 0:
@@ -462,7 +445,7 @@ class ConfluentTransport:
             return list(ticket.records), reason or "no delivery report before the timeout"
         for error, record in _originals(ticket.failed, ticket.records):
             if _refused_for_good(error):
-                self._refused.append(Refused(record, str(error)))
+                refused.append(Refused(record, str(error)))
                 continue
             failed.append(record)
             if reason is None:

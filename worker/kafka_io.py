@@ -31,9 +31,8 @@ from worker.transport import (
     Sending,
     TransactionRefused,
     commit_until_done,
-    publish_until_acknowledged,
     record_identity,
-    refused_alone,
+    settle_until_acknowledged,
     transact_until_done,
 )
 
@@ -198,7 +197,6 @@ class KafkaPythonTransport:
         self.delivery_timeout_s = cfg.worker.delivery_timeout_ms / 1000
         #: A transaction lost records: replace the producer instead of aborting on it.
         self._renew_next = False
-        self._refused: list[Refused] = []
 
     # ------------------------------------------------------------------ consuming
 
@@ -331,39 +329,24 @@ class KafkaPythonTransport:
 
     def settle(self, sending: Sending, stop: threading.Event) -> list[Refused]:
         """Wait for the acknowledgements of a batch :meth:`send` gave the producer, retried as
-        :meth:`publish`; returns the records refused for good."""
+        :meth:`publish`; returns the records refused for good (see
+        :func:`worker.transport.settle_until_acknowledged`)."""
         assert isinstance(sending, _Sending), "a batch sent by another transport"
-        self._refused = list(sending.refused)
-        publish_until_acknowledged(
-            sending.records,
-            self._send_round,
-            self._renew_producer,
-            self.backoff,
-            stop,
-            first_round=lambda: self._outcome(sending),
+        return settle_until_acknowledged(
+            sending,
+            send=self.send,
+            outcome=self._outcome,
+            flush=lambda: self.producer.flush(timeout=self.delivery_timeout_s),
+            renew_producer=self._renew_producer,
+            backoff=self.backoff,
+            stop=stop,
         )
-        refused, self._refused = self._refused, []
-        return refused_alone(refused, lambda r: self._publish_alone(r, stop))
 
-    def _publish_alone(self, record: OutRecord, stop: threading.Event) -> list[Refused]:
-        """``record`` in a record batch of its own: what the producer holds (the next batch
-        in flight included) is flushed first, so nothing shares its batch."""
-        self.producer.flush(timeout=self.delivery_timeout_s)
-        sending = self.send([record])
-        self.producer.flush(timeout=self.delivery_timeout_s)
-        return self.settle(sending, stop)
-
-    def _send_round(self, pending: list[OutRecord]) -> tuple[list[OutRecord], Any]:
-        """Send ``pending``, wait: ``(the records without an ack, the first error)``; those
-        refused for good go to ``self._refused``."""
-        sending = self.send(pending)
-        self._refused += sending.refused
-        return self._outcome(sending)
-
-    def _outcome(self, sending: _Sending) -> tuple[list[OutRecord], Any]:
+    def _outcome(self, sending: _Sending, refused: list[Refused]) -> tuple[list[OutRecord], Any]:
         """Wait (up to the delivery timeout) for each future of ``sending``: ``(the records
-        without an ack, the first error)``. Only this batch's futures are waited for, not the
-        producer's whole queue (a flush would also wait for the next batch, in flight)."""
+        without an ack, the first error)``; those refused for good go to ``refused``. Only
+        this batch's futures are waited for, not the producer's whole queue (a flush would
+        also wait for the next batch, in flight)."""
         deadline = time.monotonic() + self.delivery_timeout_s
         failed = list(sending.unsent)
         first_error: Any = sending.error
@@ -377,7 +360,7 @@ class KafkaPythonTransport:
                 continue
             if future.is_done and isinstance(future.exception, REFUSED_FOR_GOOD):
                 refusal = future.exception
-                self._refused.append(Refused(record, f"{type(refusal).__name__}: {refusal}"))
+                refused.append(Refused(record, f"{type(refusal).__name__}: {refusal}"))
                 continue
             error = future.exception if future.is_done else "no ack before timeout"
             failed.append(record)

@@ -13,7 +13,8 @@ wait between attempts, when to give up and what is logged live here, once:
   not retried: each client's round sets it aside and ``publish`` returns it (:class:`Refused`).
   Sending is split in two for the pipelined loop: ``send`` hands a batch to the producer and
   returns at once (a :class:`Sending`), ``settle`` waits for that batch's acknowledgements
-  (the first round) and retries as above; ``publish`` is the two in a row;
+  (the first round) and retries as above (:func:`settle_until_acknowledged`, which also sends
+  the records refused together again alone); ``publish`` is the two in a row;
 - :func:`commit_until_done`: commit, retry transient failures after a backoff, give up when the
   group rebalanced (the new owner resumes from the last commit) or at shutdown;
 - :class:`ClientsBroken`: raised by a transport whose clients cannot go on; the loop replaces
@@ -29,7 +30,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 
 from streamscore.exceptions import StreamscoreError
 from streamscore.wire import OutRecord
@@ -276,6 +277,75 @@ def publish_until_acknowledged(
         stop.wait(delay_s)
         renew_producer()
         pending = failed
+
+
+class SentBatch(Protocol):
+    """What :func:`settle_until_acknowledged` reads of a client's sent batch: its records and
+    those the client refused for good before sending them (too large)."""
+
+    @property
+    def records(self) -> Sequence[OutRecord]: ...
+
+    @property
+    def refused(self) -> list[Refused]: ...
+
+
+_Batch = TypeVar("_Batch", bound=SentBatch)
+
+
+def settle_until_acknowledged(
+    sending: _Batch,
+    *,
+    send: Callable[[Sequence[OutRecord]], _Batch],
+    outcome: Callable[[_Batch, list[Refused]], tuple[list[OutRecord], Any]],
+    flush: Callable[[], None],
+    renew_producer: Callable[[], None],
+    backoff: Backoff,
+    stop: threading.Event,
+) -> list[Refused]:
+    """Wait until the broker acknowledged every record of ``sending`` (a batch ``send`` handed
+    to the producer), sending the failed ones again as :func:`publish_until_acknowledged`
+    says; returns the records refused for good.
+
+    What differs between the clients is passed in: ``send(records)`` hands records to the
+    producer, not waiting; ``outcome(batch, refused)`` waits for one batch's acknowledgements,
+    appends the records the broker refused for good to ``refused`` and returns ``(the records
+    without an ack, the first error)``; ``flush()`` waits for all the producer holds. Records
+    refused together are sent again one at a time (:func:`refused_alone`), each in a batch of
+    its own: what the producer holds (the next batch in flight included) is flushed before and
+    after it, so nothing shares its batch.
+    """
+    refused = list(sending.refused)
+
+    def send_round(pending: list[OutRecord]) -> tuple[list[OutRecord], Any]:
+        batch = send(pending)
+        refused.extend(batch.refused)
+        return outcome(batch, refused)
+
+    publish_until_acknowledged(
+        sending.records,
+        send_round,
+        renew_producer,
+        backoff,
+        stop,
+        first_round=lambda: outcome(sending, refused),
+    )
+
+    def send_alone(record: OutRecord) -> list[Refused]:
+        flush()
+        batch = send([record])
+        flush()
+        return settle_until_acknowledged(
+            batch,
+            send=send,
+            outcome=outcome,
+            flush=flush,
+            renew_producer=renew_producer,
+            backoff=backoff,
+            stop=stop,
+        )
+
+    return refused_alone(refused, send_alone)
 
 
 def transact_until_done(

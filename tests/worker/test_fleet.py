@@ -5,15 +5,15 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 from click.testing import CliRunner
 
 from app.cli import main
 from streamscore import jsonio
+from tests.conftest import PythonProcesses, worker_run
 from tests.kafka_helpers import produce, read, wait_until
 from worker.fleet import MEMBER_STATUS, RecentActivity
 from worker.fleet_view import fleet_of, read_fleet
@@ -23,25 +23,11 @@ pytestmark = pytest.mark.broker
 
 
 @pytest.fixture
-def spawn() -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
-    processes: list[subprocess.Popen[bytes]] = []
-
+def spawn(python_processes: PythonProcesses) -> Callable[..., subprocess.Popen[bytes]]:
     def start(cfg, index: int) -> subprocess.Popen[bytes]:
-        cmd = [sys.executable, "-m", "worker", "run", "--index", str(index)]
-        process = subprocess.Popen([*cmd, "--config", str(cfg.source)])
-        processes.append(process)
-        return process
+        return python_processes.start(cfg, *worker_run(index))
 
-    yield start
-    for process in processes:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-    for process in processes:
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    return start
 
 
 def status_json(cfg) -> tuple[int, dict]:

@@ -6,13 +6,11 @@ things they share are the Kafka topics and the S3 bucket.
 
 from __future__ import annotations
 
-import signal
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +18,7 @@ import pytest
 
 from model_store import ModelStore
 from model_store.s3_storage import S3Options
+from tests.conftest import PythonProcesses, worker_run
 from tests.kafka_helpers import produce, read, wait_until
 from tests.object_storage import S3Server
 from tests.worker.test_processes import ids_of, publish_at_rate
@@ -60,26 +59,11 @@ def host_config(config_factory, s3_server: S3Server, model_store: ModelStore, tm
 
 
 @pytest.fixture
-def spawn() -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
-    processes: list[subprocess.Popen[bytes]] = []
-
+def spawn(python_processes: PythonProcesses) -> Callable[..., subprocess.Popen[bytes]]:
     def start(cfg: Any) -> subprocess.Popen[bytes]:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "worker", "run", "--index", "0", "--config", str(cfg.source)]
-        )
-        processes.append(process)
-        return process
+        return python_processes.start(cfg, *worker_run(0))
 
-    yield start
-    for process in processes:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-    for process in processes:
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    return start
 
 
 def test_workers_on_two_hosts_swap_within_a_second_of_a_promote(

@@ -9,12 +9,13 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from streamscore import jsonio
+from tests.conftest import PythonProcesses, worker_run
 from tests.kafka_helpers import produce, read, wait_until
 from worker.service import ScoringWorker
 
@@ -22,25 +23,11 @@ pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
 
 @pytest.fixture
-def spawn() -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
-    processes: list[subprocess.Popen[bytes]] = []
-
+def spawn(python_processes: PythonProcesses) -> Callable[..., subprocess.Popen[bytes]]:
     def start(cfg, *args: str) -> subprocess.Popen[bytes]:
-        cmd = args or ("-m", "worker", "run", "--index", str(len(processes)))
-        process = subprocess.Popen([sys.executable, *cmd, "--config", str(cfg.source)])
-        processes.append(process)
-        return process
+        return python_processes.start(cfg, *(args or worker_run(len(python_processes.started))))
 
-    yield start
-    for process in processes:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-    for process in processes:
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    return start
 
 
 def publish_at_rate(kafka, events, rate: float) -> threading.Thread:

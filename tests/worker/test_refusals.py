@@ -17,9 +17,10 @@ from worker.refusals import RefusedReplacer
 from worker.sizes import record_size
 
 
-def test_refused_prediction_is_replaced_by_its_publish_dead_letter_then_committed(
-    register, model_store, demo_set
-):
+def second_of_four_too_large(register, model_store, demo_set):
+    """Four events scored, the second's prediction too large for the topic (not for ours): the
+    batch, its result, a fake transport refusing records over 20,000 bytes, and the replacer
+    that dead-letters refused records to ``dlq``."""
     register()
     model = serving(model_store, passthrough=("label",))
     values = [jsonio.dumps(demo_set.event(i)) for i in range(4)]
@@ -30,6 +31,13 @@ def test_refused_prediction_is_replaced_by_its_publish_dead_letter_then_committe
     transport = FakeTransport({("in", 0): values})
     transport.refuse_over_bytes = 20_000
     replace = RefusedReplacer(processor, model, batch, result, KafkaConfig(dead_letter_topic="dlq"))
+    return batch, result, transport, replace
+
+
+def test_refused_prediction_is_replaced_by_its_publish_dead_letter_then_committed(
+    register, model_store, demo_set
+):
+    batch, result, transport, replace = second_of_four_too_large(register, model_store, demo_set)
     assert publish_then_commit(transport, result.records, batch, threading.Event(), replace)
     outputs = [r for r in transport.published if r.topic == "out"]
     [dead] = [r for r in transport.published if r.topic == "dlq"]
@@ -46,16 +54,7 @@ def test_refused_prediction_is_replaced_by_its_publish_dead_letter_then_committe
 def test_exactly_once_a_refused_prediction_aborts_once_then_its_dead_letter_commits_in_order(
     register, model_store, demo_set
 ):
-    register()
-    model = serving(model_store, passthrough=("label",))
-    values = [jsonio.dumps(demo_set.event(i)) for i in range(4)]
-    values[1] = jsonio.dumps(demo_set.event(1, label="z" * 30_000))  # fits ours, not the topic's
-    batch = records(values)
-    processor = BatchProcessor(DEST)
-    result = processor.process(batch, model)
-    transport = FakeTransport({("in", 0): values})
-    transport.refuse_over_bytes = 20_000
-    replace = RefusedReplacer(processor, model, batch, result, KafkaConfig(dead_letter_topic="dlq"))
+    batch, result, transport, replace = second_of_four_too_large(register, model_store, demo_set)
 
     assert publish_in_transaction(transport, result.records, batch, threading.Event(), replace)
 

@@ -22,6 +22,7 @@ from worker.transport import (
     publish_until_acknowledged,
     record_identity,
     refused_alone,
+    settle_until_acknowledged,
     transact_refusing_alone,
 )
 
@@ -96,6 +97,53 @@ def test_records_refused_together_are_sent_alone_and_only_the_too_large_stay_ref
     assert sent_alone == [small, large]
     assert refused_alone([Refused(large, "x")], send_alone) == [Refused(large, "x")]  # alone
     assert len(sent_alone) == 2  # one refused record was alone already: not sent again
+
+
+class Batch:
+    """A batch a fake client sent: the broker refuses what it writes of a batch whole when one
+    record is over 100 bytes (a record batch's limit); the first batch's last record is lost
+    (a broker away)."""
+
+    def __init__(self, records_: list[OutRecord]) -> None:
+        self.records = records_
+        self.refused: list[Refused] = []
+
+
+def test_settle_sends_again_what_failed_then_each_record_refused_together_alone_between_flushes():
+    small, large, other = sized(10, 500, 20)
+    log: list[object] = []
+    lost_first: list[bool] = []
+
+    def send(records_):
+        log.append([r.key for r in records_])
+        return Batch(list(records_))
+
+    def outcome(batch: Batch, refused: list[Refused]) -> tuple[list[OutRecord], str | None]:
+        lost = [] if lost_first else batch.records[-1:]
+        lost_first.append(True)
+        written = [r for r in batch.records if r not in lost]
+        if any(len(r.value or b"") > 100 for r in written):
+            refused += [Refused(r, "too large") for r in written]
+        return lost, "broker away" if lost else None
+
+    renewed: list[int] = []
+    refused = settle_until_acknowledged(
+        send([small, large, other]),
+        send=send,
+        outcome=outcome,
+        flush=lambda: log.append("flush"),
+        renew_producer=lambda: renewed.append(1),
+        backoff=FAST,
+        stop=threading.Event(),
+    )
+    assert refused == [Refused(large, "too large")]
+    assert renewed == [1]
+    assert log == [
+        [b"0", b"1", b"2"],
+        [b"2"],  # the lost one sent again: acknowledged, the first two refused together
+        *("flush", [b"0"], "flush"),
+        *("flush", [b"1"], "flush"),
+    ]
 
 
 def test_a_transaction_refused_together_is_rebuilt_with_the_suspects_alone_then_raises():
