@@ -369,52 +369,33 @@ def transact_until_done(
     :func:`transact_refusing_alone`); one refused alone raises :class:`TransactionRefused`
     (retrying it would loop forever).
     """
-    return transact_refusing_alone(
-        lambda alone: _retry_transaction(
-            lambda: attempt(alone),
-            abort,
-            transient=transient,
-            moved_on=moved_on,
-            backoff=backoff,
-            stop=stop,
-            size=size,
-        )
-    )
 
+    def until_committed(alone: Alone) -> bool:  # one build of the transaction, retried
+        for delay_s in backoff.delays_s():
+            try:
+                attempt(alone)
+                return True
+            except TransactionRefused:  # not transient: the caller replaces the refused records
+                abort()
+                raise
+            except transient as exc:
+                abort()
+                if moved_on(exc):
+                    log.warning(
+                        "transaction aborted, the group moved on (%s); the new owner scores these "
+                        "events, nothing of them is visible to read_committed readers",
+                        exc,
+                    )
+                    return False
+                if stop.is_set():
+                    raise DeliveryFailed(
+                        f"transaction of {size} records not committed at shutdown: {exc}"
+                    ) from exc
+                log.warning("transaction failed (%s); retrying in %.1fs", exc, delay_s)
+                stop.wait(delay_s)
+        raise AssertionError("unreachable: the backoff never ends")  # pragma: no cover
 
-def _retry_transaction(
-    attempt: Callable[[], None],
-    abort: Callable[[], None],
-    *,
-    transient: tuple[type[BaseException], ...],
-    moved_on: Callable[[BaseException], bool],
-    backoff: Backoff,
-    stop: threading.Event,
-    size: int,
-) -> bool:
-    for delay_s in backoff.delays_s():
-        try:
-            attempt()
-            return True
-        except TransactionRefused:  # not transient: the caller replaces the refused records
-            abort()
-            raise
-        except transient as exc:
-            abort()
-            if moved_on(exc):
-                log.warning(
-                    "transaction aborted, the group moved on (%s); the new owner scores these "
-                    "events, nothing of them is visible to read_committed readers",
-                    exc,
-                )
-                return False
-            if stop.is_set():
-                raise DeliveryFailed(
-                    f"transaction of {size} records not committed at shutdown: {exc}"
-                ) from exc
-            log.warning("transaction failed (%s); retrying in %.1fs", exc, delay_s)
-            stop.wait(delay_s)
-    raise AssertionError("unreachable: the backoff never ends")  # pragma: no cover
+    return transact_refusing_alone(until_committed)
 
 
 def commit_until_done(
