@@ -88,28 +88,20 @@ class ShadowJoin:
 
     def _parse_one(self, value: dict[str, Any], timestamp: int) -> tuple[Prediction, Prediction]:
         """One event's shadow prediction and production's (:func:`streamscore.wire.shadow_rows`)."""
-        ours = value["production"]
         at = int(value.get("scored_at") or timestamp)
         ident = str(value["id"])
-        version = int(value["model"]["version"])
-        shadow = Prediction(
+        return self._prediction(ident, at, value), self._prediction(ident, at, value["production"])
+
+    def _prediction(self, ident: str, at: int, body: dict[str, Any]) -> Prediction:
+        version = int(body["model"]["version"])
+        return Prediction(
             ident,
             version,
             at,
-            value["prediction"],
-            value.get("probabilities"),
-            self.task_of(version, value),
+            body["prediction"],
+            body.get("probabilities"),
+            self.task_of(version, body),
         )
-        ours_version = int(ours["model"]["version"])
-        paired = Prediction(
-            ident,
-            ours_version,
-            at,
-            ours["prediction"],
-            ours.get("probabilities"),
-            self.task_of(ours_version, ours),
-        )
-        return shadow, paired
 
     def apply(self, batch: ShadowBatch, labels: Sequence[Label]) -> set[tuple[str, int, int]]:
         """Both states, each in its transaction; the (state, version, window) keys touched."""
