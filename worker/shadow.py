@@ -424,24 +424,16 @@ class ShadowScorer:
             ids.append(ours_body["id"])
             kept.append(i)
         self._skip(shadow, "unpublished", unpublished)
-        if len(kept) == n:  # the common case: production published every one
-            their_rows, our_rows, their_proba, our_proba = theirs, ours, proba, None
-            if scored.probabilities is not None:
-                our_proba = scored.probabilities[positions]
-        else:
-            their_rows = [theirs[i] for i in kept]
-            our_rows = [ours[i] for i in kept]
-            their_proba = proba[kept] if proba is not None else None
-            our_proba = None
-            if scored.probabilities is not None:
-                our_proba = scored.probabilities[[positions[i] for i in kept]]
+        our_proba = None
+        if scored.probabilities is not None:
+            our_proba = scored.probabilities[[positions[i] for i in kept]]
         columns = ShadowColumns(
             shadow=shadow,
             production=production,
             ids=ids,
-            theirs=their_rows,
-            ours=our_rows,
-            theirs_proba=_contiguous(their_proba),
+            theirs=[theirs[i] for i in kept],
+            ours=[ours[i] for i in kept],
+            theirs_proba=_contiguous(proba[kept] if proba is not None else None),
             ours_proba=_contiguous(our_proba),
             scored_at=now_ms(),
         )
