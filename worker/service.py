@@ -144,7 +144,7 @@ class ScoringWorker:
         self._stop = threading.Event()
         #: Batches published and not yet committed; exactly-once stays one batch at a time.
         depth = 1 if w.delivery == "exactly-once" else w.max_batches_in_flight
-        self.pipeline = Pipeline(depth, self._stop, self._record_batch)
+        self.pipeline = Pipeline(depth, self._stop, self._record_batch, w.commit_interval_ms / 1000)
         self.batcher = Batcher(
             BatchLimits.from_config(w),
             self._stop,

@@ -349,6 +349,13 @@ class WorkerConfig:
         doc="batches published and not yet acknowledged; 1 = wait for each batch's acks "
         "before the next poll (exactly-once always 1)",
     )
+    commit_interval_ms: int = _opt(
+        100,
+        min=0,
+        max=60_000,
+        doc="offsets of acknowledged batches are committed at most this often (coalesced; "
+        "always at an empty poll, a revoke and a stop); 0 = commit every batch",
+    )
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ test_rebalance_stress.py, test_restarts.py (SIGTERM) and test_refusals.py."""
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any, cast
 
 import pytest
@@ -29,11 +30,13 @@ def batch(transport: FakeTransport, partition: int, first: int, size: int) -> In
     return InFlight(records, cast(Any, None), cast(Any, None), transport.send(outputs), None)
 
 
-def make(depth: int) -> tuple[FakeTransport, Pipeline, list[InFlight]]:
+def make(
+    depth: int, commit_interval_s: float = 0.0
+) -> tuple[FakeTransport, Pipeline, list[InFlight]]:
     transport = FakeTransport({(TOPIC, 0): [], (TOPIC, 1): []})
     transport.acks_at_once = False  # a sent batch waits for its acks until it is settled
     finished: list[InFlight] = []
-    pipeline = Pipeline(depth, threading.Event(), finished.append)
+    pipeline = Pipeline(depth, threading.Event(), finished.append, commit_interval_s)
     pipeline.start(transport)
     return transport, pipeline, finished
 
@@ -136,3 +139,71 @@ def test_broken_clients_drop_the_batches_in_flight_uncommitted() -> None:
     assert transport.commits == [] and finished == [] and len(pipeline) == 0
     # a closing consumer's revoke afterwards waits for nothing
     assert pipeline.before_revoke([(TOPIC, 0)]) is None
+
+
+# --------------------------------------------------------------------------- coalesced commits
+
+
+def test_within_the_commit_interval_finished_batches_wait_for_one_commit_of_them_all() -> None:
+    transport, pipeline, finished = make(depth=1, commit_interval_s=60.0)
+    pipeline.add(batch(transport, 0, 0, 3))
+    pipeline.add(batch(transport, 1, 0, 2))
+    pipeline.add(batch(transport, 0, 3, 4))
+    assert transport.commits == []  # acknowledged, not yet committed
+    assert len(finished) == 3 and not any(b.committed for b in finished)
+
+    pipeline.finish()  # an empty poll or a stop: everything waiting is committed now
+
+    assert transport.commits == [{(TOPIC, 0): 7, (TOPIC, 1): 2}]  # the highest per partition
+
+
+def test_a_commit_is_never_made_before_the_outputs_are_acknowledged() -> None:
+    transport, pipeline, _ = make(depth=2, commit_interval_s=0.0)
+    pipeline.add(batch(transport, 0, 0, 3))
+    assert transport.commits == []  # sent, unacknowledged: nothing to commit yet
+    pipeline.finish()
+    assert calls(transport)[-2:] == [("settle", 3), ("commit", {(TOPIC, 0): 3})]
+
+
+def test_the_first_batch_finished_after_the_interval_commits_what_waited() -> None:
+    transport, pipeline, _ = make(depth=1, commit_interval_s=0.05)
+    pipeline.add(batch(transport, 0, 0, 3))  # the interval runs from the pipeline's start
+    assert transport.commits == []
+    time.sleep(0.06)
+    pipeline.add(batch(transport, 0, 3, 2))
+    assert transport.commits == [{(TOPIC, 0): 5}]
+
+
+def test_a_revoke_commits_offsets_waiting_for_the_interval_even_with_nothing_in_flight() -> None:
+    transport, pipeline, _ = make(depth=1, commit_interval_s=60.0)
+    pipeline.add(batch(transport, 0, 0, 3))
+    assert len(pipeline) == 0 and transport.commits == []
+
+    assert pipeline.before_revoke([(TOPIC, 0)]) is None  # on the scoring thread: done at once
+
+    assert transport.commits == [{(TOPIC, 0): 3}]  # the next owner starts after them
+
+
+def test_a_revoke_off_thread_commits_waiting_offsets_through_the_listeners_commit() -> None:
+    transport, pipeline, _ = make(depth=1, commit_interval_s=60.0)
+    pipeline.add(batch(transport, 0, 0, 3))
+    result: list[Any] = []
+    network = threading.Thread(target=lambda: result.append(pipeline.before_revoke([(TOPIC, 0)])))
+    network.start()
+    network.join()
+    [work] = result
+    assert work is not None
+
+    sent: list[dict[Any, int]] = []
+    assert work.try_finish(lambda offsets: sent.append(offsets) or True)
+
+    assert sent == [{(TOPIC, 0): 3}] and transport.commits == []
+
+
+def test_broken_clients_drop_offsets_waiting_for_their_commit() -> None:
+    transport, pipeline, _ = make(depth=1, commit_interval_s=60.0)
+    pipeline.add(batch(transport, 0, 0, 3))
+    pipeline.end()  # the new clients resume from the group's commits: scored again
+    pipeline.start(transport)
+    pipeline.finish()
+    assert transport.commits == []
