@@ -51,7 +51,12 @@ THROUGHPUT_ROWS = (
     "worker-1-shadow-100",
     "worker-1-shadow-10",
     "worker-1-confluent-shadow-100",
+    "worker-1-drift",
+    "worker-1-confluent-drift",
 )
+#: Rows whose version carries its reference profile, so the worker counts drift; each is
+#: measured next to its row without (same model, same transport, no profile).
+DRIFT_ROWS = {"worker-1-drift": "worker-1", "worker-1-confluent-drift": "worker-1-confluent"}
 #: Rows with a shadow: the share of ids it scores.
 SHADOW_ROWS = {
     "worker-1-shadow-100": 1.0,
@@ -76,12 +81,13 @@ ONLY = {
     "idle": ("idle",),
     "monitor": ("monitor",),
     "shadow": tuple(SHADOW_ROWS),
+    "drift": tuple(r for pair in DRIFT_ROWS.items() for r in pair),
 }
 #: ``python -m bench.monitor`` sizes: pending predictions (the disk target is for 1,000,000),
 #: labels joined in-process, labels end to end on the broker; (full run, --quick).
 MONITOR_SIZES = {False: (1_000_000, 200_000, 100_000), True: (1_000_000, 100_000, 20_000)}
 #: Left out of --quick unless named with --only.
-NOT_QUICK = ("shadow",)
+NOT_QUICK = ("shadow", "drift")
 #: Length of one idle-CPU measurement.
 IDLE_S = 20.0
 #: Throughput runs ignore the events done in the first WARMUP_S seconds (or first 10 %).
@@ -361,6 +367,7 @@ class Bench:
                             delivery=delivery,
                             label=row,
                             shadow_fraction=SHADOW_ROWS.get(row),
+                            drift=row in DRIFT_ROWS,
                         )
                 except Exception as exc:  # noqa: BLE001 - one failed row must not end the bench
                     self._record_error(label, exc)

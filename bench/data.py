@@ -172,11 +172,22 @@ def dataframe_variants(work: Path, models: dict[str, TrainedModel]) -> dict[str,
 
 
 def fresh_store(
-    models: dict[str, TrainedModel], keys: list[str], *, production: bool, label: str
+    models: dict[str, TrainedModel],
+    keys: list[str],
+    *,
+    production: bool,
+    label: str,
+    profile: bool = False,
 ) -> tuple[Path, str]:
     """A fresh model name holding ``keys`` as versions 1, 2, ... (copies of the trained
-    pipelines); version 1 is ``production`` only when asked, the others are candidates."""
+    pipelines); version 1 is ``production`` only when asked, the others are candidates.
+
+    The copies carry no reference profile, so the workers serving them count no drift, unless
+    ``profile``: then each carries its trained version's ``profile.json`` (as ``streamscore
+    train`` stores it) and the workers count drift against it.
+    """
     from model_store import ModelStore
+    from monitor.profile import PROFILE_FILE
 
     root = models[keys[0]].store_root
     name = f"bench-{label}-{uuid.uuid4().hex[:8]}"
@@ -192,5 +203,10 @@ def fresh_store(
             metrics=m.metrics,
             estimator=m.estimator,
             aliases=("production",) if production and position == 0 else ("candidate",),
+            files=(
+                {PROFILE_FILE: ModelStore(root, models[key].model_name).read_file(m, PROFILE_FILE)}
+                if profile
+                else None
+            ),
         )
     return root, name

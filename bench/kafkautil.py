@@ -83,6 +83,11 @@ class Names:
         """The shadow topic of a run with ``[worker] shadow_alias`` (the worker makes it)."""
         return f"{self.run}.shadow"
 
+    @property
+    def monitoring(self) -> str:
+        """The drift counts' topic of a run whose version has a profile (the worker makes it)."""
+        return f"{self.run}.monitoring"
+
     def topics(self) -> list[str]:
         return [self.input, self.output, self.dead_letters, self.control]
 
@@ -97,6 +102,7 @@ def kafka_section(
         "dead_letter_topic": names.dead_letters,
         "control_topic": names.control,
         "shadow_topic": names.shadow,
+        "monitoring_topic": names.monitoring,
         "group_id": names.group,
         "client_id": "bench",
         "partitions": PARTITIONS,
@@ -130,7 +136,7 @@ def delete_topics(bootstrap: str, names: Names) -> None:
         return
     try:
         existing = set(admin.list_topics())
-        doomed = [t for t in [*names.topics(), names.shadow] if t in existing]
+        doomed = [t for t in [*names.topics(), names.shadow, names.monitoring] if t in existing]
         if doomed:
             admin.delete_topics(doomed, timeout_ms=10_000)
     except Exception:  # noqa: BLE001 - deleting is housekeeping only

@@ -38,7 +38,14 @@ TITLES = {
     "worker-1-shadow-10": "streamscore worker, 1 process, a shadow scoring 10 % of the ids",
     "worker-1-confluent-shadow-100": "streamscore worker, 1 process, confluent-kafka, a shadow "
     "scoring 100 % of the ids",
+    "worker-1-drift": "streamscore worker, 1 process, counting drift (the version has its "
+    "reference profile)",
+    "worker-1-confluent-drift": "streamscore worker, 1 process, confluent-kafka, counting drift",
 }
+#: Drift counting's rows and the row each is compared with (same model, no profile).
+DRIFT_PAIRS = {"worker-1-drift": "worker-1", "worker-1-confluent-drift": "worker-1-confluent"}
+#: Issue 16: drift counting costs at most this share of the worker's throughput.
+DRIFT_BUDGET = 0.05
 RSS_ROWS = (
     "baseline",
     "quix",
@@ -254,6 +261,39 @@ def table(results: dict[str, Any], summary: dict[str, Any]) -> str:
             else:
                 cells += [_spread(entry), _ratio(v, base[k]), _pct(v, own)]
         row(title, cells)
+
+    drift = [
+        (with_, without) for with_, without in DRIFT_PAIRS.items() if with_ in tp and without in tp
+    ]
+    if drift:
+        section(
+            "drift counting's cost: events/s with / without (medians); with ÷ without, of the "
+            "medians and (median) of the runs in pairs; throughput lost, target "
+            f"≤ {100 * DRIFT_BUDGET:.0f} %"
+        )
+        for with_, without in drift:
+            cells = []
+            for k in keys:
+                on = tp[with_].get(k, {}).get("median")
+                off = tp[without].get(k, {}).get("median")
+                if not on or not off:
+                    cells += ["–", "", ""]
+                    continue
+                ons, offs = _rates(results, with_, k), _rates(results, without, k)
+                paired = (
+                    median([a / b for a, b in zip(ons, offs, strict=True)])
+                    if len(ons) == len(offs) > 1
+                    else None
+                )
+                ratio = f"{on / off:.3f}×" + ("" if paired is None else f" ({paired:.3f}×)")
+                lost = 1 - on / off
+                verdict = "within" if lost <= DRIFT_BUDGET else "over"
+                cells += [
+                    f"{_n(on)} / {_n(off)}",
+                    ratio,
+                    f"{100 * lost:+.1f} % ({verdict} the {100 * DRIFT_BUDGET:.0f} %)",
+                ]
+            row(f'`transport = "{client_of(with_)}"`', cells)
 
     for name, client in (
         ("latency", ""),

@@ -189,6 +189,7 @@ def throughput(
     delivery: str = "at-least-once",
     label: str = "worker",
     shadow_fraction: float | None = None,
+    drift: bool = False,
 ) -> dict[str, Any]:
     """The workers start with no model to serve (they wait, not consuming); the model is then
     promoted, so every member joins the group at once and the backlog is shared from the start.
@@ -196,13 +197,19 @@ def throughput(
     ``shadow_fraction``: a copy of the model (version 2, alias ``candidate``) shadows that share
     of the ids (``[worker] shadow_alias``), with no budget limit, so the row measures the whole
     cost of scoring them twice.
+
+    ``drift``: the version carries its reference profile, so every worker counts drift
+    (``monitor.worker_drift``); without it the version has none and no worker counts. Either
+    way each worker's log must say so, or the run is refused.
     """
     from model_store import ModelStore
     from model_store.release import promote_and_announce
 
     n = backlog.size
     shadowed = shadow_fraction is not None
-    root, name = fresh_store(models, [key, key] if shadowed else [key], production=False, label=key)
+    root, name = fresh_store(
+        models, [key, key] if shadowed else [key], production=False, label=key, profile=drift
+    )
     extra: dict[str, Any] = {}
     if shadowed:
         extra = {
@@ -247,6 +254,7 @@ def throughput(
                 cores = cpu.stop()
                 rss = workers.peak_rss_kib()
                 assignments = workers.assignments()
+                _check_drift(workers, drift)
         finally:
             collector.close()
         diagnosis: dict[str, Any] = {}
@@ -296,6 +304,26 @@ def throughput(
             else None
         ),
     }
+
+
+#: What a worker logs when it counts drift for the version it serves (worker.service).
+DRIFT_ON = "counting drift against its reference profile"
+
+
+def _check_drift(workers: Workers, expected: bool) -> None:
+    """Every worker counted drift (``expected``) or none did: a row's label must be true."""
+    wrong = []
+    for index in range(len(workers.children)):
+        path = workers.log_dir / f"worker-{index}.log"
+        text = path.read_text(errors="replace") if path.exists() else ""
+        if (DRIFT_ON in text) != expected:
+            wrong.append(index)
+    if wrong:
+        state = "did not count" if expected else "counted"
+        raise RuntimeError(
+            f"workers {wrong} {state} drift (their log {'lacks' if expected else 'has'} "
+            f"{DRIFT_ON!r}): check the version's profile.json in the bench's store"
+        )
 
 
 def _first_member_done(

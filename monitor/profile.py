@@ -19,6 +19,7 @@ The profile is plain JSON (:meth:`Profile.to_dict`), tagged with :data:`PROFILE_
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -27,6 +28,8 @@ import numpy as np
 
 from streamscore import jsonio
 from streamscore.exceptions import StreamscoreError
+
+log = logging.getLogger(__name__)
 
 PROFILE_FILE = "profile.json"  # its name among the files stored with a version
 PROFILE_FORMAT = "streamscore.profile"
@@ -360,8 +363,11 @@ def build_profile(
 def stored_profile(store: Any, version: int) -> Profile | None:
     """The reference profile stored with ``version`` (``profile.json``), None without one.
 
-    Extra files stored with a version come with the safe-artifacts change to the model store
-    (``ModelStore.read_file``, checksummed in the manifest); a store without it has no profiles.
+    A version registered without a profile has none, silently. One whose ``profile.json`` is
+    listed in its manifest but fails its checksum or cannot be read is logged as a warning:
+    drift is off for that version. Extra files stored with a version come with the
+    safe-artifacts change to the model store (``ModelStore.read_file``, checksummed in the
+    manifest); a store without it has no profiles.
     """
     from streamscore.exceptions import ModelStoreError
 
@@ -369,6 +375,18 @@ def stored_profile(store: Any, version: int) -> Profile | None:
     if read_file is None:
         return None
     try:
-        return profile_from_bytes(read_file(version, PROFILE_FILE))
-    except (ModelStoreError, ProfileError):
+        manifest = store.manifest(version)
+        if PROFILE_FILE not in manifest.files:
+            return None
+        return profile_from_bytes(read_file(manifest, PROFILE_FILE))
+    except (ModelStoreError, ProfileError) as exc:
+        log.warning(
+            "v%d: its reference profile (%s) cannot be used, so drift is not counted for this "
+            "version: %s. Re-register the version (`streamscore train`, or `streamscore models "
+            "import --data`) to give it a profile; `streamscore models verify` lists what "
+            "else changed",
+            version,
+            PROFILE_FILE,
+            exc,
+        )
         return None

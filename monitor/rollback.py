@@ -6,9 +6,12 @@ returns a :class:`Decision`, with its reason and numbers, whatever it decides:
 1. There must be a version to roll back to, the version must not have been rolled back
    automatically before (at most once per version), and the cool-down since the last automatic
    rollback must be over.
-2. The last ``consecutive_windows`` (3) closed windows must each hold at least
-   ``min_labels_per_window`` (500) labelled predictions and at least ``min_coverage`` (50 %)
-   of their predictions labelled. Otherwise there is not enough evidence yet.
+2. The newest ``consecutive_windows`` (3) consecutive closed windows with evidence enough are
+   judged: each must hold at least ``min_labels_per_window`` (500) labelled predictions and at
+   least ``min_coverage`` (50 %) of its predictions labelled. The newest closed windows that
+   do not (yet) are passed over as still waiting for their labels, so labels that come later
+   than a window's length delay the rule by as much, and do not stop it; a window short of
+   evidence among the judged ones holds the rule. Otherwise there is not enough evidence yet.
 3. In each of those windows a live metric must be worse than a reference by the margin:
    accuracy lower by more than ``accuracy_margin`` (0.02, absolute), log loss or MAE higher by
    more than ``log_loss_margin`` / ``mae_margin`` (10 %, relative). References: the previous
@@ -29,6 +32,7 @@ from typing import Any
 ROLLBACK = "rollback"
 REPORT = "report"  # would roll back, but auto_rollback is off
 HOLD = "hold"  # no rollback; the reason says why
+FAILED = "failed"  # the rule said roll back but the store did not move (the service's outcome)
 
 #: metric → (margin field of the policy, relative margin?, higher is better?)
 _RULES: dict[str, tuple[str, bool, bool]] = {
@@ -162,17 +166,40 @@ def decide(policy: RollbackPolicy, given: RollbackInput) -> Decision:
     n = policy.consecutive_windows
     if len(closed) < n:
         return hold(f"v{v} has {len(closed)} closed window(s), {n} are needed", windows=len(closed))
-    recent = closed[-n:]
-    for w in recent:
-        thin = too_thin(
+
+    def thin(w: WindowQuality) -> tuple[str, dict[str, Any]] | None:
+        return too_thin(
             w,
             f"window {w.start_ms} of v{v}",
             policy.min_labels_per_window,
             policy.min_coverage,
             count_predictions=True,
         )
-        if thin is not None:
-            return hold(thin[0], **thin[1])
+
+    # The newest closed windows may still be waiting for their labels (labels that come later
+    # than a window's length leave them thin for a while): they are passed over, and the
+    # ``n`` windows before them are judged, each of which must have evidence enough.
+    mature = len(closed)
+    while mature and thin(closed[mature - 1]) is not None:
+        mature -= 1
+    waiting = closed[mature:]
+    if mature < n:
+        newest = thin(waiting[-1]) if waiting else None
+        why = (
+            ""
+            if newest is None
+            else f" before the {len(waiting)} newer one(s) still waiting for labels ({newest[0]})"
+        )
+        return hold(
+            f"v{v} has {mature} closed window(s) with labels enough{why}; {n} are needed",
+            windows=mature,
+            waiting=[w.start_ms for w in waiting],
+        )
+    recent = closed[mature - n : mature]
+    for w in recent:
+        short = thin(w)
+        if short is not None:
+            return hold(short[0], **short[1])
     labels = sum(w.labelled for w in recent)
     references: list[tuple[str, Mapping[str, Any]]] = []
     if given.previous_labelled >= policy.min_labels_per_window:
@@ -204,6 +231,7 @@ def decide(policy: RollbackPolicy, given: RollbackInput) -> Decision:
                 "labels_per_window": [w.labelled for w in recent],
                 "coverage_per_window": [round(w.coverage, 4) for w in recent],
                 "windows": [w.start_ms for w in recent],
+                "waiting_for_labels": [w.start_ms for w in waiting],
             }
             if all(bad):
                 if policy.auto_rollback:

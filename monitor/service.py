@@ -54,6 +54,7 @@ from monitor.joinstate import COUNTERS, JoinState, Label, Prediction, disk_bytes
 from monitor.profile import Profile, stored_profile
 from monitor.quality import CLASSIFICATION, REGRESSION, QualityAggregate
 from monitor.rollback import (
+    FAILED,
     HOLD,
     ROLLBACK,
     Decision,
@@ -532,22 +533,37 @@ class MonitorService:
             rolled_back_versions=frozenset(v for _, v in rollbacks),
         )
         decision = decide(self.policy, given)
-        self.last_decision = decision
-        self.metrics.decisions.labels(decision.action).inc()
         numbers = jsonio.dumps(decision.numbers).decode()
         log.info(
             "rollback rule for v%d: %s: %s %s", version, decision.action, decision.reason, numbers
         )
-        if decision.action != HOLD:
+        if decision.rolls_back:
+            # Recorded only once the store has moved the alias: the record is what the
+            # once-per-version check and the cool-down count, so a failed attempt (or a
+            # process that dies before the move) leaves the rule free to try again.
+            failure = self._roll_back(decision, now)
+            if failure is None:
+                self.state.record_decision(now, version, decision.action, decision.reason)
+            else:
+                decision = Decision(
+                    FAILED,
+                    version,
+                    decision.target,
+                    f"{decision.reason}; the rollback failed ({failure}): tried again at the "
+                    "next evaluation",
+                    decision.numbers,
+                )
+            self._fresh_decision = True
+        elif decision.action != HOLD:
             # A report repeats at every evaluation while the same windows are bad: record it
             # (and publish it) once per set of windows.
             key = (decision.action, tuple(decision.numbers.get("windows", ())))
-            if decision.rolls_back or self._recorded.get(version) != key:
+            if self._recorded.get(version) != key:
                 self._recorded[version] = key
                 self.state.record_decision(now, version, decision.action, decision.reason)
                 self._fresh_decision = True
-        if decision.rolls_back:
-            self._roll_back(decision, now)
+        self.last_decision = decision
+        self.metrics.decisions.labels(decision.action).inc()
         return decision
 
     def _scored_candidates(self) -> Iterator[_Candidate]:
@@ -672,16 +688,25 @@ class MonitorService:
                 self._held_out[version] = {}
         return self._held_out[version]
 
-    def _roll_back(self, decision: Decision, now: int) -> None:
+    def _roll_back(self, decision: Decision, now: int) -> str | None:
+        """Move the alias back through the store and announce it; why not, if the store refused
+        or failed (recorded as ``failed`` with its reason; the next evaluation tries again).
+        An announcement that is not acknowledged does not undo the move: workers see it on
+        their poll."""
         try:
             move = rollback_and_announce(
                 self.store, self.cfg.kafka, self.alias, reason=f"monitor: {decision.reason}"
             )
-        except ModelStoreError as exc:
-            self.metrics.decisions.labels("failed").inc()
-            self.state.record_decision(now, decision.version, "failed", str(exc))
-            log.error("automatic rollback of v%d failed: %s", decision.version, exc)
-            return
+        except (ModelStoreError, OSError) as exc:
+            self.state.record_decision(now, decision.version, FAILED, str(exc))
+            log.error(
+                "automatic rollback of v%d failed: %s; the rule tries again at its next "
+                "evaluation (in %d ms)",
+                decision.version,
+                exc,
+                self.cfg.monitor.evaluate_interval_ms,
+            )
+            return f"{type(exc).__name__}: {exc}"
         event = move.event
         log.warning(
             "ROLLED BACK %s %r v%s -> v%d (%s): %s",
@@ -692,6 +717,7 @@ class MonitorService:
             "workers notified" if move.announced else "no notice: workers see it on their poll",
             decision.reason,
         )
+        return None
 
     # ------------------------------------------------------------------ publishing
 

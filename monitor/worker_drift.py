@@ -2,11 +2,12 @@
 
 :class:`WorkerDrift` is made for one model version from its reference profile. Per scored batch,
 :meth:`WorkerDrift.observe` counts the feature matrix's columns and the predictions into the
-profile's buckets (one vectorised pass per column: about 0.5 µs per event for 30 numeric
-features, measured by ``test_worker_drift_costs_little_per_event``) and adds them to the current
-minute. :meth:`WorkerDrift.drain` hands over finished minutes as records for
-``[kafka] monitoring_topic`` (the monitor sums every worker's), and :meth:`WorkerDrift.scores`
-gives this worker's own drift over the sliding window for its ``/metrics``
+profile's buckets (one vectorised pass per column: 0.7 to 1.2 µs of CPU per event for 30
+numeric features, ``python -m bench.drift_cost``; the whole worker with and without it:
+``python -m bench --only drift``) and adds them to the current minute.
+:meth:`WorkerDrift.drain` hands over finished minutes as records for ``[kafka]
+monitoring_topic`` (the monitor sums every worker's), and :meth:`WorkerDrift.scores` gives this
+worker's own drift over the sliding window for its ``/metrics``
 (``streamscore_feature_drift{feature,model_version}``).
 """
 

@@ -199,10 +199,15 @@ def _check_monitor(cfg: Config, where: str) -> None:
             f"{where}: [monitor] group_id = {m.group_id!r} is the workers' group: the monitor "
             f"needs a consumer group of its own"
         )
-    if m.drift_warn > m.drift_alert:
+    if m.drift_warn <= 0:
         raise ConfigError(
-            f"{where}: [monitor] drift_warn ({m.drift_warn}) must be <= drift_alert "
-            f"({m.drift_alert})"
+            f"{where}: [monitor] drift_warn = {m.drift_warn} would warn on every feature, even "
+            f"one that matches its profile exactly: set it above 0 (default 0.1)"
+        )
+    if m.drift_warn >= m.drift_alert:
+        raise ConfigError(
+            f"{where}: [monitor] drift_warn ({m.drift_warn}) must be below drift_alert "
+            f"({m.drift_alert}): lower drift_warn or raise drift_alert (defaults 0.1 and 0.25)"
         )
     if m.label_wait_s > m.label_ttl_s:
         raise ConfigError(

@@ -38,7 +38,15 @@ def test_auto_rollback_off_from_the_environment() -> None:
         ),
         ({"kafka": {"labels_topic": "streamscore.breast-cancer.predictions"}}, "must differ"),
         ({"kafka": {"quality_topic": "bad topic"}}, "not a Kafka topic name"),
-        ({"monitor": {"drift_warn": 0.3, "drift_alert": 0.2}}, "drift_warn (0.3) must be <="),
+        (
+            {"monitor": {"drift_warn": 0.3, "drift_alert": 0.2}},
+            "drift_warn (0.3) must be below drift_alert (0.2): lower drift_warn or raise",
+        ),
+        (
+            {"monitor": {"drift_warn": 0.2, "drift_alert": 0.2}},
+            "drift_warn (0.2) must be below drift_alert (0.2)",
+        ),
+        ({"monitor": {"drift_warn": 0}}, "[monitor] drift_warn = 0.0 would warn on every"),
         ({"monitor": {"label_wait_s": 10, "label_ttl_s": 5}}, "label_wait_s (10) must be <="),
         ({"monitor": {"min_coverage": 1.5}}, "min_coverage"),
         ({"monitor": {"window": 60}}, "unknown key 'window' in [monitor]"),

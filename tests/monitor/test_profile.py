@@ -123,3 +123,44 @@ def test_profile_of_a_training_matrix_follows_the_schema_and_round_trips_as_a_fi
     assert profile_from_bytes(profile_bytes(profile)) == profile
     with pytest.raises(ProfileError, match="does not match the schema's 2 features"):
         profile_of_matrix(matrix[:, :1], schema)
+
+
+def test_a_stored_profile_failing_its_checksum_warns_that_drift_is_off(tmp_path, caplog) -> None:
+    import logging
+
+    from sklearn.dummy import DummyClassifier
+
+    from model_store import ModelStore
+    from model_store.manifest import FeatureSpec
+    from monitor.profile import PROFILE_FILE, profile_bytes, profile_of_matrix, stored_profile
+
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(50, 1))
+    y = (X[:, 0] > 0).astype(int)
+    store = ModelStore(tmp_path, "m")
+    common = {
+        "task": "classification",
+        "features": [FeatureSpec("amount", "float")],
+        "classes": [0, 1],
+        "metrics": {},
+        "estimator": "DummyClassifier()",
+    }
+    profile = profile_of_matrix(X, [Spec("amount", "float")], predictions=y)
+    with_profile = store.register(
+        DummyClassifier().fit(X, y), files={PROFILE_FILE: profile_bytes(profile)}, **common
+    )
+    without = store.register(DummyClassifier().fit(X, y), **common)
+    assert stored_profile(store, with_profile.version) == profile
+
+    with caplog.at_level(logging.WARNING, logger="monitor.profile"):
+        assert stored_profile(store, without.version) is None
+        assert not caplog.records  # no profile stored: nothing to warn about
+        stored = store.folder / str(with_profile.version) / PROFILE_FILE
+        stored.write_bytes(stored.read_bytes().replace(b'"amount"', b'"amounT"'))
+        assert stored_profile(store, with_profile.version) is None
+    [record] = caplog.records
+    assert (
+        f"v{with_profile.version}: its reference profile (profile.json) cannot be used, so "
+        "drift is not counted for this version" in record.getMessage()
+    )
+    assert "streamscore models verify" in record.getMessage()

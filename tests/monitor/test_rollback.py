@@ -143,3 +143,53 @@ def test_regressor_rolls_back_on_mae() -> None:
     )
     assert decision.action == ROLLBACK
     assert decision.reason == "live mae 1.2 vs 1 of v4 over 3 windows of 2,700 labels"
+
+
+# Labels that come two windows late: at 10 h, the windows of 8 h and 9 h have almost none yet.
+LATE = (window(8, 0.5, labelled=40), window(9, 0.5, labelled=0))
+
+
+def test_labels_two_windows_late_delay_the_rule_without_stopping_it() -> None:
+    bad = [window(i, 0.80) for i in range(3, 8)]
+    decision = decide(POLICY, given(*bad, *LATE))
+    assert decision.action == ROLLBACK
+    assert decision.reason == "live accuracy 0.8 vs 0.93 of v4 over 3 windows of 3,600 labels"
+    assert decision.numbers["windows"] == [5 * HOUR, 6 * HOUR, 7 * HOUR]
+    assert decision.numbers["waiting_for_labels"] == [8 * HOUR, 9 * HOUR]
+
+
+def test_labels_two_windows_late_hold_until_three_windows_have_them() -> None:
+    decision = decide(POLICY, given(window(6, 0.80), window(7, 0.80), *LATE))
+    assert decision.action == HOLD
+    assert decision.reason == (
+        "v5 has 2 closed window(s) with labels enough before the 2 newer one(s) still waiting "
+        f"for labels (window {9 * HOUR} of v5 has 0 labelled predictions, 500 are needed); "
+        "3 are needed"
+    )
+    # An hour later the window of 8 h has its labels: three windows are judged.
+    matured = window(8, 0.80)
+    later = decide(
+        POLICY,
+        given(
+            window(6, 0.80),
+            window(7, 0.80),
+            matured,
+            *LATE[1:],
+            window(10, 0.5, labelled=0),
+            now_ms=11 * HOUR,
+        ),
+    )
+    assert later.action == ROLLBACK and later.numbers["windows"] == [6 * HOUR, 7 * HOUR, 8 * HOUR]
+
+
+def test_labels_two_windows_late_two_bad_windows_then_a_good_one_is_no_rollback() -> None:
+    decision = decide(POLICY, given(window(5, 0.80), window(6, 0.80), window(7, 0.94), *LATE))
+    assert decision.action == HOLD
+    assert "2 of 3 windows worse" in decision.reason
+
+
+def test_a_thin_window_among_the_judged_ones_holds_even_with_late_labels() -> None:
+    gap = window(6, 0.5, labelled=499)
+    decision = decide(POLICY, given(window(4, 0.5), window(5, 0.5), gap, window(7, 0.5), *LATE))
+    assert decision.action == HOLD
+    assert "499 labelled predictions, 500 are needed" in decision.reason

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from model_store import ModelStore
+from streamscore.exceptions import ModelStoreError
 from streamscore.kafka_admin import ensure_topics
 from tests.kafka_helpers import produce, produce_json, read, wait_until
 from tests.monitor.conftest import event, label, read_state, register
@@ -138,6 +139,48 @@ def test_monitor_with_auto_rollback_off_only_reports(monitor_config, run_monitor
         r.value for r in read(k, k.quality_topic, expected=2) if r.value["type"] == "decision"
     ]
     assert [d["action"] for d in published] == ["report"]  # once for the same windows
+
+
+def test_a_failed_automatic_rollback_is_not_counted_and_the_next_evaluation_rolls_back(
+    monitor_config, run_monitor, cancer, monkeypatch
+):
+    # Default cool-down (1 hour) and at most one automatic rollback per version: a failed
+    # attempt counted as a rollback would block both for good.
+    cfg = monitor_config(window_s=1, min_labels_per_window=20)
+    k = cfg.kafka
+    ensure_topics(k, [k.labels_topic])
+    store = ModelStore.from_config(cfg)
+    first = register(store, cancer)
+    store.promote(first.version)
+    second = register(store, cancer, bad=True)
+    store.promote(second.version)
+    service = run_monitor(cfg)
+    attempts: list[str] = []
+    real_rollback = service.store.rollback
+
+    def unreachable_once(alias: str, **kwargs: Any) -> Any:
+        attempts.append(alias)
+        if len(attempts) == 1:
+            raise ModelStoreError("injected: the store's folder is unreachable")
+        return real_rollback(alias, **kwargs)
+
+    monkeypatch.setattr(service.store, "rollback", unreachable_once)
+    start = int(time.time() * 1000) // 1000 * 1000 - 10_000  # ten closed 1-second windows
+    predictions = [_prediction(i, second.version, 0.9, start + i * 25) for i in range(400)]
+    produce_json(k, k.output_topic, predictions, key_field="id")  # 40 per window
+    produce_json(k, k.labels_topic, [{"id": f"p-{i}", "label": 0} for i in range(400)])
+    wait_until(
+        lambda: store.alias_state("production")[0] == first.version, 30, "automatic rollback"
+    )
+    assert attempts == ["production", "production"]
+    published = [
+        r.value for r in read(k, k.quality_topic, expected=12) if r.value["type"] == "decision"
+    ]
+    assert [d["action"] for d in published] == ["failed", "rollback"]
+    assert "the rollback failed (ModelStoreError: injected" in published[0]["reason"]
+    assert published[1]["reason"].startswith("live accuracy 0 vs 0.97 held-out of v2")
+    last = store.history("production")[-1]
+    assert last.action == "rollback" and last.from_version == second.version
 
 
 def _start_worker(cfg):
