@@ -379,6 +379,10 @@ class ScoringWorker:
         next batch is polled and scored (:mod:`worker.pipeline`)."""
         model = self.model
         assert model is not None, "consuming without a model"
+        # Commit what the broker acknowledged already (not waiting): were this batch to outlive
+        # the poll interval (a model that just slowed down), those commits would be refused
+        # and their batches scored again by the next owner.
+        self.pipeline.finish(keep=len(self.pipeline))
         started = time.perf_counter()
         result = self.processor.process(records, model, self.candidates.canary_for(model))
         scoring_s = time.perf_counter() - started
