@@ -109,8 +109,12 @@ def publish_in_transaction(
         except TransactionRefused as exc:
             rounds += 1
             if replace is not None and rounds <= _REPLACEMENT_ROUNDS:
-                pending = _replaced(pending, exc.refused, replace)
-                continue
+                replaced = _replaced(pending, exc.refused, replace)
+                if replaced != pending:
+                    pending = replaced
+                    continue
+                # No progress (the refused records are not among the pending ones, or were
+                # replaced by equal ones): building it again would be refused again.
             for record, reason in exc.refused:
                 log.error(
                     "%s: a record (%d bytes, key %r) refused for good and not published: %s",
@@ -119,7 +123,24 @@ def publish_in_transaction(
                     (record.key or b"")[:40],
                     reason,
                 )
-            pending = _replaced(pending, exc.refused, lambda _: [])
+            dropped = _replaced(pending, exc.refused, lambda _: [])
+            if len(dropped) == len(pending):  # not found by identity: by their sources
+                gone = {source_of(r.record) for r in exc.refused} - {None}
+                dropped = [r for r in pending if source_of(r) not in gone]
+            if len(dropped) == len(pending):
+                # Nothing left to drop (the client refused records it was not given): a
+                # transaction built again would be refused again. The batch goes without
+                # its outputs rather than stopping its partitions.
+                log.error(
+                    "a transaction of %d records was refused for %d record(s) not among them; "
+                    "committing the batch's offsets without its outputs (%d events lost to "
+                    "readers: score them again from their offsets if needed)",
+                    len(pending),
+                    len(exc.refused),
+                    len(records),
+                )
+                dropped = []
+            pending = dropped
 
 
 def _replaced(

@@ -46,6 +46,7 @@ from worker.transport import (
     Partition,
     Refused,
     Sending,
+    Strikes,
     TransactionRefused,
     commit_until_done,
     record_identity,
@@ -94,14 +95,88 @@ class _CallThread:
 _DEADLINE_MARGIN_S = 5.0
 
 
+#: Kafka protocol error codes that are transient (``RetriableException`` in the Java client:
+#: not-leader, timeouts, not-enough-replicas, a partition being moved...). librdkafka retries
+#: these itself; when one still reaches a delivery report, the record is produced again.
+#: (A delivery report's ``KafkaError.retriable()`` is always False, whatever the code: only
+#: errors from librdkafka's ``rd_kafka_error_t`` calls carry the flag. So the codes are listed.)
+_TRANSIENT_CODES = frozenset(
+    {
+        2,  # CORRUPT_MESSAGE (the bytes were damaged on the way)
+        3,  # UNKNOWN_TOPIC_OR_PART (the topic keeper recreates it)
+        5,  # LEADER_NOT_AVAILABLE
+        6,  # NOT_LEADER_OR_FOLLOWER
+        7,  # REQUEST_TIMED_OUT
+        8,  # BROKER_NOT_AVAILABLE
+        9,  # REPLICA_NOT_AVAILABLE
+        13,  # NETWORK_EXCEPTION
+        14,  # COORDINATOR_LOAD_IN_PROGRESS
+        15,  # COORDINATOR_NOT_AVAILABLE
+        16,  # NOT_COORDINATOR
+        19,  # NOT_ENOUGH_REPLICAS
+        20,  # NOT_ENOUGH_REPLICAS_AFTER_APPEND
+        41,  # NOT_CONTROLLER
+        51,  # CONCURRENT_TRANSACTIONS
+        56,  # KAFKA_STORAGE_ERROR
+        74,  # FENCED_LEADER_EPOCH
+        75,  # UNKNOWN_LEADER_EPOCH
+        78,  # OFFSET_NOT_AVAILABLE
+        80,  # PREFERRED_LEADER_NOT_AVAILABLE
+        83,  # ELIGIBLE_LEADERS_NOT_AVAILABLE
+        89,  # THROTTLING_QUOTA_EXCEEDED
+    }
+)
+
+#: Broker errors that are not transient yet not the record's: the producer's session (its
+#: sequence, id, epoch, transaction) or its rights as a producer. A new producer clears them,
+#: or the operator does; the records are produced again meanwhile.
+_PRODUCER_SESSION_CODES = frozenset(
+    {
+        31,  # CLUSTER_AUTHORIZATION_FAILED (idempotent writes not allowed)
+        45,  # OUT_OF_ORDER_SEQUENCE_NUMBER
+        46,  # DUPLICATE_SEQUENCE_NUMBER
+        47,  # INVALID_PRODUCER_EPOCH
+        48,  # INVALID_TXN_STATE
+        49,  # INVALID_PRODUCER_ID_MAPPING
+        52,  # TRANSACTION_COORDINATOR_FENCED
+        53,  # TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+        59,  # UNKNOWN_PRODUCER_ID
+        90,  # PRODUCER_FENCED
+    }
+)
+
+
+def _code(error: Any) -> int | None:
+    code = getattr(error, "code", None)
+    return code() if callable(code) else None
+
+
+def _answered(error: Any) -> bool:
+    """The broker answered with this error (a broker error code: positive), not librdkafka
+    for lack of an answer (negative codes: ``_MSG_TIMED_OUT``, ``_TRANSPORT``, ...)."""
+    code = _code(error)
+    return code is not None and code > 0
+
+
 def _refused_for_good(error: Any) -> bool:
-    """A librdkafka error about the record itself: producing it again fails again."""
+    """Producing the record again fails again: a size or validity error (also raised by
+    ``produce`` itself), or any broker error that is neither transient
+    (:data:`_TRANSIENT_CODES`) nor the producer's session (:data:`_PRODUCER_SESSION_CODES`)."""
     from confluent_kafka import KafkaError
 
-    return getattr(error, "code", None) is not None and error.code() in (
+    code = _code(error)
+    if code in (
         KafkaError.MSG_SIZE_TOO_LARGE,
         KafkaError.RECORD_LIST_TOO_LARGE,
         KafkaError.INVALID_RECORD,
+    ):
+        return True
+    return (
+        code is not None
+        and code > 0
+        and code not in _TRANSIENT_CODES
+        and code not in _PRODUCER_SESSION_CODES
+        and not error.fatal()
     )
 
 
@@ -422,10 +497,13 @@ class ConfluentTransport:
             stop=stop,
         )
 
-    def _outcome(self, ticket: _Ticket, refused: list[Refused]) -> tuple[list[OutRecord], Any]:
+    def _outcome(
+        self, ticket: _Ticket, refused: list[Refused], strikes: Strikes
+    ) -> tuple[list[OutRecord], Any]:
         """Wait (up to the delivery timeout) for every report of ``ticket``: ``(the records
-        not written, the first error)``; those refused for good go to ``refused``. Only this
-        batch is waited for (a ``flush`` would wait for the next batch too, in flight)."""
+        not written, the first error)``; those refused for good (:func:`_refused_for_good`,
+        or out of ``strikes``) go to ``refused``. Only this batch is waited for (a ``flush``
+        would wait for the next batch too, in flight)."""
         producer = ticket.producer
         deadline = time.monotonic() + self.delivery_timeout_s
         while ticket.left > 0:
@@ -443,13 +521,20 @@ class ConfluentTransport:
         reason: Any = ticket.error
         if ticket.left > 0:  # reports that never came: send the whole batch again
             return list(ticket.records), reason or "no delivery report before the timeout"
+        retry: list[tuple[OutRecord, Any]] = []
         for error, record in _originals(ticket.failed, ticket.records):
             if _refused_for_good(error):
                 refused.append(Refused(record, str(error)))
                 continue
-            failed.append(record)
+            retry.append((record, error))
             if reason is None:
                 reason = error
+        acknowledged = len(ticket.failed) < len(ticket.records) - len(ticket.refused) - len(
+            ticket.unsent
+        )
+        failed += strikes.judge(
+            retry, acknowledged=acknowledged, answered=_answered, refused=refused
+        )
         return failed, reason
 
     def _renew_producer(self) -> None:
@@ -488,6 +573,8 @@ class ConfluentTransport:
             KafkaError.UNKNOWN_MEMBER_ID,
             KafkaError.FENCED_INSTANCE_ID,
         )
+
+        strikes = Strikes()  # across the attempts of this transaction
 
         def attempt(alone: Alone) -> None:
             producer = self.producer
@@ -529,6 +616,12 @@ class ConfluentTransport:
             producer.flush(self.delivery_timeout_s)
             failed = _originals(ticket.failed, records)
             refused += [Refused(rec, str(err)) for err, rec in failed if _refused_for_good(err)]
+            strikes.judge(
+                [(rec, err) for err, rec in failed if not _refused_for_good(err)],
+                acknowledged=len(failed) < len(records) - len(refused),
+                answered=_answered,
+                refused=refused,
+            )
             if refused:
                 raise TransactionRefused(refused)
             if self._broken is not None:

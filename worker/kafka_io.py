@@ -29,6 +29,7 @@ from worker.transport import (
     Partition,
     Refused,
     Sending,
+    Strikes,
     TransactionRefused,
     commit_until_done,
     record_identity,
@@ -53,12 +54,47 @@ GROUP_MOVED_ON = (
 )
 
 
-#: Errors about the record itself: sending it again fails again (not retried, dead-lettered).
+#: Errors about the record itself that the client raises before sending, too.
 REFUSED_FOR_GOOD = (
     kerrors.MessageSizeTooLargeError,
     kerrors.RecordListTooLargeError,
     kerrors.InvalidRecordError,
 )
+
+#: Broker errors that are not transient yet not the record's: the producer's session (its
+#: sequence, id, epoch, transaction) or its rights as a producer. The next round's new
+#: producer clears them, or the operator does; the records are sent again meanwhile.
+PRODUCER_SESSION = (
+    kerrors.OutOfOrderSequenceNumberError,
+    kerrors.DuplicateSequenceNumberError,
+    kerrors.UnknownProducerIdError,
+    kerrors.InvalidProducerEpochError,
+    kerrors.InvalidProducerIdMappingError,
+    kerrors.ProducerFencedError,
+    kerrors.InvalidTxnStateError,
+    kerrors.TransactionCoordinatorFencedError,
+    kerrors.TransactionalIdAuthorizationFailedError,
+    kerrors.ClusterAuthorizationFailedError,
+)
+
+
+def answered(error: object) -> bool:
+    """The broker answered with this error (a broker error code), not the client for lack
+    of an answer (a timeout, a lost connection)."""
+    return isinstance(error, kerrors.BrokerResponseError) and error.errno is not None
+
+
+def refused_for_good(error: object) -> bool:
+    """Sending the record again fails again: a size or validity error, or any broker error
+    kafka-python does not mark retriable (``.retriable``: not-leader, timeouts,
+    not-enough-replicas are), except a producer-session error (:data:`PRODUCER_SESSION`)."""
+    if isinstance(error, REFUSED_FOR_GOOD):
+        return True
+    return (
+        answered(error)
+        and not getattr(error, "retriable", True)
+        and not isinstance(error, PRODUCER_SESSION)
+    )
 
 
 _UNFINISHED = (
@@ -342,14 +378,18 @@ class KafkaPythonTransport:
             stop=stop,
         )
 
-    def _outcome(self, sending: _Sending, refused: list[Refused]) -> tuple[list[OutRecord], Any]:
+    def _outcome(
+        self, sending: _Sending, refused: list[Refused], strikes: Strikes
+    ) -> tuple[list[OutRecord], Any]:
         """Wait (up to the delivery timeout) for each future of ``sending``: ``(the records
-        without an ack, the first error)``; those refused for good go to ``refused``. Only
-        this batch's futures are waited for, not the producer's whole queue (a flush would
-        also wait for the next batch, in flight)."""
+        without an ack, the first error)``; those refused for good (:func:`refused_for_good`,
+        or out of ``strikes``) go to ``refused``. Only this batch's futures are waited for,
+        not the producer's whole queue (a flush would also wait for the next batch, in
+        flight)."""
         deadline = time.monotonic() + self.delivery_timeout_s
-        failed = list(sending.unsent)
         first_error: Any = sending.error
+        failed: list[tuple[OutRecord, Any]] = []
+        acknowledged = False
         for record, future in sending.sent:
             if not future.is_done:
                 try:
@@ -357,16 +397,17 @@ class KafkaPythonTransport:
                 except Exception:  # judged from the future below
                     log.debug("waiting for an ack", exc_info=True)
             if future.is_done and future.succeeded():
-                continue
-            if future.is_done and isinstance(future.exception, REFUSED_FOR_GOOD):
-                refusal = future.exception
-                refused.append(Refused(record, f"{type(refusal).__name__}: {refusal}"))
+                acknowledged = True
                 continue
             error = future.exception if future.is_done else "no ack before timeout"
-            failed.append(record)
+            if refused_for_good(error):
+                refused.append(Refused(record, f"{type(error).__name__}: {error}"))
+                continue
+            failed.append((record, error))
             if first_error is None:
                 first_error = error
-        return failed, first_error
+        again = strikes.judge(failed, acknowledged=acknowledged, answered=answered, refused=refused)
+        return list(sending.unsent) + again, first_error
 
     def _renew_producer(self) -> None:
         """A fresh producer after failed deliveries.
@@ -414,6 +455,8 @@ class KafkaPythonTransport:
             for (topic, partition), offset in offsets.items()
         }
 
+        strikes = Strikes()  # across the attempts of this transaction
+
         def attempt(alone: Alone) -> None:
             producer = self.producer
             producer.begin_transaction()
@@ -425,24 +468,26 @@ class KafkaPythonTransport:
                 single = bool(alone) and record_identity(r) in alone
                 if single:  # in a record batch of its own: flushed before and after
                     producer.flush(timeout=flush_s)
-                    self._check_transaction(futures, refused, len(records))
+                    self._check_transaction(futures, refused, len(records), strikes)
                 try:
                     futures.append((r, send(r.topic, r.value, r.key, r.headers, r.partition)))
                 except REFUSED_FOR_GOOD as exc:  # over max_request_size: checked before sending
                     refused.append(Refused(r, f"{type(exc).__name__}: {exc}"))
                 except KafkaError:  # an earlier batch failed: the transaction is abortable
                     producer.flush(timeout=flush_s)
-                    self._check_transaction(futures, refused, len(records))  # why, if known
+                    self._check_transaction(
+                        futures, refused, len(records), strikes
+                    )  # why, if known
                     raise
                 if single:
                     producer.flush(timeout=flush_s)
-                    self._check_transaction(futures, refused, len(records))
+                    self._check_transaction(futures, refused, len(records), strikes)
             # Every record acknowledged before the offsets join the transaction: kafka-python
             # 3.0.12 can commit a transaction whose batches expired during a broker restart
             # (its sender thread fails in reset_producer_id and never marks the transaction
             # abortable), which would commit the inputs without their outputs.
             producer.flush(timeout=flush_s)
-            self._check_transaction(futures, refused, len(records))
+            self._check_transaction(futures, refused, len(records), strikes)
             producer.send_offsets_to_transaction(payload, self.consumer.group_metadata())
             producer.commit_transaction()
 
@@ -457,19 +502,30 @@ class KafkaPythonTransport:
         )
 
     def _check_transaction(
-        self, futures: list[tuple[OutRecord, Any]], refused: list[Refused], size: int
+        self,
+        futures: list[tuple[OutRecord, Any]],
+        refused: list[Refused],
+        size: int,
+        strikes: Strikes,
     ) -> None:
         """Raise if a record sent so far in the transaction failed (after a flush): the
-        records refused for good (:class:`TransactionRefused`), else a ``KafkaError`` for one
-        lost or out of sequence (that producer is replaced)."""
+        records refused for good (:func:`refused_for_good`, or out of ``strikes``:
+        :class:`TransactionRefused`), else a ``KafkaError`` for one lost or out of sequence
+        (that producer is replaced)."""
         unacked = []
+        failed: list[tuple[OutRecord, Any]] = []
+        acknowledged = False
         for r, f in futures:
             if f.is_done and f.succeeded():
+                acknowledged = True
                 continue
-            if f.is_done and isinstance(f.exception, REFUSED_FOR_GOOD):
-                refused.append(Refused(r, f"{type(f.exception).__name__}: {f.exception}"))
+            error = f.exception if f.is_done else "no ack"
+            if refused_for_good(error):
+                refused.append(Refused(r, f"{type(error).__name__}: {error}"))
             else:
                 unacked.append(f)
+                failed.append((r, error))
+        strikes.judge(failed, acknowledged=acknowledged, answered=answered, refused=refused)
         if unacked:
             self._renew_next = True
         if refused:

@@ -35,6 +35,14 @@ class WorkerMetrics:
             ["stage", "model_version"],
             registry=r,
         )
+        self.side_step_failures = Counter(
+            "streamscore_side_step_failures_total",
+            "Batches whose optional side output (drift counts, shadow records, the dead "
+            "letters replacing refused outputs) failed and was skipped; the batch itself was "
+            "published and committed",
+            ["step"],
+            registry=r,
+        )
         self.batch_size = Histogram(
             "streamscore_batch_size", "Events per scored batch", buckets=BATCH_BUCKETS, registry=r
         )

@@ -3,11 +3,11 @@
 Kafka drops a member that does not poll for ``[kafka] max_poll_interval_ms``; its commit is then
 refused and its batch scored again by the partitions' next owner. A model slow enough to take
 longer than that for ``max_batch_records`` rows would loop forever (dropped, rescored, dropped).
-:class:`BatchPacer` measures each model version's cost per row (an exponentially weighted mean
-of a batch's scoring time over its rows) and caps the batch so that scoring one takes at most
-``[worker] poll_budget_fraction`` of the poll interval (publishing and committing get the
-rest). A version's first batch, before any measurement, is a small probe (``PROBE_RECORDS``),
-so even a very slow model is not dropped for its first batch.
+:class:`BatchPacer` measures each model version's cost per row (a batch's scoring time over its
+rows: a higher cost is taken at once, a lower one averaged in) and caps the batch so that
+scoring one takes at most ``[worker] poll_budget_fraction`` of the poll interval (publishing
+and committing get the rest). A version's first batch, before any measurement, is a small
+probe (``PROBE_RECORDS``), so even a very slow model is not dropped for its first batch.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ _ALPHA = 0.3
 class BatchPacer:
     max_batch_records: int
     budget_s: float  # poll_budget_fraction x max_poll_interval_ms
-    #: Seconds per row by model version (the exponentially weighted mean).
+    #: Seconds per row by model version (rises at once, falls as a weighted mean).
     per_row_s: dict[str, float] = field(default_factory=dict)
 
     @classmethod
@@ -51,4 +51,9 @@ class BatchPacer:
             return
         cost = seconds / rows
         before = self.per_row_s.get(version)
-        self.per_row_s[version] = cost if before is None else before + _ALPHA * (cost - before)
+        if before is None or cost > before:
+            # A slowdown is believed at once: averaged in, a model that turned from fast to
+            # slow would get a second batch too large for the poll interval (dropped again).
+            self.per_row_s[version] = cost
+        else:  # a speedup gradually
+            self.per_row_s[version] = before + _ALPHA * (cost - before)

@@ -64,6 +64,7 @@ from worker.processor import BatchProcessor, BatchResult, Destinations, ServingM
 from worker.refusals import RefusedReplacer
 from worker.reloader import ModelReloader, ReloadEvent
 from worker.shadow import Candidates
+from worker.side_steps import SideSteps
 from worker.status import WorkerStatus
 from worker.swap import swap_between_batches
 from worker.topics import TopicKeeper, ensure_worker_extras
@@ -170,6 +171,8 @@ class ScoringWorker:
         self.candidates = Candidates(
             cfg, self.store, self.metrics.registry, on_event=self._on_reload_event
         )
+        #: Drift counting, shadow records, refusal replacement: guarded (worker.side_steps).
+        self.side_steps = SideSteps(self.metrics.side_step_failures)
 
     # ------------------------------------------------------------------ control
 
@@ -376,15 +379,23 @@ class ScoringWorker:
         next batch is polled and scored (:mod:`worker.pipeline`)."""
         model = self.model
         assert model is not None, "consuming without a model"
+        # Commit what the broker acknowledged already (not waiting): were this batch to outlive
+        # the poll interval (a model that just slowed down), those commits would be refused
+        # and their batches scored again by the next owner.
+        self.pipeline.finish(keep=len(self.pipeline))
         started = time.perf_counter()
         result = self.processor.process(records, model, self.candidates.canary_for(model))
         scoring_s = time.perf_counter() - started
         self.metrics.scoring_seconds.labels(model_version=model.version_text).observe(scoring_s)
         self.pacer.observe(model.version_text, len(records), scoring_s)
+        # Side steps: what fails in one of them skips its output for this batch, never the
+        # batch (the predictions are published and the offsets committed all the same).
         if self.drift is not None and result.matrix is not None:
-            self._count_drift(result)
-        replace = RefusedReplacer(self.processor, model, records, result, self.cfg.kafka)
-        self.candidates.shadow_batch(model, result)  # to the shadow topic, with the batch
+            self.side_steps.run("drift", result, lambda: self._count_drift(result))
+        replace = self.side_steps.guard_replacer(
+            RefusedReplacer(self.processor, model, records, result, self.cfg.kafka)
+        )
+        self.side_steps.run("shadow", result, lambda: self.candidates.shadow_batch(model, result))
         if self.membership is not None and self.membership.exactly_once:
             if not publish_in_transaction(transport, result.records, records, self._stop, replace):
                 # Aborted: nothing of the batch is visible. Partitions this member keeps
@@ -427,7 +438,7 @@ class ScoringWorker:
         if finished:
             topic = self.cfg.kafka.monitoring_topic
             key = self.worker_id.encode()
-            result.records.extend(OutRecord(topic, key, jsonio.dumps(r), []) for r in finished)
+            result.records.extend([OutRecord(topic, key, jsonio.dumps(r), []) for r in finished])
             self.metrics.drift(drift.version, drift.scores(now))
 
     def _update_lag(self, transport: Transport) -> None:

@@ -9,8 +9,13 @@ wait between attempts, when to give up and what is logged live here, once:
 - :func:`publish_until_acknowledged`: send, wait for every acknowledgement, send the failed
   records again on a new producer after a backoff, for as long as the broker is away; at
   shutdown raise :class:`DeliveryFailed` so their offsets are not committed. A record refused
-  for good (too large: ``MESSAGE_TOO_LARGE``, ``RECORD_LIST_TOO_LARGE``, ``INVALID_RECORD``) is
-  not retried: each client's round sets it aside and ``publish`` returns it (:class:`Refused`).
+  for good is not retried: each client's round sets it aside and ``publish`` returns it
+  (:class:`Refused`). Refused for good is (1) an error the broker returned that is not
+  transient: any broker error code outside the client's transient ones (not-leader, timeouts,
+  not-enough-replicas and the like), except the producer-session errors that a new producer
+  clears (out-of-order sequence, unknown producer id, fenced epoch); and (2) a record that
+  failed in :data:`PUBLISH_ROUNDS` rounds while the broker was answering (:class:`Strikes`).
+  An outage, where nothing is answered, is waited out however long it lasts, as before.
   Sending is split in two for the pipelined loop: ``send`` hands a batch to the producer and
   returns at once (a :class:`Sending`), ``settle`` waits for that batch's acknowledgements
   (the first round) and retries as above (:func:`settle_until_acknowledged`, which also sends
@@ -110,10 +115,73 @@ class Sending(Protocol):
         ...
 
 
+#: A record still failing after this many rounds while the broker answered (an error code
+#: from the broker, or other records of the round acknowledged) is refused for good. Each
+#: round is the client's own retries for up to ``[worker] delivery_timeout_ms``, then the
+#: backoff: at the defaults, a record gives up after 2.5 minutes or more.
+PUBLISH_ROUNDS = 5
+
+
+class Strikes:
+    """How many rounds each record failed while the broker was answering, across the rounds
+    of one ``settle`` or of one transaction's attempts.
+
+    A round counts against a record that failed when the broker answered for it (its error
+    carries a broker error code) or when other records of that round were acknowledged (the
+    broker is up: it is this record, or its partition, that it does not take). A round in
+    which nothing was acknowledged and nothing answered (the broker away) counts against none,
+    so an outage is still waited out however long it lasts. At ``limit`` strikes the record is
+    refused for good, with the last error as the reason.
+    """
+
+    def __init__(self, limit: int = PUBLISH_ROUNDS) -> None:
+        self.limit = limit
+        self._counts: dict[tuple[str, bytes | None, bytes | None], int] = {}
+        #: Records given up by strikes: not sent alone again to tell them apart (that takes
+        #: ``limit`` more rounds each); :func:`refused_alone` is for immediate refusals.
+        self.given_up: set[tuple[str, bytes | None, bytes | None]] = set()
+
+    def judge(
+        self,
+        failed: Sequence[tuple[OutRecord, Any]],
+        *,
+        acknowledged: bool,
+        answered: Callable[[Any], bool],
+        refused: list[Refused],
+    ) -> list[OutRecord]:
+        """``failed`` (record, error) of one round: the records to send again; those out of
+        strikes go to ``refused`` instead."""
+        again: list[OutRecord] = []
+        for record, error in failed:
+            if not (acknowledged or answered(error)):
+                again.append(record)
+                continue
+            identity = record_identity(record)
+            if identity in self.given_up:  # sent again alone, in a transaction: still failing
+                refused.append(Refused(record, f"still not accepted (last error: {error})"))
+                continue
+            strikes = self._counts.get(identity, 0) + 1
+            if strikes < self.limit:
+                self._counts[identity] = strikes
+                again.append(record)
+                continue
+            self._counts.pop(identity, None)
+            self.given_up.add(identity)
+            refused.append(
+                Refused(
+                    record,
+                    f"not accepted in {strikes} rounds while the broker was answering "
+                    f"(last error: {error})",
+                )
+            )
+        return again
+
+
 class Refused(NamedTuple):
-    """A record the broker (or the client, before sending) refused for good: too large, or
-    invalid. Sending it again would fail again; ``publish`` returns it instead of retrying,
-    and the worker dead-letters it (stage ``publish``)."""
+    """A record the broker (or the client, before sending) refused for good: too large,
+    invalid, any error the broker returned that is not transient, or one that kept failing
+    (:class:`Strikes`). Sending it again would fail again; ``publish`` returns it instead of
+    retrying, and the worker dead-letters it (stage ``publish``), with ``reason``."""
 
     record: OutRecord
     reason: str
@@ -297,7 +365,7 @@ def settle_until_acknowledged(
     sending: _Batch,
     *,
     send: Callable[[Sequence[OutRecord]], _Batch],
-    outcome: Callable[[_Batch, list[Refused]], tuple[list[OutRecord], Any]],
+    outcome: Callable[[_Batch, list[Refused], Strikes], tuple[list[OutRecord], Any]],
     flush: Callable[[], None],
     renew_producer: Callable[[], None],
     backoff: Backoff,
@@ -308,19 +376,22 @@ def settle_until_acknowledged(
     says; returns the records refused for good.
 
     What differs between the clients is passed in: ``send(records)`` hands records to the
-    producer, not waiting; ``outcome(batch, refused)`` waits for one batch's acknowledgements,
-    appends the records the broker refused for good to ``refused`` and returns ``(the records
-    without an ack, the first error)``; ``flush()`` waits for all the producer holds. Records
-    refused together are sent again one at a time (:func:`refused_alone`), each in a batch of
-    its own: what the producer holds (the next batch in flight included) is flushed before and
-    after it, so nothing shares its batch.
+    producer, not waiting; ``outcome(batch, refused, strikes)`` waits for one batch's
+    acknowledgements, appends the records the broker refused for good to ``refused`` (those
+    out of ``strikes`` too, :meth:`Strikes.judge`) and returns ``(the records without an ack,
+    the first error)``; ``flush()`` waits for all the producer holds. Records refused together
+    are sent again one at a time (:func:`refused_alone`), each in a batch of its own: what the
+    producer holds (the next batch in flight included) is flushed before and after it, so
+    nothing shares its batch. Records given up by strikes are not: it would take them as many
+    rounds again, each.
     """
     refused = list(sending.refused)
+    strikes = Strikes()
 
     def send_round(pending: list[OutRecord]) -> tuple[list[OutRecord], Any]:
         batch = send(pending)
         refused.extend(batch.refused)
-        return outcome(batch, refused)
+        return outcome(batch, refused, strikes)
 
     publish_until_acknowledged(
         sending.records,
@@ -328,7 +399,7 @@ def settle_until_acknowledged(
         renew_producer,
         backoff,
         stop,
-        first_round=lambda: outcome(sending, refused),
+        first_round=lambda: outcome(sending, refused, strikes),
     )
 
     def send_alone(record: OutRecord) -> list[Refused]:
@@ -345,7 +416,11 @@ def settle_until_acknowledged(
             stop=stop,
         )
 
-    return refused_alone(refused, send_alone)
+    struck = [r for r in refused if record_identity(r.record) in strikes.given_up]
+    if not struck:
+        return refused_alone(refused, send_alone)
+    rest = [r for r in refused if record_identity(r.record) not in strikes.given_up]
+    return struck + refused_alone(rest, send_alone)
 
 
 def transact_until_done(

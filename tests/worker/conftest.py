@@ -81,6 +81,31 @@ class SlowPerRow:
         return self.inner.predict_proba(X)
 
 
+class SlowsDownAfter:
+    """A model fast for its first ``fast_rows`` rows, then ``seconds_per_row`` for each row (a
+    model whose cost changes under the worker: a cold cache, a noisy neighbour)."""
+
+    def __init__(self, inner: Any, fast_rows: int, seconds_per_row: float) -> None:
+        self.inner = inner
+        self.fast_rows = fast_rows
+        self.seconds_per_row = seconds_per_row
+        self.classes_ = inner.classes_
+        self.rows = 0
+
+    def _wait(self, X: np.ndarray) -> None:
+        slow = max(0, self.rows + len(X) - self.fast_rows) - max(0, self.rows - self.fast_rows)
+        self.rows += len(X)
+        time.sleep(self.seconds_per_row * slow)
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        self._wait(X)
+        return self.inner.predict(X)
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        self._wait(X)
+        return self.inner.predict_proba(X)
+
+
 class FailsOnBatches:
     """A model that scores one row (its smoke test passes) and raises on any larger batch."""
 

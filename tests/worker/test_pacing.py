@@ -24,3 +24,13 @@ def test_a_fast_model_gets_full_batches_and_the_mean_follows_new_measurements():
     assert 95 <= slow.cap("1") <= 110
     slow.observe("1", 1, 60.0)  # a single very slow row: never below one record
     assert slow.cap("1") >= 1
+
+
+def test_a_slowdown_is_believed_at_once_and_a_speedup_gradually():
+    pacer = BatchPacer(max_batch_records=1000, budget_s=3.3)
+    pacer.observe("1", 1000, 0.05)  # 50 us a row: full batches
+    assert pacer.cap("1") == 1000
+    pacer.observe("1", 1000, 30.0)  # then 30 ms a row: the next batch must fit at once
+    assert pacer.cap("1") == 110  # 3.3 s / 30 ms, not an average that would still overrun
+    pacer.observe("1", 110, 110 * 0.010)  # faster again: 10 ms a row, averaged in
+    assert 110 < pacer.cap("1") < 330

@@ -8,13 +8,14 @@ import threading
 
 from streamscore import jsonio
 from streamscore.config import KafkaConfig
-from streamscore.wire import headers_dict
+from streamscore.wire import OutRecord, headers_dict
 from tests.worker.fake_transport import FakeTransport
 from tests.worker.test_processor import DEST, records, serving
 from worker.commit import publish_in_transaction, publish_then_commit
 from worker.processor import BatchProcessor
 from worker.refusals import RefusedReplacer
 from worker.sizes import record_size
+from worker.transport import Refused, TransactionRefused
 
 
 def second_of_four_too_large(register, model_store, demo_set):
@@ -125,3 +126,58 @@ def test_refused_shadow_prediction_is_dropped_never_a_production_dead_letter(
     assert sorted(r.topic for r in transport.published) == ["out"] * 4
     assert result.scored == 4 and not result.dead_letters
     assert transport.commits == [{("in", 0): 4}]
+
+
+class RefusesWhatItHolds(FakeTransport):
+    """Refuses every transaction that still holds a record of ``refused_keys``; counts them."""
+
+    def __init__(self, logs, refused: list[OutRecord]) -> None:
+        super().__init__(logs)
+        self.refusals = refused
+        self.attempts: list[int] = []
+
+    def publish_transaction(self, records, offsets, stop):
+        self.attempts.append(len(records))
+        if any(r in self.refusals for r in records) or (
+            records and self.refusals[0].key == b"ghost"
+        ):
+            raise TransactionRefused([Refused(r, "POLICY_VIOLATION") for r in self.refusals])
+        return super().publish_transaction(records, offsets, stop)
+
+
+def test_exactly_once_a_replacement_that_changes_nothing_stops_the_rounds_and_drops_the_record(
+    register, model_store, demo_set
+):
+    register()
+    model = serving(model_store)
+    values = [jsonio.dumps(demo_set.event(i)) for i in range(3)]
+    batch = records(values)
+    result = BatchProcessor(DEST).process(batch, model)
+    bad = result.records[1]
+    transport = RefusesWhatItHolds({("in", 0): values}, [bad])
+
+    # a replacer whose "dead letter" is the very record refused: no progress
+    assert publish_in_transaction(
+        transport, result.records, batch, threading.Event(), lambda refused: [bad]
+    )
+    assert transport.attempts == [3, 2]  # not one more round per replacement round
+    assert [r for r in transport.published] == [result.records[0], result.records[2]]
+    assert transport.commits == [{("in", 0): 3}]
+
+
+def test_exactly_once_a_refusal_of_records_it_was_not_given_still_ends_with_a_commit(
+    register, model_store, demo_set
+):
+    register()
+    model = serving(model_store)
+    values = [jsonio.dumps(demo_set.event(i)) for i in range(3)]
+    batch = records(values)
+    processor = BatchProcessor(DEST)
+    result = processor.process(batch, model)
+    ghost = OutRecord("out", b"ghost", b"{}", [])  # of no source, not in the batch
+    transport = RefusesWhatItHolds({("in", 0): values}, [ghost])
+    replace = RefusedReplacer(processor, model, batch, result, KafkaConfig(dead_letter_topic="dlq"))
+
+    assert publish_in_transaction(transport, result.records, batch, threading.Event(), replace)
+    assert transport.attempts == [3, 0]  # no endless rounds
+    assert transport.commits == [{("in", 0): 3}]

@@ -14,7 +14,7 @@ from collections import Counter
 import pytest
 
 from tests.kafka_helpers import produce, read
-from tests.worker.conftest import TEST_TYPES, SlowPerRow
+from tests.worker.conftest import TEST_TYPES, SlowPerRow, SlowsDownAfter
 from worker.pacing import PROBE_RECORDS
 from worker.service import ScoringWorker
 
@@ -64,3 +64,56 @@ def test_slow_model_catches_up_without_a_rescoring_loop(
     assert twice <= cfg.kafka.partitions * max(largest, PROBE_RECORDS)
     assert len(refused) <= cfg.kafka.partitions, "commits refused in a loop"
     assert largest * SECONDS_PER_ROW <= 0.33 * 10 * 1.2  # the cap fits the budget
+
+
+FAST_ROWS = 1500
+SLOW_PER_ROW = 0.030
+
+
+@pytest.mark.parametrize("transport", ["kafka-python", "confluent-kafka"])
+def test_a_model_slowing_down_after_the_pacer_learned_it_fast_costs_one_dropped_batch(
+    config_factory, register, demo_set, transport, caplog
+):
+    """Fast for 1,500 rows (the pacer allows full 1,000-row batches), then 30 ms a row: the
+    next full batch takes 30 s, three times the poll interval, and the member is dropped
+    mid-batch. It rejoins, the pacer believes the slowdown at once, and the worker catches up:
+    that one batch scored twice, no refused-commit loop."""
+    cfg = config_factory(
+        kafka={"transport": transport, "max_poll_interval_ms": 10_000},
+        worker={"max_batch_records": 1000, "assignment": "group"},
+        model_store={"trusted_types": TEST_TYPES},
+    )
+    register(wrap=lambda m: SlowsDownAfter(m, FAST_ROWS, SLOW_PER_ROW))
+    ids = [f"d-{i}" for i in range(EVENTS)]
+    produce(cfg.kafka, [demo_set.event(i % 500, id=ident) for i, ident in enumerate(ids)])
+    caplog.set_level(logging.WARNING, logger="worker.transport")
+    worker = ScoringWorker(cfg)
+    started = time.monotonic()
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    try:
+        # Every id, not EVENTS outputs: the dropped batch's copies count among the outputs.
+        outputs = read(cfg.kafka, cfg.kafka.output_topic, expected=EVENTS, timeout_s=300)
+        while set(ids) - {r.value["id"] for r in outputs} and time.monotonic() - started < 300:
+            outputs = read(cfg.kafka, cfg.kafka.output_topic, len(outputs) + 1, timeout_s=10)
+        caught_up_s = time.monotonic() - started
+        time.sleep(3)  # anything scored again would arrive now
+        outputs = read(cfg.kafka, cfg.kafka.output_topic, expected=len(outputs) + 1, timeout_s=5)
+    finally:
+        worker.stop()
+        thread.join(timeout=90)
+        assert not thread.is_alive(), "worker did not stop"
+    counts = Counter(r.value["id"] for r in outputs)
+    missing = set(ids) - set(counts)
+    assert not missing, f"{len(missing)} of {EVENTS} not scored in {caught_up_s:.0f} s"
+    twice = sum(n - 1 for n in counts.values())
+    refused = [r for r in caplog.records if "commit refused" in r.getMessage()]
+    print(
+        f"{transport}: {len(outputs)} outputs for {EVENTS} inputs, {twice} scored twice, "
+        f"{len(refused)} commits refused, caught up in {caught_up_s:.1f} s, "
+        f"batch cap now {worker.pacer.cap(worker.model.version_text)}"
+    )
+    # The batch that outlived the interval, and the one published before it if its acks came
+    # after the slow batch started (pipelined: max_batches_in_flight batches uncommitted).
+    assert twice <= cfg.worker.max_batches_in_flight * cfg.worker.max_batch_records
+    assert len(refused) <= cfg.kafka.partitions, "commits refused in a loop"

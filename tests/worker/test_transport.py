@@ -17,6 +17,7 @@ from worker.transport import (
     Backoff,
     DeliveryFailed,
     Refused,
+    Strikes,
     TransactionRefused,
     commit_until_done,
     publish_until_acknowledged,
@@ -118,7 +119,9 @@ def test_settle_sends_again_what_failed_then_each_record_refused_together_alone_
         log.append([r.key for r in records_])
         return Batch(list(records_))
 
-    def outcome(batch: Batch, refused: list[Refused]) -> tuple[list[OutRecord], str | None]:
+    def outcome(
+        batch: Batch, refused: list[Refused], strikes: Strikes
+    ) -> tuple[list[OutRecord], str | None]:
         lost = [] if lost_first else batch.records[-1:]
         lost_first.append(True)
         written = [r for r in batch.records if r not in lost]
