@@ -36,6 +36,26 @@ def _versions(service: Any) -> dict[str, Any]:
     return service.snapshot().get("versions", {})
 
 
+def _bad_version_promoted(cfg: Any, cancer: Any) -> tuple[ModelStore, Any, Any]:
+    """A good v1, then a bad v2 promoted over it (the labels topic made): store, v1, v2."""
+    ensure_topics(cfg.kafka, [cfg.kafka.labels_topic])
+    store = ModelStore.from_config(cfg)
+    first = register(store, cancer)
+    store.promote(first.version)
+    second = register(store, cancer, bad=True)
+    store.promote(second.version)
+    return store, first, second
+
+
+def _all_wrong_over_ten_closed_windows(k: Any, version: int) -> None:
+    """400 predictions of ``version`` (class 1 at 0.9) over ten closed 1-second windows, 40
+    per window, and a label 0 for each: live accuracy 0."""
+    start = int(time.time() * 1000) // 1000 * 1000 - 10_000
+    predictions = [_prediction(i, version, 0.9, start + i * 25) for i in range(400)]
+    produce_json(k, k.output_topic, predictions, key_field="id")
+    produce_json(k, k.labels_topic, [{"id": f"p-{i}", "label": 0} for i in range(400)])
+
+
 def test_monitor_joins_labels_before_and_after_predictions(monitor_config, run_monitor):
     cfg = monitor_config()
     k = cfg.kafka
@@ -115,16 +135,8 @@ def test_monitor_computes_fleet_drift_from_the_workers_minute_counts(
 def test_monitor_with_auto_rollback_off_only_reports(monitor_config, run_monitor, cancer):
     cfg = monitor_config(window_s=1, min_labels_per_window=20, auto_rollback=False)
     k = cfg.kafka
-    ensure_topics(k, [k.labels_topic])
-    store = ModelStore.from_config(cfg)
-    first = register(store, cancer)
-    store.promote(first.version)
-    second = register(store, cancer, bad=True)
-    store.promote(second.version)
-    start = int(time.time() * 1000) // 1000 * 1000 - 10_000  # ten closed 1-second windows
-    predictions = [_prediction(i, second.version, 0.9, start + i * 25) for i in range(400)]
-    produce_json(k, k.output_topic, predictions, key_field="id")  # 40 per window
-    produce_json(k, k.labels_topic, [{"id": f"p-{i}", "label": 0} for i in range(400)])
+    store, _, second = _bad_version_promoted(cfg, cancer)
+    _all_wrong_over_ten_closed_windows(k, second.version)
     service = run_monitor(cfg)
     wait_until(
         lambda: (service.snapshot().get("last_decision") or {}).get("action") == "report",
@@ -148,12 +160,7 @@ def test_a_failed_automatic_rollback_is_not_counted_and_the_next_evaluation_roll
     # attempt counted as a rollback would block both for good.
     cfg = monitor_config(window_s=1, min_labels_per_window=20)
     k = cfg.kafka
-    ensure_topics(k, [k.labels_topic])
-    store = ModelStore.from_config(cfg)
-    first = register(store, cancer)
-    store.promote(first.version)
-    second = register(store, cancer, bad=True)
-    store.promote(second.version)
+    store, first, second = _bad_version_promoted(cfg, cancer)
     service = run_monitor(cfg)
     attempts: list[str] = []
     real_rollback = service.store.rollback
@@ -165,10 +172,7 @@ def test_a_failed_automatic_rollback_is_not_counted_and_the_next_evaluation_roll
         return real_rollback(alias, **kwargs)
 
     monkeypatch.setattr(service.store, "rollback", unreachable_once)
-    start = int(time.time() * 1000) // 1000 * 1000 - 10_000  # ten closed 1-second windows
-    predictions = [_prediction(i, second.version, 0.9, start + i * 25) for i in range(400)]
-    produce_json(k, k.output_topic, predictions, key_field="id")  # 40 per window
-    produce_json(k, k.labels_topic, [{"id": f"p-{i}", "label": 0} for i in range(400)])
+    _all_wrong_over_ten_closed_windows(k, second.version)
     wait_until(
         lambda: store.alias_state("production")[0] == first.version, 30, "automatic rollback"
     )

@@ -35,6 +35,17 @@ def second_of_four_too_large(register, model_store, demo_set):
     return batch, result, transport, replace
 
 
+def three_scored(register, model_store, demo_set):
+    """Three events scored by the registered model: the model, the input values, the batch,
+    the processor and its result."""
+    register()
+    model = serving(model_store)
+    values = [jsonio.dumps(demo_set.event(i)) for i in range(3)]
+    batch = records(values)
+    processor = BatchProcessor(DEST)
+    return model, values, batch, processor, processor.process(batch, model)
+
+
 def test_refused_prediction_is_replaced_by_its_publish_dead_letter_then_committed(
     register, model_store, demo_set
 ):
@@ -77,12 +88,7 @@ def test_exactly_once_a_refused_prediction_aborts_once_then_its_dead_letter_comm
 def test_exactly_once_a_record_refused_whatever_replaces_it_is_dropped_and_the_rest_commits(
     register, model_store, demo_set
 ):
-    register()
-    model = serving(model_store)
-    values = [jsonio.dumps(demo_set.event(i)) for i in range(3)]
-    batch = records(values)
-    processor = BatchProcessor(DEST)
-    result = processor.process(batch, model)
+    _, values, batch, _, result = three_scored(register, model_store, demo_set)
     transport = FakeTransport({("in", 0): values})
     transport.refuse_over_bytes = 1  # every record, dead letters included
 
@@ -148,11 +154,7 @@ class RefusesWhatItHolds(FakeTransport):
 def test_exactly_once_a_replacement_that_changes_nothing_stops_the_rounds_and_drops_the_record(
     register, model_store, demo_set
 ):
-    register()
-    model = serving(model_store)
-    values = [jsonio.dumps(demo_set.event(i)) for i in range(3)]
-    batch = records(values)
-    result = BatchProcessor(DEST).process(batch, model)
+    _, values, batch, _, result = three_scored(register, model_store, demo_set)
     bad = result.records[1]
     transport = RefusesWhatItHolds({("in", 0): values}, [bad])
 
@@ -168,12 +170,7 @@ def test_exactly_once_a_replacement_that_changes_nothing_stops_the_rounds_and_dr
 def test_exactly_once_a_refusal_of_records_it_was_not_given_still_ends_with_a_commit(
     register, model_store, demo_set
 ):
-    register()
-    model = serving(model_store)
-    values = [jsonio.dumps(demo_set.event(i)) for i in range(3)]
-    batch = records(values)
-    processor = BatchProcessor(DEST)
-    result = processor.process(batch, model)
+    model, values, batch, processor, result = three_scored(register, model_store, demo_set)
     ghost = OutRecord("out", b"ghost", b"{}", [])  # of no source, not in the batch
     transport = RefusesWhatItHolds({("in", 0): values}, [ghost])
     replace = RefusedReplacer(processor, model, batch, result, KafkaConfig(dead_letter_topic="dlq"))

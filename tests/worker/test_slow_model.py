@@ -13,6 +13,7 @@ from collections import Counter
 
 import pytest
 
+from streamscore.config import Config
 from tests.kafka_helpers import produce, read
 from tests.worker.conftest import TEST_TYPES, SlowPerRow, SlowsDownAfter
 from worker.pacing import PROBE_RECORDS
@@ -37,27 +38,12 @@ def test_slow_model_catches_up_without_a_rescoring_loop(
     ids = [f"s-{i}" for i in range(EVENTS)]
     produce(cfg.kafka, [demo_set.event(i % 500, id=ident) for i, ident in enumerate(ids)])
     caplog.set_level(logging.WARNING, logger="worker.transport")
-    worker = ScoringWorker(cfg)
-    started = time.monotonic()
-    thread = threading.Thread(target=worker.run, daemon=True)
-    thread.start()
-    try:
-        outputs = read(cfg.kafka, cfg.kafka.output_topic, expected=EVENTS, timeout_s=240)
-        caught_up_s = time.monotonic() - started
-        time.sleep(2)  # anything scored again would arrive now
-        outputs = read(cfg.kafka, cfg.kafka.output_topic, expected=len(outputs) + 1, timeout_s=5)
-    finally:
-        worker.stop()
-        thread.join(timeout=60)
-        assert not thread.is_alive(), "worker did not stop"
-    counts = Counter(r.value["id"] for r in outputs)
-    missing = set(ids) - set(counts)
-    assert not missing, f"{len(missing)} of {EVENTS} not scored in {caught_up_s:.0f} s"
+    worker, counts, caught_up_s = score_every_id(cfg, ids, timeout_s=240, settle_s=2)
     twice = sum(n - 1 for n in counts.values())
     refused = [r for r in caplog.records if "commit refused" in r.getMessage()]
     largest = worker.pacer.cap(worker.model.version_text)
     print(
-        f"{transport}: {len(outputs)} outputs for {EVENTS} inputs, {twice} scored twice, "
+        f"{transport}: {counts.total()} outputs for {EVENTS} inputs, {twice} scored twice, "
         f"{len(refused)} commits refused, caught up in {caught_up_s:.1f} s, batch cap {largest}"
     )
     # At most one batch per partition scored twice (a batch is at most the pacer's cap).
@@ -71,7 +57,7 @@ SLOW_PER_ROW = 0.030
 
 
 @pytest.mark.parametrize("transport", ["kafka-python", "confluent-kafka"])
-def test_a_model_slowing_down_after_the_pacer_learned_it_fast_costs_one_dropped_batch(
+def test_a_model_slowing_down_after_the_pacer_learned_it_fast_scores_only_the_batches_in_flight_twice(
     config_factory, register, demo_set, transport, caplog
 ):
     """Fast for 1,500 rows (the pacer allows full 1,000-row batches), then 30 ms a row: the
@@ -87,29 +73,11 @@ def test_a_model_slowing_down_after_the_pacer_learned_it_fast_costs_one_dropped_
     ids = [f"d-{i}" for i in range(EVENTS)]
     produce(cfg.kafka, [demo_set.event(i % 500, id=ident) for i, ident in enumerate(ids)])
     caplog.set_level(logging.WARNING, logger="worker.transport")
-    worker = ScoringWorker(cfg)
-    started = time.monotonic()
-    thread = threading.Thread(target=worker.run, daemon=True)
-    thread.start()
-    try:
-        # Every id, not EVENTS outputs: the dropped batch's copies count among the outputs.
-        outputs = read(cfg.kafka, cfg.kafka.output_topic, expected=EVENTS, timeout_s=300)
-        while set(ids) - {r.value["id"] for r in outputs} and time.monotonic() - started < 300:
-            outputs = read(cfg.kafka, cfg.kafka.output_topic, len(outputs) + 1, timeout_s=10)
-        caught_up_s = time.monotonic() - started
-        time.sleep(3)  # anything scored again would arrive now
-        outputs = read(cfg.kafka, cfg.kafka.output_topic, expected=len(outputs) + 1, timeout_s=5)
-    finally:
-        worker.stop()
-        thread.join(timeout=90)
-        assert not thread.is_alive(), "worker did not stop"
-    counts = Counter(r.value["id"] for r in outputs)
-    missing = set(ids) - set(counts)
-    assert not missing, f"{len(missing)} of {EVENTS} not scored in {caught_up_s:.0f} s"
+    worker, counts, caught_up_s = score_every_id(cfg, ids, timeout_s=300, settle_s=3)
     twice = sum(n - 1 for n in counts.values())
     refused = [r for r in caplog.records if "commit refused" in r.getMessage()]
     print(
-        f"{transport}: {len(outputs)} outputs for {EVENTS} inputs, {twice} scored twice, "
+        f"{transport}: {counts.total()} outputs for {EVENTS} inputs, {twice} scored twice, "
         f"{len(refused)} commits refused, caught up in {caught_up_s:.1f} s, "
         f"batch cap now {worker.pacer.cap(worker.model.version_text)}"
     )
@@ -117,3 +85,32 @@ def test_a_model_slowing_down_after_the_pacer_learned_it_fast_costs_one_dropped_
     # after the slow batch started (pipelined: max_batches_in_flight batches uncommitted).
     assert twice <= cfg.worker.max_batches_in_flight * cfg.worker.max_batch_records
     assert len(refused) <= cfg.kafka.partitions, "commits refused in a loop"
+
+
+def score_every_id(
+    cfg: Config, ids: list[str], *, timeout_s: float, settle_s: float
+) -> tuple[ScoringWorker, Counter[str], float]:
+    """Run a worker until every id has a prediction (or ``timeout_s``), wait ``settle_s`` for
+    anything scored again, stop it: the worker, every output read, the time to catch up.
+    Every id, not a count of outputs: a dropped batch's copies count among the outputs."""
+    worker = ScoringWorker(cfg)
+    started = time.monotonic()
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    try:
+        outputs = read(cfg.kafka, cfg.kafka.output_topic, expected=len(ids), timeout_s=timeout_s)
+        while set(ids) - {r.value["id"] for r in outputs} and (
+            time.monotonic() - started < timeout_s
+        ):
+            outputs = read(cfg.kafka, cfg.kafka.output_topic, len(outputs) + 1, timeout_s=10)
+        caught_up_s = time.monotonic() - started
+        time.sleep(settle_s)  # anything scored again would arrive now
+        outputs = read(cfg.kafka, cfg.kafka.output_topic, expected=len(outputs) + 1, timeout_s=5)
+    finally:
+        worker.stop()
+        thread.join(timeout=90)
+        assert not thread.is_alive(), "worker did not stop"
+    counts = Counter(r.value["id"] for r in outputs)
+    missing = set(ids) - set(counts)
+    assert not missing, f"{len(missing)} of {len(ids)} not scored in {caught_up_s:.0f} s"
+    return worker, counts, caught_up_s
