@@ -8,7 +8,7 @@ acknowledgements, publish the replacements of outputs refused for good, commit i
 at most ``depth`` batches (``[worker] max_batches_in_flight``) are in flight, so memory stays
 bounded; ``depth = 1`` is the synchronous loop (each batch finished before the next poll).
 
-Commits are coalesced (``[worker] commit_interval_ms``): a finished batch's offsets are
+Commits may be coalesced (``[worker] commit_interval_ms`` > 0): a finished batch's offsets are
 committed at once when the last commit is at least that old, otherwise they wait, merged with
 the next batches', for the next commit, which comes at the latest with the first batch
 finished after the interval, an empty poll, a revoke or a stop. A synchronous commit is a
@@ -128,12 +128,13 @@ class Pipeline:
             self._batches.append(batch)
             self._finish(self.depth - 1, None)
 
-    def finish(self, keep: int = 0) -> None:
+    def finish(self, keep: int = 0, *, commit_now: bool = True) -> None:
         """Finish batches in order (wait for their acks, commit) until at most ``keep`` remain;
-        beyond that, finish those already acknowledged, without waiting. Every offset not yet
-        committed is committed before it returns (an empty poll, a stop)."""
+        beyond that, finish those already acknowledged, without waiting. With ``commit_now``
+        every offset not yet committed is committed before it returns (an empty poll, a stop);
+        without, only once the commit interval has passed."""
         with self._lock:
-            self._finish(keep, None, force=True)
+            self._finish(keep, None, force=commit_now)
 
     def _finish(self, keep: int, commit: CommitOffsets | None, force: bool = False) -> None:
         batches = self._batches

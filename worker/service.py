@@ -381,8 +381,9 @@ class ScoringWorker:
         assert model is not None, "consuming without a model"
         # Commit what the broker acknowledged already (not waiting): were this batch to outlive
         # the poll interval (a model that just slowed down), those commits would be refused
-        # and their batches scored again by the next owner.
-        self.pipeline.finish(keep=len(self.pipeline))
+        # and their batches scored again by the next owner. Coalesced commits
+        # ([worker] commit_interval_ms > 0) keep their interval here too.
+        self.pipeline.finish(keep=len(self.pipeline), commit_now=False)
         started = time.perf_counter()
         result = self.processor.process(records, model, self.candidates.canary_for(model))
         scoring_s = time.perf_counter() - started

@@ -350,7 +350,7 @@ class WorkerConfig:
         "before the next poll (exactly-once always 1)",
     )
     commit_interval_ms: int = _opt(
-        100,
+        0,
         min=0,
         max=60_000,
         doc="offsets of acknowledged batches are committed at most this often (coalesced; "

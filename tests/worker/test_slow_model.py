@@ -57,7 +57,7 @@ SLOW_PER_ROW = 0.030
 
 
 @pytest.mark.parametrize("transport", ["kafka-python", "confluent-kafka"])
-def test_a_model_slowing_down_after_the_pacer_learned_it_fast_scores_only_the_batches_in_flight_twice(
+def test_a_model_slowing_after_the_pacer_learned_it_fast_rescores_only_batches_in_flight(
     config_factory, register, demo_set, transport, caplog
 ):
     """Fast for 1,500 rows (the pacer allows full 1,000-row batches), then 30 ms a row: the
