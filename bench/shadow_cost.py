@@ -12,79 +12,19 @@ would repeat). Publishing the shadow's records to Kafka is not in these figures 
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
-from dataclasses import dataclass
-from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
-from streamscore import jsonio
-
-
-@dataclass
-class _Record:
-    topic: str
-    partition: int
-    offset: int
-    timestamp: int
-    key: bytes | None
-    value: bytes | None
+from bench.inprocess import demo_scoring
 
 
 def measure(batch: int = 1000, rounds: int = 10, estimator: str = "lr") -> dict[str, float]:
     """Best of ``rounds`` (10 batches each), CPU microseconds per event."""
-    from sklearn.datasets import load_breast_cancer
-    from sklearn.ensemble import HistGradientBoostingClassifier
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    from model_store import FeatureSpec, ModelStore
-    from model_store.artifact import ArtifactPolicy
-    from worker.processor import BatchProcessor, Destinations, ServingModel
+    from worker.processor import BatchProcessor, Destinations
     from worker.shadow import ShadowMetrics, ShadowScorer
-    from worker.validation import ValidationPolicy
 
-    data = load_breast_cancer()
-    names = [n.replace(" ", "_") for n in data.feature_names]
-    store = ModelStore(
-        Path(tempfile.mkdtemp(prefix="shadow-cost-")), "demo", policy=ArtifactPolicy(())
-    )
-    for seed in (1, 2):
-        if estimator == "hgb":
-            model = HistGradientBoostingClassifier(max_iter=100, random_state=seed)
-        else:
-            model = make_pipeline(StandardScaler(), LogisticRegression(C=seed, max_iter=5000))
-        model.fit(data.data, data.target)
-        store.register(
-            model,
-            task="classification",
-            features=[FeatureSpec(n, "float") for n in names],
-            classes=[0, 1],
-            metrics={},
-            estimator=estimator,
-        )
-    policy = ValidationPolicy()
-    extra = ("id",)
-    production = ServingModel(store.load(1), policy, alias="production", seq=1, allowed_extra=extra)
-    shadow = ServingModel(store.load(2), policy, alias="candidate", seq=1, allowed_extra=extra)
-    records = [
-        _Record(
-            "in",
-            0,
-            i,
-            0,
-            f"e-{i}".encode(),
-            jsonio.dumps(
-                {
-                    "id": f"e-{i}",
-                    **{n: float(v) for n, v in zip(names, data.data[i % 569], strict=True)},
-                }
-            ),
-        )
-        for i in range(batch)
-    ]
+    (production, shadow), records = demo_scoring(estimator, (1, 2), batch)
     processor = BatchProcessor(Destinations("out", "dlq", "g", "w"))
     scorer = ShadowScorer("shadow", 1.0, 600_000, ShadowMetrics(CollectorRegistry()))
     best = {"production": float("inf"), "shadow": float("inf"), "shadow_model": float("inf")}

@@ -14,26 +14,14 @@ events/s): what the whole path would have to fit in.
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+from bench.inprocess import demo_scoring
 from streamscore import jsonio
 
 BATCH = 1000
-
-
-@dataclass
-class _Record:
-    topic: str
-    partition: int
-    offset: int
-    timestamp: int
-    key: bytes | None
-    value: bytes | None
 
 
 def _best(fn: Callable[[], Any], rounds: int, per: int) -> float:
@@ -48,52 +36,9 @@ def _best(fn: Callable[[], Any], rounds: int, per: int) -> float:
 
 def measure(estimator: str = "lr", rounds: int = 15) -> dict[str, float]:
     """CPU microseconds per event of each stage (best of ``rounds`` x 10 batches)."""
-    from sklearn.datasets import load_breast_cancer
-    from sklearn.ensemble import HistGradientBoostingClassifier
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+    from worker.processor import BatchProcessor, Destinations
 
-    from model_store import FeatureSpec, ModelStore
-    from model_store.artifact import ArtifactPolicy
-    from worker.processor import BatchProcessor, Destinations, ServingModel
-    from worker.validation import ValidationPolicy
-
-    data = load_breast_cancer()
-    names = [n.replace(" ", "_") for n in data.feature_names]
-    store = ModelStore(Path(tempfile.mkdtemp(prefix="stages-")), "demo", policy=ArtifactPolicy(()))
-    if estimator == "hgb":
-        model: Any = HistGradientBoostingClassifier(max_iter=100, random_state=1)
-    else:
-        model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000))
-    model.fit(data.data, data.target)
-    store.register(
-        model,
-        task="classification",
-        features=[FeatureSpec(n, "float") for n in names],
-        classes=[0, 1],
-        metrics={},
-        estimator=estimator,
-    )
-    serving = ServingModel(
-        store.load(1), ValidationPolicy(), alias="production", seq=1, allowed_extra=("id",)
-    )
-    records = [
-        _Record(
-            "in",
-            i % 4,
-            i,
-            0,
-            f"e-{i}".encode(),
-            jsonio.dumps(
-                {
-                    "id": f"e-{i}",
-                    **{n: float(v) for n, v in zip(names, data.data[i % 569], strict=True)},
-                }
-            ),
-        )
-        for i in range(BATCH)
-    ]
+    (serving,), records = demo_scoring(estimator, (1,), BATCH)
     processor = BatchProcessor(Destinations("out", "dlq", "g", "w"))
     result = processor.process(records, serving)
     matrix = result.production.matrix if result.production else None
